@@ -1,0 +1,152 @@
+// swift-tools-version:6.1
+// nk3: declarative, rolling NixOS + k3s cluster management (agent + coordinator).
+import PackageDescription
+
+let package = Package(
+    name: "nk3",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nk3", targets: ["nk3"]),
+        .executable(name: "nk3-agent", targets: ["nk3-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
+        .package(url: "https://github.com/stencilproject/Stencil.git", from: "0.15.1"),
+    ],
+    targets: [
+        // Wire types, canonical encoding, Ed25519 envelopes, and pure PKI minting. No I/O.
+        .target(
+            name: "NK3Protocol",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            path: "Sources/Protocol"
+        ),
+        // Shared I/O helpers: atomic files, 0600 key files, TLS configuration, a small HTTPS server.
+        .target(
+            name: "NK3Common",
+            dependencies: [
+                "NK3Protocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Common"
+        ),
+        // The node agent: mTLS server, apply state machine, rollback, NixOS system backend, status, metrics.
+        .target(
+            name: "NK3Agent",
+            dependencies: [
+                "NK3Protocol", "NK3Common",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/Agent"
+        ),
+        // Kubernetes API client (kubeconfig, nodes, pods, eviction, apps, Lease, CephCluster).
+        .target(
+            name: "NK3Kube",
+            dependencies: [
+                "NK3Common",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Kube"
+        ),
+        // The coordinator: inventory, templates, diff, PKI files, agent client, gates, rollout, output.
+        .target(
+            name: "NK3Coordinator",
+            dependencies: [
+                "NK3Protocol", "NK3Common", "NK3Kube",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Stencil", package: "Stencil"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Coordinator"
+        ),
+        // Simulations (labelled as such): simulated NixOS node, fake Kubernetes API server, simulated cluster.
+        .target(
+            name: "NK3TestSupport",
+            dependencies: [
+                "NK3Protocol", "NK3Common", "NK3Agent", "NK3Kube", "NK3Coordinator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/TestSupport"
+        ),
+        .executableTarget(
+            name: "nk3",
+            dependencies: [
+                "NK3Protocol", "NK3Common", "NK3Coordinator", "NK3Kube", "NK3TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/nk3"
+        ),
+        .executableTarget(
+            name: "nk3-agent",
+            dependencies: [
+                "NK3Protocol", "NK3Common", "NK3Agent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/nk3-agent"
+        ),
+        .testTarget(name: "ProtocolTests", dependencies: ["NK3Protocol"], path: "Tests/ProtocolTests"),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: ["NK3Agent", "NK3Protocol", "NK3Common", "NK3TestSupport", "NK3Coordinator"],
+            path: "Tests/AgentTests"
+        ),
+        .testTarget(
+            name: "KubeTests",
+            dependencies: ["NK3Kube", "NK3TestSupport"],
+            path: "Tests/KubeTests"
+        ),
+        .testTarget(
+            name: "CoordinatorTests",
+            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3TestSupport", "NK3Kube"],
+            path: "Tests/CoordinatorTests",
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["NK3Coordinator", "NK3Agent", "NK3TestSupport", "NK3Kube", "NK3Protocol"],
+            path: "Tests/EndToEndTests"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

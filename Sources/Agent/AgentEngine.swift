@@ -1,0 +1,21 @@
+import Foundation
+import NK3Protocol
+
+/// The seam between the agent's HTTPS front end (routing, roles, envelope verification, serial
+/// persistence) and its apply engine (state machine, system backend, status, metrics).
+///
+/// The server calls `handle` only for envelopes that verified and whose serial has been persisted.
+public protocol AgentEngine: Sendable {
+    /// Current status. `lastAcceptedSerial` is filled in by the server from its serial store.
+    func status() async -> AgentStatus
+    /// Contents of the landed nk3-managed files in the NixOS configuration directory.
+    func landedFiles() async -> [String: String]
+    /// One operation's status, result and log tail, or nil if unknown.
+    func operation(id: String) async -> OperationReport?
+    /// Prometheus text exposition of the agent's metrics.
+    func metricsText() async -> String
+    /// Carries out a verified command (apply, confirm, reboot, rollback). Throws a `WireError`
+    /// (e.g. `.busy`, `.invalidState`) to refuse it; the answer is sent before long work (a rebuild
+    /// or a reboot) completes.
+    func handle(_ payload: CommandPayload) async throws(WireError) -> EnvelopeReceipt
+}

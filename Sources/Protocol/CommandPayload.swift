@@ -1,0 +1,150 @@
+import Foundation
+
+/// The signed content of an envelope: who it is for, when it is valid, its serial, and what to do.
+public struct CommandPayload: Codable, Sendable, Hashable {
+    public var version: Int
+    /// Hostname of the target node (as in the inventory). An agent refuses any other node's command.
+    public var node: String
+    /// Strictly increasing per node; an agent refuses a serial not greater than the last it accepted.
+    public var serial: UInt64
+    public var issuedAt: Date
+    public var expiresAt: Date
+    public var command: Command
+
+    public init(
+        version: Int = NK3Wire.version, node: String, serial: UInt64, issuedAt: Date, expiresAt: Date,
+        command: Command
+    ) {
+        self.version = version
+        self.node = node
+        self.serial = serial
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.command = command
+    }
+}
+
+/// What a signed envelope asks the agent to do.
+public enum Command: Codable, Sendable, Hashable {
+    case apply(ApplyBundle)
+    case confirm(ConfirmCommand)
+    case reboot(RebootCommand)
+    case rollback(RollbackCommand)
+
+    /// Short name used in logs, metrics and JSON output.
+    public var kind: String {
+        switch self {
+        case .apply: return "apply"
+        case .confirm: return "confirm"
+        case .reboot: return "reboot"
+        case .rollback: return "rollback"
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey { case kind, apply, confirm, reboot, rollback }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let kind = try c.decode(String.self, forKey: .kind)
+        switch kind {
+        case "apply": self = .apply(try c.decode(ApplyBundle.self, forKey: .apply))
+        case "confirm": self = .confirm(try c.decode(ConfirmCommand.self, forKey: .confirm))
+        case "reboot": self = .reboot(try c.decode(RebootCommand.self, forKey: .reboot))
+        case "rollback": self = .rollback(try c.decode(RollbackCommand.self, forKey: .rollback))
+        default:
+            throw DecodingError.dataCorruptedError(
+                forKey: .kind, in: c, debugDescription: "unknown command kind '\(kind)'")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(kind, forKey: .kind)
+        switch self {
+        case .apply(let v): try c.encode(v, forKey: .apply)
+        case .confirm(let v): try c.encode(v, forKey: .confirm)
+        case .reboot(let v): try c.encode(v, forKey: .reboot)
+        case .rollback(let v): try c.encode(v, forKey: .rollback)
+        }
+    }
+}
+
+/// `nixos-rebuild` action an apply runs.
+public enum RebuildAction: String, Codable, Sendable, Hashable, CaseIterable {
+    /// Build, make the boot default and activate now.
+    case `switch`
+    /// Build and make the boot default; takes effect after a reboot.
+    case boot
+    /// Build and activate now without touching the boot default (gone after reboot).
+    case test
+}
+
+/// A configuration bundle: the files to land in /etc/nixos and how to rebuild.
+public struct ApplyBundle: Codable, Sendable, Hashable {
+    /// File name (relative to /etc/nixos, no directories) → content.
+    public var files: [String: String]
+    public var action: RebuildAction
+    /// Pass `--upgrade` (update the `nixos` channel first).
+    public var upgrade: Bool
+    /// Channel URL to enforce as `nixos` before an upgrade (e.g. https://nixos.org/channels/nixos-24.05).
+    public var nixChannel: String?
+    /// Seconds the agent waits for a signed confirm before rolling back by itself.
+    public var confirmTimeoutSeconds: Int
+
+    public init(
+        files: [String: String], action: RebuildAction, upgrade: Bool = false, nixChannel: String? = nil,
+        confirmTimeoutSeconds: Int = 600
+    ) {
+        self.files = files
+        self.action = action
+        self.upgrade = upgrade
+        self.nixChannel = nixChannel
+        self.confirmTimeoutSeconds = confirmTimeoutSeconds
+    }
+
+    /// Validates names and sizes; returns a message for the first problem found.
+    public func validationProblem() -> String? {
+        if files.isEmpty { return "bundle has no files" }
+        guard files["configuration.nix"] != nil else { return "bundle has no configuration.nix" }
+        for name in files.keys {
+            if !ApplyBundle.isValidFileName(name) {
+                return "invalid file name '\(name)': only [A-Za-z0-9._-] without a leading dot, no directories"
+            }
+        }
+        if confirmTimeoutSeconds < 10 || confirmTimeoutSeconds > 24 * 3600 {
+            return "confirmTimeoutSeconds \(confirmTimeoutSeconds) out of range 10…86400"
+        }
+        if let ch = nixChannel, !(ch.hasPrefix("https://") || ch.hasPrefix("http://") || ch.hasPrefix("file://")) {
+            // nix-channel --add rejects other schemes with "invalid channel URL" (nixos-facts §4).
+            return "invalid channel URL '\(ch)': must start with https://, http:// or file://"
+        }
+        return nil
+    }
+
+    /// File names an agent accepts: a flat name in /etc/nixos, no path separators, no dot files.
+    public static func isValidFileName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.count <= 128, !name.hasPrefix(".") else { return false }
+        return name.unicodeScalars.allSatisfy { s in
+            (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "." || s == "_"
+                || s == "-"
+        }
+    }
+}
+
+/// Confirms the apply accepted with serial `applySerial`: the node is healthy, keep the new generation.
+public struct ConfirmCommand: Codable, Sendable, Hashable {
+    public var applySerial: UInt64
+    public init(applySerial: UInt64) { self.applySerial = applySerial }
+}
+
+/// Reboot the node. The agent answers before the machine goes down.
+public struct RebootCommand: Codable, Sendable, Hashable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+/// Roll back the apply in progress now instead of waiting for its deadline.
+public struct RollbackCommand: Codable, Sendable, Hashable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}

@@ -1,0 +1,1 @@
+print("nk3-agent")

@@ -1,0 +1,366 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import X509
+
+/// One HTTP request as the server hands it to its handler: fully read, within the size limits.
+public struct HTTPServerRequest: Sendable {
+    /// Request method.
+    public var method: HTTPMethod
+    /// The request target as sent (path and query).
+    public var uri: String
+    /// The path part of `uri`, not percent-decoded.
+    public var path: String
+    /// Query parameters, percent-decoded (`+` read as a space); the last of repeated names wins.
+    public var query: [String: String]
+    /// Request headers.
+    public var headers: HTTPHeaders
+    /// The whole request body.
+    public var body: ByteBuffer
+    /// The client certificate, verified against the server's trust roots during the TLS handshake
+    /// (nil without TLS or when the client presented none).
+    public var clientCertificate: Certificate?
+
+    /// Makes a request (the server does this; tests of handlers may too).
+    public init(
+        method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer(),
+        clientCertificate: Certificate? = nil
+    ) {
+        self.method = method
+        self.uri = uri
+        let (path, query) = HTTPServerRequest.split(uri: uri)
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.clientCertificate = clientCertificate
+    }
+
+    /// Splits a request target into its path and its decoded query parameters.
+    public static func split(uri: String) -> (path: String, query: [String: String]) {
+        guard let q = uri.firstIndex(of: "?") else { return (uri, [:]) }
+        var query: [String: String] = [:]
+        for pair in uri[uri.index(after: q)...].split(separator: "&") where !pair.isEmpty {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String {
+                let plus = s.replacingOccurrences(of: "+", with: " ")
+                return plus.removingPercentEncoding ?? plus
+            }
+            query[decode(kv[0])] = kv.count > 1 ? decode(kv[1]) : ""
+        }
+        return (String(uri[..<q]), query)
+    }
+}
+
+/// The handler's answer.
+public struct HTTPServerResponse: Sendable {
+    /// What is sent after the head.
+    public enum Body: Sendable {
+        /// A complete body, sent with a Content-Length.
+        case bytes(ByteBuffer)
+        /// A body sent in chunks as the stream yields them (chunked transfer encoding), e.g. a Kubernetes
+        /// `?watch=true` response. The response ends when the stream finishes; the stream is cancelled
+        /// (its `onTermination` runs) when the client goes away or the server shuts down.
+        case stream(AsyncStream<ByteBuffer>)
+    }
+
+    /// Status code.
+    public var status: HTTPResponseStatus
+    /// Response headers (Content-Length / Transfer-Encoding are set by the server).
+    public var headers: HTTPHeaders
+    /// The body.
+    public var body: Body
+
+    /// Makes a response.
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: Body = .bytes(ByteBuffer())) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A JSON response (`Content-Type: application/json`) encoded with `encoder`; a value that fails to
+    /// encode yields a 500 with a plain-text message.
+    public static func json<T: Encodable>(
+        _ status: HTTPResponseStatus, _ value: T, encoder: JSONEncoder = JSONEncoder()
+    ) -> HTTPServerResponse {
+        do {
+            let data = try encoder.encode(value)
+            return HTTPServerResponse(
+                status: status, headers: ["Content-Type": "application/json"], body: .bytes(ByteBuffer(bytes: data)))
+        } catch {
+            return .text(.internalServerError, "cannot encode response: \(error)\n")
+        }
+    }
+
+    /// A plain-text response (`text/plain; charset=utf-8`).
+    public static func text(_ status: HTTPResponseStatus, _ text: String, contentType: String = "text/plain; charset=utf-8")
+        -> HTTPServerResponse
+    {
+        HTTPServerResponse(
+            status: status, headers: ["Content-Type": contentType], body: .bytes(ByteBuffer(string: text)))
+    }
+}
+
+/// Limits that protect the server from large or slow clients.
+public struct HTTPServerLimits: Sendable, Hashable {
+    /// Largest request body accepted; a larger one is answered 413 and the connection closed. The body is
+    /// never buffered beyond this.
+    public var maxBodyBytes: Int
+    /// Largest total size of the request head's header names and values (answered 400 by the parser and
+    /// closed when exceeded).
+    public var maxHeaderBytes: Int
+    /// A connection with no request in progress and nothing read for this long is closed.
+    public var idleTimeout: Duration
+    /// Listen backlog.
+    public var backlog: Int
+
+    /// Makes limits (defaults suit the agent: `NK3Wire.maxBodyBytes`-sized bodies).
+    public init(
+        maxBodyBytes: Int = 4 * 1024 * 1024, maxHeaderBytes: Int = 16 * 1024, idleTimeout: Duration = .seconds(60),
+        backlog: Int = 1024
+    ) {
+        self.maxBodyBytes = maxBodyBytes
+        self.maxHeaderBytes = maxHeaderBytes
+        self.idleTimeout = idleTimeout
+        self.backlog = backlog
+    }
+}
+
+/// A small HTTP/1.1 server on swift-nio with optional TLS (NIOSSL): keep-alive, body and header limits,
+/// idle timeout, chunked streaming responses, and the verified client certificate for each request.
+///
+/// Shared by the agent and by the simulated Kubernetes API server.
+public final class HTTPSServer: Sendable {
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    private let serverChannel: NIOAsyncChannel<Connection, Never>
+    private let runTask: Task<Void, Never>
+    /// The bound port (useful with port 0).
+    public let port: Int
+    /// The bound host.
+    public let host: String
+
+    private init(serverChannel: NIOAsyncChannel<Connection, Never>, runTask: Task<Void, Never>, host: String, port: Int) {
+        self.serverChannel = serverChannel
+        self.runTask = runTask
+        self.host = host
+        self.port = port
+    }
+
+    /// Binds `host:port` (port 0: an ephemeral port, see `port`) and serves requests with `handler` until
+    /// `shutdown()`. With `tls`, every connection is TLS (see `TLSConfigs.server`).
+    public static func start(
+        host: String, port: Int, tls: NIOSSLContext?, limits: HTTPServerLimits = HTTPServerLimits(),
+        logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        handler: @escaping @Sendable (HTTPServerRequest) async -> HTTPServerResponse
+    ) async throws -> HTTPSServer {
+        let idle = TimeAmount.nanoseconds(
+            limits.idleTimeout.components.seconds * 1_000_000_000 + limits.idleTimeout.components.attoseconds / 1_000_000_000)
+        let headerLimits: NIOHTTPDecoderLimitConfiguration = {
+            var l = NIOHTTPDecoderLimitConfiguration()
+            l.maxHeaderListSize = limits.maxHeaderBytes
+            l.maxHeaderFieldSize = limits.maxHeaderBytes
+            l.maxHeaderFieldCount = 256
+            return l
+        }()
+        let channel = try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.backlog, value: Int32(clamping: limits.backlog))
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try sync.addHandler(
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: headerLimits)))
+                    try sync.addHandler(HTTPResponseEncoder())
+                    try sync.addHandler(HTTPServerProtocolErrorHandler())
+                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
+                    try sync.addHandler(IdleCloseHandler())
+                    return try Connection(wrappingChannelSynchronously: channel)
+                }
+            }
+        let boundPort = channel.channel.localAddress?.port ?? port
+        var log = logger
+        log[metadataKey: "http.port"] = "\(boundPort)"
+        let serverLogger = log
+        let isTLS = tls != nil
+        let task = Task {
+            do {
+                try await channel.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in inbound {
+                            group.addTask {
+                                await serve(connection, tls: isTLS, limits: limits, logger: serverLogger, handler: handler)
+                            }
+                        }
+                    }
+                }
+            } catch {
+                if !Task.isCancelled { serverLogger.debug("http server stopped: \(error)") }
+            }
+        }
+        logger.debug("http server listening", metadata: ["http.host": "\(host)", "http.port": "\(boundPort)"])
+        return HTTPSServer(serverChannel: channel, runTask: task, host: host, port: boundPort)
+    }
+
+    /// Stops accepting, closes every connection (cancelling handlers and streams in progress) and waits
+    /// until all of them are done.
+    public func shutdown() async {
+        runTask.cancel()
+        try? await serverChannel.channel.close()
+        await runTask.value
+    }
+
+    // MARK: - one connection
+
+    private static func serve(
+        _ connection: Connection, tls: Bool, limits: HTTPServerLimits, logger: Logger,
+        handler: @Sendable (HTTPServerRequest) async -> HTTPServerResponse
+    ) async {
+        let channel = connection.channel
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                var peer: Certificate?? = nil
+                while let part = try await iterator.next() {
+                    guard case .head(let head) = part else { return }  // body without head: protocol error
+                    let keepAlive = head.isKeepAlive
+                    if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
+                        try await refuseTooLarge(head: head, limit: limits.maxBodyBytes, outbound: outbound, channel: channel, iterator: &iterator)
+                        return
+                    }
+                    var body = channel.allocator.buffer(capacity: 0)
+                    var complete = false
+                    var tooLarge = false
+                    reading: while let p = try await iterator.next() {
+                        switch p {
+                        case .body(var chunk):
+                            if body.readableBytes + chunk.readableBytes > limits.maxBodyBytes {
+                                tooLarge = true
+                                break reading
+                            }
+                            body.writeBuffer(&chunk)
+                        case .end:
+                            complete = true
+                            break reading
+                        case .head:
+                            return
+                        }
+                    }
+                    if tooLarge {
+                        try await refuseTooLarge(head: head, limit: limits.maxBodyBytes, outbound: outbound, channel: channel, iterator: &iterator)
+                        return
+                    }
+                    guard complete else { return }  // client went away mid-request
+
+                    if peer == nil {
+                        peer = .some(tls ? try await peerCertificate(channel, logger: logger) : nil)
+                    }
+                    let request = HTTPServerRequest(
+                        method: head.method, uri: head.uri, headers: head.headers, body: body,
+                        clientCertificate: peer ?? nil)
+                    let response = await handler(request)
+                    try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
+                    if !keepAlive { return }
+                }
+            }
+        } catch {
+            logger.trace("http connection ended: \(error)")
+        }
+    }
+
+    private static func peerCertificate(_ channel: Channel, logger: Logger) async throws -> Certificate? {
+        guard let nio = try await channel.nioSSL_peerCertificate().get() else { return nil }
+        do {
+            return try TLSConfigs.certificate(from: nio)
+        } catch {
+            // NIOSSL verified it, swift-certificates cannot parse it: treat as no certificate (→ no role).
+            logger.info("cannot parse client certificate: \(error)")
+            return nil
+        }
+    }
+
+    /// Answers 413, stops sending, and discards (never buffers) what the client still sends for a while so
+    /// that it reads the answer instead of a connection reset.
+    private static func refuseTooLarge(
+        head: HTTPRequestHead, limit: Int, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+        channel: Channel, iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+    ) async throws {
+        var response = HTTPServerResponse.json(
+            .payloadTooLarge, ["code": "body_too_large", "message": "request body exceeds the limit of \(limit) bytes"])
+        response.headers.replaceOrAdd(name: "Connection", value: "close")
+        try await write(response, for: head, keepAlive: false, outbound: outbound, channel: channel)
+        try? await channel.close(mode: .output).get()
+        var discarded = 0
+        while discarded < max(limit, 1 << 20) * 4, let p = try await iterator.next() {
+            if case .body(let chunk) = p { discarded += chunk.readableBytes }
+        }
+    }
+
+    private static func write(
+        _ response: HTTPServerResponse, for request: HTTPRequestHead, keepAlive: Bool,
+        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, channel: Channel
+    ) async throws {
+        var headers = response.headers
+        headers.remove(name: "content-length")
+        headers.remove(name: "transfer-encoding")
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        switch response.body {
+        case .bytes(let bytes):
+            headers.add(name: "Content-Length", value: "\(bytes.readableBytes)")
+            let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
+            try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(bytes)), .end(nil)])
+        case .stream(let stream):
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+            let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
+            try await outbound.write(.head(head))
+            // The stream may stay silent for long (a watch): stop it when the connection closes.
+            let writer = Task {
+                for await chunk in stream {
+                    try await outbound.write(.body(.byteBuffer(chunk)))
+                }
+                try Task.checkCancellation()
+                try await outbound.write(.end(nil))
+            }
+            channel.closeFuture.whenComplete { _ in writer.cancel() }
+            try await withTaskCancellationHandler {
+                try await writer.value
+            } onCancel: {
+                writer.cancel()
+            }
+        }
+    }
+}
+
+/// Closes a connection that has been idle (no read) for the idle timeout, unless a request is being
+/// handled (the handler or a streaming response may legitimately take longer).
+private final class IdleCloseHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var requestsInProgress = 0
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .end = Self.unwrapInboundIn(data) { requestsInProgress += 1 }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = Self.unwrapOutboundIn(data) { requestsInProgress = max(0, requestsInProgress - 1) }
+        context.write(data, promise: promise)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if requestsInProgress == 0 { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NK3Common
+import NK3Protocol
+
+/// Where one agent listens and who it must prove to be.
+public struct AgentEndpoint: Sendable, Hashable, CustomStringConvertible {
+    /// Address to connect to (IP or DNS name).
+    public var host: String
+    /// Agent port.
+    public var port: Int
+    /// The name the agent's certificate must carry: a hostname (checked as SNI + DNS SAN) or an IP address
+    /// (checked against the certificate's IP SANs; it must then be the address connected to).
+    public var expectedName: String
+
+    /// Makes an endpoint; `expectedName` defaults to `host`.
+    public init(host: String, port: Int, expectedName: String? = nil) {
+        self.host = host
+        self.port = port
+        self.expectedName = expectedName ?? host
+    }
+
+    public var description: String {
+        expectedName == host ? "\(host):\(port)" : "\(expectedName) (\(host):\(port))"
+    }
+}
+
+/// Why a request to an agent failed.
+public struct AgentClientError: Error, Sendable, CustomStringConvertible {
+    /// Stable error codes; match on these, never on the message.
+    public enum Code: String, Sendable, Hashable {
+        /// No TCP connection (refused, no route, connect timeout).
+        case unreachable
+        /// The TLS handshake failed or was refused by either side (wrong CA, name mismatch, no or
+        /// rejected client certificate, expired certificate).
+        case tlsRefused = "tls_refused"
+        /// The agent answered with a `WireError` (see `wireError`).
+        case wire
+        /// The agent answered something that is not a valid nk3 response.
+        case badResponse = "bad_response"
+        /// No complete answer within the timeout.
+        case timeout
+        /// The client is configured wrongly (e.g. an expected IP that is not the address connected to).
+        case configuration
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// The agent concerned.
+    public var endpoint: AgentEndpoint
+    /// Human explanation with a hint at the fix.
+    public var message: String
+    /// The agent's error, for `.wire`.
+    public var wireError: WireError?
+    /// HTTP status, when the agent answered.
+    public var httpStatus: Int?
+
+    /// Makes an error.
+    public init(
+        _ code: Code, endpoint: AgentEndpoint, _ message: String, wireError: WireError? = nil, httpStatus: Int? = nil
+    ) {
+        self.code = code
+        self.endpoint = endpoint
+        self.message = message
+        self.wireError = wireError
+        self.httpStatus = httpStatus
+    }
+
+    public var description: String { "agent \(endpoint): \(message)" }
+}
+
+/// Talks to one node's agent over mutual TLS 1.3: the agent's certificate is verified against the cluster
+/// CA and the endpoint's expected name; ours (the client certificate) carries our role.
+///
+/// Every call opens a fresh connection (cheap: one TLS 1.3 handshake, ~1 RTT on loopback).
+public struct AgentClient: Sendable {
+    /// The agent this client talks to.
+    public let endpoint: AgentEndpoint
+    private let tls: NIOSSLContext
+    private let timeout: Duration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+
+    /// Makes a client from a prepared client TLS context (see `TLSConfigs.clientContext`), which can be
+    /// shared by the clients of all agents.
+    public init(
+        endpoint: AgentEndpoint, tls: NIOSSLContext, timeout: Duration = .seconds(10),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "nk3.agent-client")
+    ) {
+        self.endpoint = endpoint
+        self.tls = tls
+        self.timeout = timeout
+        self.group = eventLoopGroup
+        self.logger = logger
+    }
+
+    /// Makes a client from the cluster CA and a client identity.
+    public init(
+        endpoint: AgentEndpoint, trustRoots: [NIOSSLCertificate], identity: TLSIdentity, timeout: Duration = .seconds(10),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "nk3.agent-client")
+    ) throws {
+        self.init(
+            endpoint: endpoint, tls: try TLSConfigs.clientContext(trustRoots: trustRoots, identity: identity),
+            timeout: timeout, eventLoopGroup: eventLoopGroup, logger: logger)
+    }
+
+    /// `GET /v1/status`.
+    public func status() async throws(AgentClientError) -> AgentStatus {
+        try await call(.GET, "/v1/status", as: AgentStatus.self)
+    }
+
+    /// `GET /v1/files`: the landed configuration files.
+    public func files() async throws(AgentClientError) -> LandedFiles {
+        try await call(.GET, "/v1/files", as: LandedFiles.self)
+    }
+
+    /// `GET /v1/operations/ID`.
+    public func operation(id: String) async throws(AgentClientError) -> OperationReport {
+        let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
+        return try await call(.GET, "/v1/operations/\(escaped)", as: OperationReport.self)
+    }
+
+    /// `GET /metrics`: Prometheus text.
+    public func metrics() async throws(AgentClientError) -> String {
+        let response = try await send(.GET, "/metrics", body: nil)
+        return String(buffer: response.body)
+    }
+
+    /// `POST /v1/envelopes`: submits a signed command.
+    public func submit(_ envelope: SignedEnvelope) async throws(AgentClientError) -> EnvelopeReceipt {
+        let data: Data
+        do {
+            data = try CanonicalJSON.encode(envelope)
+        } catch {
+            throw AgentClientError(.configuration, endpoint: endpoint, "cannot encode envelope: \(error)")
+        }
+        return try await call(.POST, "/v1/envelopes", body: ByteBuffer(bytes: data), as: EnvelopeReceipt.self)
+    }
+
+    /// Posts raw bytes to `/v1/envelopes` (for tests of the agent's input handling).
+    public func submit(rawBody: ByteBuffer) async throws(AgentClientError) -> EnvelopeReceipt {
+        try await call(.POST, "/v1/envelopes", body: rawBody, as: EnvelopeReceipt.self)
+    }
+
+    // MARK: - plumbing
+
+    private func call<T: Decodable>(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, as type: T.Type)
+        async throws(AgentClientError) -> T
+    {
+        let response = try await send(method, path, body: body)
+        do {
+            return try CanonicalJSON.decode(T.self, from: Data(response.body.readableBytesView))
+        } catch {
+            throw AgentClientError(
+                .badResponse, endpoint: endpoint,
+                "\(method) \(path) answered \(response.status.code) with a body that is not a \(T.self): "
+                    + StrictJSON.describe(error), httpStatus: Int(response.status.code))
+        }
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws(AgentClientError)
+        -> HTTPSOneShot.Response
+    {
+        let serverHostname: String?
+        if IPAddressBytes.parse(endpoint.expectedName) != nil {
+            // NIOSSL checks the connected peer's IP against the certificate's IP SANs; so the expected IP
+            // must be the one we connect to, or the check would not be about the expected address.
+            guard IPAddressBytes.parse(endpoint.host) == IPAddressBytes.parse(endpoint.expectedName) else {
+                throw AgentClientError(
+                    .configuration, endpoint: endpoint,
+                    "expected IP address \(endpoint.expectedName) differs from the address connected to (\(endpoint.host)); "
+                        + "connect to that address, or expect a hostname")
+            }
+            serverHostname = nil
+        } else {
+            serverHostname = endpoint.expectedName
+        }
+        let oneShot = HTTPSOneShot(
+            host: endpoint.host, port: endpoint.port, serverHostname: serverHostname, tls: tls,
+            timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000),
+            maxResponseBytes: 64 * 1024 * 1024, group: group)
+        let response: HTTPSOneShot.Response
+        do {
+            response = try await oneShot.request(
+                method: method, path: path, body: body, contentType: body == nil ? nil : "application/json")
+        } catch {
+            throw map(error, method: method, path: path)
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let status = Int(response.status.code)
+            if let wire = try? CanonicalJSON.decode(WireError.self, from: Data(response.body.readableBytesView)) {
+                throw AgentClientError(.wire, endpoint: endpoint, wire.description, wireError: wire, httpStatus: status)
+            }
+            throw AgentClientError(
+                .badResponse, endpoint: endpoint,
+                "\(method) \(path) answered \(status) without an nk3 error body: "
+                    + String(String(buffer: response.body).prefix(200)), httpStatus: status)
+        }
+        return response
+    }
+
+    private func map(_ failure: HTTPSOneShot.Failure, method: HTTPMethod, path: String) -> AgentClientError {
+        switch failure {
+        case .connect(let error):
+            if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+                return tlsError(error)
+            }
+            return AgentClientError(
+                .unreachable, endpoint: endpoint,
+                "cannot connect: \(error). Is nk3-agent running and its port open in the firewall?")
+        case .tls(let error):
+            return tlsError(error)
+        case .timeout:
+            return AgentClientError(.timeout, endpoint: endpoint, "\(method) \(path): no answer within \(timeout)")
+        case .closedEarly:
+            return AgentClientError(
+                .tlsRefused, endpoint: endpoint,
+                "the agent closed the connection before answering \(method) \(path); it most likely refused our "
+                    + "client certificate (wrong CA, expired, or missing)")
+        case .responseTooLarge(let limit):
+            return AgentClientError(.badResponse, endpoint: endpoint, "response larger than \(limit) bytes")
+        case .other(let error):
+            return AgentClientError(.unreachable, endpoint: endpoint, "\(method) \(path) failed: \(error)")
+        }
+    }
+
+    private func tlsError(_ error: any Error) -> AgentClientError {
+        AgentClientError(
+            .tlsRefused, endpoint: endpoint,
+            "TLS handshake refused: \(error). Check that the agent's certificate is issued by this cluster's CA for "
+                + "'\(endpoint.expectedName)' (nk3 certs issue-agent) and that our client certificate is valid")
+    }
+}

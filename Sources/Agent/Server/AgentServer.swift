@@ -1,0 +1,219 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import NK3Common
+import NK3Protocol
+import ServiceLifecycle
+import Synchronization
+
+/// The agent's HTTPS front end: mutual TLS 1.3, roles from the client certificate, signed-envelope
+/// verification and serial persistence; everything else is delegated to an `AgentEngine`.
+///
+/// Routes: `GET /v1/status`, `GET /v1/files`, `GET /v1/operations/{id}`, `GET /metrics` (role `reader` or
+/// `operator`), `POST /v1/envelopes` (role `operator`). Every refusal is a `WireError` JSON body with
+/// `WireError.httpStatus`, and a refused envelope changes nothing on disk.
+///
+/// As a swift-service-lifecycle `Service`, `run()` serves until graceful shutdown.
+public final class AgentServer: Service, Sendable {
+    /// The configuration it was made with.
+    public let config: AgentServerConfig
+    /// The persisted last accepted serial.
+    public let serials: SerialStore
+    private let engine: any AgentEngine
+    private let verifier: EnvelopeVerifier
+    private let tls: NIOSSLContext
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    private let server = Mutex<HTTPSServer?>(nil)
+    private let counters = Mutex<[String: Int]>([:])
+
+    /// Prepares the server: loads the TLS identity and CA (refusing a group/world-readable key file), the
+    /// pinned keys and the serial store. Does not bind yet (`start()` or `run()` does).
+    public init(
+        config: AgentServerConfig, engine: any AgentEngine, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) throws {
+        self.config = config
+        self.engine = engine
+        self.logger = logger
+        self.now = now
+        self.tls = try config.makeTLSContext()
+        self.verifier = try config.makeVerifier()
+        self.serials = try SerialStore(stateDirectory: config.stateDirectory)
+    }
+
+    /// The bound port once started (nil before).
+    public var port: Int? { server.withLock { $0?.port } }
+
+    /// Binds and starts serving; returns the bound port. Calling it again returns the same port.
+    @discardableResult
+    public func start() async throws -> Int {
+        if let port { return port }
+        let http = try await HTTPSServer.start(
+            host: config.host, port: config.port, tls: tls, limits: config.limits, logger: logger
+        ) { [self] request in
+            await self.respond(to: request)
+        }
+        let winner: HTTPSServer? = server.withLock { current in
+            if current == nil {
+                current = http
+                return nil
+            }
+            return current
+        }
+        if let winner {
+            await http.shutdown()
+            return winner.port
+        }
+        logger.info(
+            "nk3-agent listening",
+            metadata: ["agent.node": "\(config.nodeName)", "agent.port": "\(http.port)", "agent.host": "\(config.host)"])
+        return http.port
+    }
+
+    /// Stops serving (in-flight requests are cancelled).
+    public func shutdown() async {
+        let http = server.withLock { current -> HTTPSServer? in
+            defer { current = nil }
+            return current
+        }
+        await http?.shutdown()
+    }
+
+    /// Serves until graceful shutdown (or cancellation), then stops.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    // MARK: - routing
+
+    /// Answers one request (exposed for tests that bypass sockets; `clientCertificate` must be the verified one).
+    public func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
+        guard let certificate = request.clientCertificate else {
+            return refuse(WireError(.forbidden, "no client certificate"))
+        }
+        guard let role = ClientRole.from(certificate: certificate) else {
+            return refuse(
+                WireError(
+                    .forbidden,
+                    "client certificate '\(certificate.subject)' carries no nk3 role (OU nk3-reader or nk3-operator); "
+                        + "issue one with `nk3 certs issue-client NAME --role reader|operator`"))
+        }
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        switch (request.method, segments) {
+        case (.GET, ["v1", "status"]):
+            var status = await engine.status()
+            status.lastAcceptedSerial = serials.current
+            return ok(status)
+        case (.GET, ["v1", "files"]):
+            return ok(LandedFiles(files: await engine.landedFiles()))
+        case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
+            let id = s[2].removingPercentEncoding ?? s[2]
+            guard let report = await engine.operation(id: id) else {
+                return refuse(WireError(.notFound, "no operation with id '\(id)'"))
+            }
+            return ok(report)
+        case (.GET, ["metrics"]):
+            return .text(.ok, await engine.metricsText() + serverMetrics(), contentType: "text/plain; version=0.0.4")
+        case (.POST, ["v1", "envelopes"]):
+            guard role == .operator else {
+                return refuse(
+                    WireError(
+                        .forbidden,
+                        "role '\(role.rawValue)' may only read; submitting envelopes needs an operator certificate"))
+            }
+            return await submit(request.body)
+        case (_, ["v1", "status"]), (_, ["v1", "files"]), (_, ["metrics"]), (_, ["v1", "envelopes"]):
+            return refuse(WireError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path)"))
+        case (_, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
+            return refuse(WireError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path)"))
+        default:
+            return refuse(WireError(.notFound, "no such endpoint: \(request.method) \(request.path)"))
+        }
+    }
+
+    private func submit(_ body: ByteBuffer) async -> HTTPServerResponse {
+        guard body.readableBytes <= NK3Wire.maxBodyBytes else {
+            return countRefusal(WireError(.bodyTooLarge, "envelope exceeds \(NK3Wire.maxBodyBytes) bytes"))
+        }
+        let data = Data(body.readableBytesView)
+        if let problem = Self.unexpectedEnvelopeKeys(data) {
+            return countRefusal(WireError(.malformed, "malformed envelope: \(problem)"))
+        }
+        let payload: CommandPayload
+        let verifier = self.verifier
+        let now = self.now()
+        do {
+            payload = try serials.accept { (last: UInt64?) throws(EnvelopeError) -> (CommandPayload, serial: UInt64) in
+                let p = try verifier.verify(envelopeJSON: data, lastAcceptedSerial: last, now: now)
+                return (p, p.serial)
+            }
+        } catch {
+            logger.info(
+                "envelope refused",
+                metadata: ["agent.node": "\(config.nodeName)", "agent.error": "\(error.code.rawValue)"])
+            return countRefusal(error)
+        }
+        logger.info(
+            "envelope accepted",
+            metadata: ["agent.serial": "\(payload.serial)", "agent.command": "\(payload.command.kind)"])
+        bump("accepted")
+        do {
+            let receipt = try await engine.handle(payload)
+            return ok(receipt)
+        } catch {
+            logger.info("command refused by engine", metadata: ["agent.error": "\(error.code.rawValue)"])
+            return refuse(error)
+        }
+    }
+
+    /// Strictness beyond JSONDecoder (which ignores unknown keys): the envelope must be a JSON object with
+    /// exactly the known fields. The payload inside is signed, so it is checked by the verifier.
+    static func unexpectedEnvelopeKeys(_ data: Data) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: data, options: []) else {
+            return "body is not valid JSON"
+        }
+        guard let dict = object as? [String: Any] else { return "body is not a JSON object" }
+        let allowed: Set<String> = ["version", "keyID", "payload", "signature"]
+        let unknown = Set(dict.keys).subtracting(allowed)
+        if !unknown.isEmpty { return "unknown field(s) \(unknown.sorted().joined(separator: ", "))" }
+        return nil
+    }
+
+    // MARK: - responses and counters
+
+    private func ok<T: Encodable>(_ value: T) -> HTTPServerResponse {
+        .json(.ok, value, encoder: CanonicalJSON.encoder())
+    }
+
+    private func refuse(_ error: WireError) -> HTTPServerResponse {
+        .json(HTTPResponseStatus(statusCode: error.httpStatus), error, encoder: CanonicalJSON.encoder())
+    }
+
+    private func countRefusal(_ error: WireError) -> HTTPServerResponse {
+        bump(error.code.rawValue)
+        return refuse(error)
+    }
+
+    private func bump(_ result: String) {
+        counters.withLock { $0[result, default: 0] += 1 }
+    }
+
+    private func serverMetrics() -> String {
+        let snapshot = counters.withLock { $0 }
+        var out = "# HELP nk3_agent_envelopes_total Envelopes received, by result (accepted or the error code).\n"
+        out += "# TYPE nk3_agent_envelopes_total counter\n"
+        for (result, n) in snapshot.sorted(by: { $0.key < $1.key }) {
+            out += "nk3_agent_envelopes_total{result=\"\(result)\"} \(n)\n"
+        }
+        if let last = serials.current {
+            out += "# HELP nk3_agent_last_accepted_serial Serial of the last accepted envelope.\n"
+            out += "# TYPE nk3_agent_last_accepted_serial gauge\nnk3_agent_last_accepted_serial \(last)\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,92 @@
+import Crypto
+import Foundation
+import NIOSSL
+import NK3Common
+import NK3Protocol
+
+/// How the agent's HTTPS front end is set up (from the NixOS module's options or a test).
+public struct AgentServerConfig: Sendable {
+    /// A PEM document, inline or in a file.
+    public enum PEMSource: Sendable, Hashable {
+        /// Read from this file (a private key file must be 0600).
+        case file(String)
+        /// Given inline (tests, the simulator).
+        case pem(String)
+    }
+
+    /// Address to listen on (e.g. `0.0.0.0`, `::`, or `127.0.0.1` in tests).
+    public var host: String
+    /// Port; 0 picks a free one (see `AgentServer.port`).
+    public var port: Int
+    /// The agent's server certificate (SANs: node hostname and address).
+    public var certificate: PEMSource
+    /// Its private key.
+    public var privateKey: PEMSource
+    /// The cluster CA that client certificates must chain to.
+    public var clientCA: PEMSource
+    /// Pinned Ed25519 signing public keys, base64 of 32 raw bytes each (several allowed, for rotation).
+    public var signingPublicKeys: [String]
+    /// This node's name, as envelopes address it.
+    public var nodeName: String
+    /// State directory (holds the last accepted serial).
+    public var stateDirectory: String
+    /// Request limits; the body limit defaults to `NK3Wire.maxBodyBytes`.
+    public var limits: HTTPServerLimits
+    /// Tolerated clock skew for `issuedAt`.
+    public var clockSkew: TimeInterval
+
+    /// Makes a configuration.
+    public init(
+        host: String = "0.0.0.0", port: Int = 9443, certificate: PEMSource, privateKey: PEMSource, clientCA: PEMSource,
+        signingPublicKeys: [String], nodeName: String, stateDirectory: String = "/var/lib/nk3-agent",
+        limits: HTTPServerLimits = HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes),
+        clockSkew: TimeInterval = NK3Wire.defaultClockSkew
+    ) {
+        self.host = host
+        self.port = port
+        self.certificate = certificate
+        self.privateKey = privateKey
+        self.clientCA = clientCA
+        self.signingPublicKeys = signingPublicKeys
+        self.nodeName = nodeName
+        self.stateDirectory = stateDirectory
+        self.limits = limits
+        self.clockSkew = clockSkew
+    }
+
+    /// Builds the TLS server context: TLS 1.3, client certificate required and verified against `clientCA`.
+    public func makeTLSContext() throws -> NIOSSLContext {
+        let certPEM = try Self.text(certificate)
+        let keyPEM: String
+        switch privateKey {
+        case .file(let path): keyPEM = try SecureFiles.readPrivateKey(path)
+        case .pem(let pem): keyPEM = pem
+        }
+        let identity = try TLSIdentity(certificatePEM: certPEM, privateKeyPEM: keyPEM)
+        let ca = try TLSConfigs.trustRoots(pem: try Self.text(clientCA))
+        return try TLSConfigs.serverContext(identity: identity, clientCA: ca)
+    }
+
+    /// Parses the pinned signing keys; at least one is required.
+    public func makeVerifier() throws -> EnvelopeVerifier {
+        guard !signingPublicKeys.isEmpty else {
+            throw WireError(.malformed, "no signing public keys configured: set signingPublicKeys (contents of signing.pub)")
+        }
+        var keys: [Curve25519.Signing.PublicKey] = []
+        for (i, text) in signingPublicKeys.enumerated() {
+            do {
+                keys.append(try Curve25519.Signing.PublicKey(base64: text))
+            } catch {
+                throw WireError(.malformed, "signing public key #\(i + 1) is not base64 of 32 raw bytes (see signing.pub)")
+            }
+        }
+        return EnvelopeVerifier(node: nodeName, trustedKeys: keys, clockSkew: clockSkew)
+    }
+
+    private static func text(_ source: PEMSource) throws -> String {
+        switch source {
+        case .file(let path): return try SecureFiles.readText(path)
+        case .pem(let pem): return pem
+        }
+    }
+}

@@ -1,0 +1,336 @@
+import Foundation
+import Logging
+import NK3Common
+import NK3Protocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real system backend: runs `nixos-rebuild`, `nix-channel`, `nix-env`, `systemctl` and reads links and
+/// files. Every command and path is configurable, and `root` prefixes every machine path, so tests run this
+/// exact code against a temp root with fake scripts.
+public struct NixOSSystem: NodeSystem {
+    /// Commands and paths.
+    public struct Options: Sendable {
+        /// Prefix for every machine path below (empty on a real node; a temp dir in tests).
+        public var root: String = ""
+        /// NixOS configuration directory (the managed files land here).
+        public var configDir: String = "/etc/nixos"
+        /// Where the names of the nk3-managed files are recorded (in the agent's state dir; not rooted).
+        public var managedFilesRecord: String = "/var/lib/nk3-agent/managed-files.json"
+        public var nixosRebuild: String = "nixos-rebuild"
+        public var nixChannel: String = "nix-channel"
+        public var nixEnv: String = "nix-env"
+        public var systemctl: String = "systemctl"
+        public var currentSystem: String = "/run/current-system"
+        public var bootedSystem: String = "/run/booted-system"
+        public var systemProfile: String = "/nix/var/nix/profiles/system"
+        public var channelsFile: String = "/root/.nix-channels"
+        public var channelsProfile: String = "/nix/var/nix/profiles/per-user/root/channels"
+        public var osrelease: String = "/proc/sys/kernel/osrelease"
+        public var bootID: String = "/proc/sys/kernel/random/boot_id"
+        public var uptime: String = "/proc/uptime"
+        public var hostname: String = "/proc/sys/kernel/hostname"
+        public var kubeletHealthzURL: String = "http://127.0.0.1:10248/healthz"
+        /// Longest a rebuild may run before its process group is torn down.
+        public var rebuildTimeout: Duration = .seconds(4 * 3600)
+        /// Longest an activation (`switch-to-configuration`) may run.
+        public var activationTimeout: Duration = .seconds(1800)
+        /// Longest any other command may run.
+        public var commandTimeout: Duration = .seconds(120)
+        /// Called after each managed file is written or removed while replacing the set (name of the file).
+        /// Test-only fault injection (the kill matrix SIGKILLs the agent here); nil in production.
+        public var afterFileReplaced: (@Sendable (String) -> Void)?
+
+        /// Default options (a real NixOS node).
+        public init() {}
+    }
+
+    public let options: Options
+    let runner: ProcessRunner
+    let logger: Logger
+
+    /// Creates the backend.
+    public init(options: Options, runner: ProcessRunner = ProcessRunner(), logger: Logger) {
+        self.options = options
+        self.runner = runner
+        self.logger = logger
+    }
+
+    func rooted(_ path: String) -> String { options.root.isEmpty ? path : options.root + path }
+
+    /// Drops the test root prefix from a resolved path, so status shows `/nix/store/…` on both.
+    func unrooted(_ path: String) -> String {
+        if !options.root.isEmpty, path.hasPrefix(options.root) { return String(path.dropFirst(options.root.count)) }
+        return path
+    }
+
+    var configDir: String { rooted(options.configDir) }
+
+    // MARK: configuration files
+
+    func managedNames() throws -> [String] {
+        let record = options.managedFilesRecord
+        if SecureFiles.exists(record) {
+            do {
+                let data = try SecureFiles.read(record)
+                return try JSONDecoder().decode([String].self, from: data)
+            } catch {
+                throw NodeSystemError(
+                    .fileIO, "cannot read the managed-files record \(record): \(error); delete it to start over")
+            }
+        }
+        // Nothing landed by nk3 yet: the file nixos-rebuild reads is what the coordinator diffs against.
+        return SecureFiles.exists("\(configDir)/configuration.nix") ? ["configuration.nix"] : []
+    }
+
+    func writeManagedNames(_ names: Set<String>) throws {
+        do {
+            let data = try JSONEncoder().encode(names.sorted())
+            try SecureFiles.writeAtomically(data, to: options.managedFilesRecord, permissions: 0o600)
+        } catch {
+            throw NodeSystemError(.fileIO, "cannot write the managed-files record: \(error)")
+        }
+    }
+
+    public func readConfigFiles() async throws -> [String: String] {
+        var files: [String: String] = [:]
+        for name in try managedNames() {
+            let path = "\(configDir)/\(name)"
+            guard SecureFiles.exists(path) else { continue }
+            do {
+                files[name] = try SecureFiles.readText(path)
+            } catch {
+                throw NodeSystemError(.fileIO, "cannot read \(path): \(error)")
+            }
+        }
+        return files
+    }
+
+    public func replaceConfigFiles(with files: [String: String]) async throws {
+        for name in files.keys where !ApplyBundle.isValidFileName(name) {
+            throw NodeSystemError(.invalidInput, "refusing file name '\(name)': flat names [A-Za-z0-9._-] only")
+        }
+        do {
+            try SecureFiles.createDirectory(configDir)
+        } catch {
+            throw NodeSystemError(.fileIO, "cannot create \(configDir): \(error)")
+        }
+        let old = Set(try managedNames())
+        let new = Set(files.keys)
+        // Record the union first: after a crash mid-way every file that may be ours is still known.
+        try writeManagedNames(old.union(new))
+        for name in files.keys.sorted() {
+            let path = "\(configDir)/\(name)"
+            if SecureFiles.exists(path), (try? SecureFiles.readText(path)) == files[name] { continue }
+            do {
+                try SecureFiles.writeAtomically(files[name]!, to: path, permissions: 0o644)
+            } catch {
+                throw NodeSystemError(.fileIO, "cannot write \(path): \(error)")
+            }
+            options.afterFileReplaced?(name)
+        }
+        for name in old.subtracting(new).sorted() {
+            let path = "\(configDir)/\(name)"
+            if unlink(path) != 0 && errno != ENOENT {
+                throw NodeSystemError(.fileIO, "cannot remove \(path): \(errnoText())")
+            }
+            options.afterFileReplaced?(name)
+        }
+        do { try SecureFiles.syncDirectory(configDir) } catch {}
+        try writeManagedNames(new)
+    }
+
+    // MARK: rebuild
+
+    public func rebuild(
+        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+    ) async throws -> RebuildOutcome {
+        var args = [action.rawValue]
+        if upgrade { args.append("--upgrade") }
+        if options.configDir != "/etc/nixos" || !options.root.isEmpty {
+            // nixos-rebuild builds <nixos-config> (nixos-facts §1); point it at our directory.
+            args += ["-I", "nixos-config=\(configDir)/configuration.nix"]
+        }
+        logger.info("running nixos-rebuild", metadata: ["agent.args": "\(args.joined(separator: " "))"])
+        let result = try await runChecked(
+            options.nixosRebuild, args, timeout: options.rebuildTimeout, allowFailure: true, onLine: output)
+        let counts = RebuildOutputParser.counts(in: result.output)
+        var text = result.output
+        if result.timedOut { text += "\nnk3-agent: nixos-rebuild timed out and was stopped" }
+        return RebuildOutcome(
+            exitCode: result.exitCode, output: text, derivationsToBuild: counts.derivations,
+            pathsToFetch: counts.paths)
+    }
+
+    // MARK: channels (nixos-facts §4)
+
+    public func channelState() async throws -> ChannelState {
+        let file = rooted(options.channelsFile)
+        var list: String?
+        if SecureFiles.exists(file) {
+            do { list = try SecureFiles.readText(file) } catch {
+                throw NodeSystemError(.fileIO, "cannot read \(file): \(error)")
+            }
+        }
+        return ChannelState(listFile: list, profileGeneration: linkGeneration(rooted(options.channelsProfile)))
+    }
+
+    public func addChannel(url: String, name: String) async throws {
+        _ = try await runChecked(options.nixChannel, ["--add", url, name], timeout: options.commandTimeout)
+    }
+
+    public func restoreChannel(_ saved: ChannelState) async throws {
+        let file = rooted(options.channelsFile)
+        do {
+            if let list = saved.listFile {
+                if (try? SecureFiles.readText(file)) != list {
+                    try SecureFiles.writeAtomically(list, to: file, permissions: 0o644)
+                }
+            } else if unlink(file) != 0 && errno != ENOENT {
+                throw NodeSystemError(.fileIO, "cannot remove \(file): \(errnoText())")
+            }
+        } catch let e as NodeSystemError {
+            throw e
+        } catch {
+            throw NodeSystemError(.fileIO, "cannot restore \(file): \(error)")
+        }
+        // `nix-channel --rollback` does not restore the list file, only the channel profile (nixos-facts §4).
+        if let before = saved.profileGeneration, linkGeneration(rooted(options.channelsProfile)) != before {
+            _ = try await runChecked(options.nixChannel, ["--rollback", "\(before)"], timeout: options.commandTimeout)
+        }
+    }
+
+    // MARK: generations (nixos-facts §2)
+
+    public func generations() async throws -> GenerationState {
+        let profile = rooted(options.systemProfile)
+        let dir = (profile as NSString).deletingLastPathComponent
+        let base = (profile as NSString).lastPathComponent
+        var gens: [Int: String] = [:]
+        var kernels: [Int: String] = [:]
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        for entry in entries {
+            guard let n = Self.generationNumber(linkName: entry, profileBase: base) else { continue }
+            guard let target = realPath("\(dir)/\(entry)") else { continue }
+            gens[n] = unrooted(target)
+            if let k = kernelRelease(ofSystem: target) { kernels[n] = k }
+        }
+        return GenerationState(
+            currentSystem: realPath(rooted(options.currentSystem)).map(unrooted),
+            bootedSystem: realPath(rooted(options.bootedSystem)).map(unrooted),
+            profileGeneration: linkGeneration(profile), generations: gens, kernels: kernels)
+    }
+
+    public func activate(generation number: Int, mode: ActivationMode) async throws {
+        let profile = rooted(options.systemProfile)
+        let dir = (profile as NSString).deletingLastPathComponent
+        let base = (profile as NSString).lastPathComponent
+        let link = "\(dir)/\(base)-\(number)-link"
+        guard realPath(link) != nil else {
+            throw NodeSystemError(
+                .notFound, "generation \(number) does not exist (\(link) is missing); it may have been garbage-collected")
+        }
+        if mode != .test {
+            // Move the profile first: the bootloader installer lists the profile's generations (nixos-facts §2).
+            _ = try await runChecked(
+                options.nixEnv, ["-p", profile, "--switch-generation", "\(number)"], timeout: options.commandTimeout)
+        }
+        let result = try await runChecked(
+            "\(link)/bin/switch-to-configuration", [mode.rawValue], timeout: options.activationTimeout,
+            allowFailure: true)
+        // 100: activated as far as possible, the rest takes effect after a reboot (nixos-facts §1).
+        if result.exitCode != 0 && result.exitCode != 100 {
+            throw NodeSystemError(
+                .processFailed,
+                "switch-to-configuration \(mode.rawValue) of generation \(number) exited \(result.exitCode): "
+                    + Self.tail(result.output))
+        }
+    }
+
+    public func reboot() async throws {
+        _ = try await runChecked(options.systemctl, ["reboot"], timeout: options.commandTimeout)
+    }
+
+    // MARK: facts
+
+    public func facts() async throws -> NodeFacts {
+        func read(_ p: String) -> String? {
+            (try? SecureFiles.readText(rooted(p)))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let hostname = read(options.hostname) ?? ProcessInfo.processInfo.hostName
+        let uptime = read(options.uptime)?.split(separator: " ").first.flatMap { Double($0) } ?? 0
+        let version = (try? SecureFiles.readText(rooted(options.currentSystem) + "/nixos-version"))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return NodeFacts(
+            hostname: hostname, kernel: read(options.osrelease) ?? "unknown", nixosVersion: version,
+            bootID: read(options.bootID) ?? "unknown", uptimeSeconds: uptime)
+    }
+
+    public func kubelet(unit: String) async -> KubeletState {
+        let active: Bool
+        do {
+            let r = try await runner.run(options.systemctl, ["is-active", unit], timeout: .seconds(10))
+            active = r.exitCode == 0 && r.output.trimmingCharacters(in: .whitespacesAndNewlines) == "active"
+        } catch {
+            active = false
+        }
+        var healthz: Bool?
+        if let r = await LoopbackHTTP.get(options.kubeletHealthzURL) {
+            healthz = r.status == 200 && r.body.trimmingCharacters(in: .whitespacesAndNewlines) == "ok"
+        }
+        return KubeletState(unit: unit, unitActive: active, healthz: healthz)
+    }
+
+    // MARK: helpers
+
+    @discardableResult
+    func runChecked(
+        _ command: String, _ args: [String], timeout: Duration, allowFailure: Bool = false,
+        onLine: (@Sendable (String) -> Void)? = nil
+    ) async throws -> ProcessResult {
+        let result = try await runner.run(command, args, timeout: timeout, onLine: onLine)
+        if result.timedOut && !allowFailure {
+            throw NodeSystemError(.timedOut, "\(command) \(args.joined(separator: " ")) timed out after \(timeout)")
+        }
+        if result.exitCode != 0 && !allowFailure {
+            throw NodeSystemError(
+                .processFailed,
+                "\(command) \(args.joined(separator: " ")) exited \(result.exitCode): \(Self.tail(result.output))")
+        }
+        return result
+    }
+
+    static func tail(_ s: String, lines: Int = 20) -> String {
+        s.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    /// `system-42-link` → 42 for profile base `system`.
+    static func generationNumber(linkName: String, profileBase: String) -> Int? {
+        guard linkName.hasPrefix(profileBase + "-"), linkName.hasSuffix("-link") else { return nil }
+        let middle = linkName.dropFirst(profileBase.count + 1).dropLast(5)
+        return Int(middle)
+    }
+
+    /// Generation number a profile link points at (`system` → `system-42-link`).
+    func linkGeneration(_ profile: String) -> Int? {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: profile) else { return nil }
+        return Self.generationNumber(
+            linkName: (target as NSString).lastPathComponent,
+            profileBase: (profile as NSString).lastPathComponent)
+    }
+
+    func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// The single directory under `<system>/kernel-modules/lib/modules/` (how nixos-rebuild-ng finds it, §2).
+    func kernelRelease(ofSystem system: String) -> String? {
+        let dir = "\(system)/kernel-modules/lib/modules"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.count == 1 ? names[0] : names.sorted().last
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import NK3Protocol
+
+/// Everything the apply engine needs from a NixOS machine, and nothing more.
+///
+/// Two implementations: `NixOSSystem` (real processes and files, every path and command configurable so
+/// tests run it against a temp root with fake scripts) and the simulated in-memory node in NK3TestSupport.
+/// The engine keeps all decisions; a `NodeSystem` only reads and does what it is told. Every method must be
+/// idempotent where the engine may repeat it after a crash (`replaceConfigFiles`, `restoreChannel`,
+/// `activate`).
+public protocol NodeSystem: Sendable {
+    /// The nk3-managed files currently in the configuration directory (name → content).
+    func readConfigFiles() async throws -> [String: String]
+    /// Makes `files` the whole managed set: writes each file atomically (temp + fsync + rename), then removes
+    /// managed files not in `files`. The engine persists the old set before calling this, and restores by
+    /// calling it again with the old set.
+    func replaceConfigFiles(with files: [String: String]) async throws
+
+    /// Runs `nixos-rebuild <action> [--upgrade]`, streaming combined output lines to `output`.
+    /// Returns the outcome whatever the exit code; throws only if the tool could not run (or timed out).
+    func rebuild(
+        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+    ) async throws -> RebuildOutcome
+
+    /// The channel list file and channel profile generation, saved before an apply changes them.
+    func channelState() async throws -> ChannelState
+    /// `nix-channel --add URL NAME` (succeeds even for a bogus URL; the failure comes at `--update`, nixos-facts §4).
+    func addChannel(url: String, name: String) async throws
+    /// Puts the channel list file back as saved and, if the channel profile moved, switches it back
+    /// (`nix-channel --rollback N`, nixos-facts §4).
+    func restoreChannel(_ saved: ChannelState) async throws
+
+    /// Current, booted and profile generations (nixos-facts §2).
+    func generations() async throws -> GenerationState
+    /// Re-activates generation `number` (nixos-facts §2): for `.switch`/`.boot` first moves the system profile
+    /// back to it (`nix-env -p PROFILE --switch-generation N`), then runs its
+    /// `bin/switch-to-configuration switch|boot|test`.
+    func activate(generation number: Int, mode: ActivationMode) async throws
+    /// Reboots the machine. On a real node the agent process goes away; a simulator brings it back with a
+    /// new boot id.
+    func reboot() async throws
+
+    /// Hostname, kernel release, NixOS version, boot id, uptime.
+    func facts() async throws -> NodeFacts
+    /// `systemctl is-active UNIT` and the kubelet healthz on loopback (nixos-facts §5).
+    func kubelet(unit: String) async -> KubeletState
+}
+
+/// How `switch-to-configuration` is run for a generation.
+public enum ActivationMode: String, Codable, Sendable, Hashable {
+    /// Live now and boot default.
+    case `switch`
+    /// Boot default only.
+    case boot
+    /// Live now only (profile and boot default untouched).
+    case test
+}
+
+/// Result of one `nixos-rebuild` run.
+public struct RebuildOutcome: Codable, Sendable, Hashable {
+    /// Exit status of the tool (128+signal if it died of a signal).
+    public var exitCode: Int32
+    /// Combined stdout+stderr, bounded (head and tail kept when longer).
+    public var output: String
+    /// "these N derivations will be built" / "this derivation will be built" (nixos-facts §1); nil if absent.
+    public var derivationsToBuild: Int?
+    /// "these N paths will be fetched" / "this path will be fetched"; nil if absent.
+    public var pathsToFetch: Int?
+
+    public init(exitCode: Int32, output: String, derivationsToBuild: Int? = nil, pathsToFetch: Int? = nil) {
+        self.exitCode = exitCode
+        self.output = output
+        self.derivationsToBuild = derivationsToBuild
+        self.pathsToFetch = pathsToFetch
+    }
+}
+
+/// Saved channel state: what `/root/.nix-channels` held and where the channel profile pointed.
+public struct ChannelState: Codable, Sendable, Hashable {
+    /// Content of the channel list file; nil if it did not exist.
+    public var listFile: String?
+    /// Channel profile generation (`channels-N-link`), nil if there is no channel profile.
+    public var profileGeneration: Int?
+
+    public init(listFile: String?, profileGeneration: Int?) {
+        self.listFile = listFile
+        self.profileGeneration = profileGeneration
+    }
+
+    /// URL of the channel named `name` in the list file (`URL NAME` per line), if any.
+    public func url(named name: String = "nixos") -> String? {
+        for line in (listFile ?? "").split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, parts[1] == Substring(name) { return String(parts[0]) }
+        }
+        return nil
+    }
+}
+
+/// Generations as the machine sees them (nixos-facts §2).
+public struct GenerationState: Codable, Sendable, Hashable {
+    /// Store path of `/run/current-system`.
+    public var currentSystem: String?
+    /// Store path of `/run/booted-system`.
+    public var bootedSystem: String?
+    /// Generation the system profile points at (`system-N-link`).
+    public var profileGeneration: Int?
+    /// Every `system-N-link` → its store path.
+    public var generations: [Int: String]
+    /// Kernel release per generation, where known (`<gen>/kernel-modules/lib/modules/<release>`).
+    public var kernels: [Int: String]
+
+    public init(
+        currentSystem: String?, bootedSystem: String?, profileGeneration: Int?, generations: [Int: String],
+        kernels: [Int: String] = [:]
+    ) {
+        self.currentSystem = currentSystem
+        self.bootedSystem = bootedSystem
+        self.profileGeneration = profileGeneration
+        self.generations = generations
+        self.kernels = kernels
+    }
+
+    /// Store path of the profile's generation.
+    public var profileSystem: String? { profileGeneration.flatMap { generations[$0] } }
+
+    /// Highest-numbered generation whose store path is `path` (several generations can share one).
+    public func generation(of path: String?) -> Int? {
+        guard let path else { return nil }
+        if let p = profileGeneration, generations[p] == path { return p }
+        return generations.filter { $0.value == path }.keys.max()
+    }
+}
+
+/// Identity and uptime facts.
+public struct NodeFacts: Codable, Sendable, Hashable {
+    public var hostname: String
+    /// Running kernel release (`/proc/sys/kernel/osrelease`).
+    public var kernel: String
+    /// `/run/current-system/nixos-version`.
+    public var nixosVersion: String?
+    /// `/proc/sys/kernel/random/boot_id`.
+    public var bootID: String
+    public var uptimeSeconds: Double
+
+    public init(hostname: String, kernel: String, nixosVersion: String?, bootID: String, uptimeSeconds: Double) {
+        self.hostname = hostname
+        self.kernel = kernel
+        self.nixosVersion = nixosVersion
+        self.bootID = bootID
+        self.uptimeSeconds = uptimeSeconds
+    }
+}
+
+/// A system operation failed. `code` is stable; `message` says what failed and how to fix it.
+public struct NodeSystemError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Stable error codes.
+    public enum Code: String, Sendable, Hashable {
+        case fileIO = "file_io"
+        case processFailed = "process_failed"
+        case processSpawn = "process_spawn"
+        case timedOut = "timed_out"
+        case notFound = "not_found"
+        case invalidInput = "invalid_input"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}

@@ -1,0 +1,251 @@
+# NixOS VM test for nk3, for people with Nix and KVM (nixos-facts §7):
+#
+#   nix build .#checks.x86_64-linux.vm-test -L                 # run it
+#   nix build .#checks.x86_64-linux.vm-test.driverInteractive  # then ./result/bin/nixos-test-driver
+#
+# Three k3s servers (embedded etcd, nixos-facts §5) with nk3-agent, and a coordinator VM that runs `nk3 apply`:
+#   1. a harmless change (a file under /etc) on every node: the rollout passes and every agent commits;
+#   2. a change that breaks the kubelet on n2 only (an unknown --kubelet-arg): the rollout aborts with a
+#      non-zero exit at n2, n3 is never touched, and n2's agent rolls back BY ITSELF when the confirm deadline
+#      passes (k3s comes back, the node is Ready again, /etc/nixos holds the previous files).
+#
+# NOT RUN in this repository's CI (no KVM, no nixpkgs there); scripts/check-nix.sh only parses it.
+#
+# How rebuilding inside a VM works offline (the recipe of nixos/tests/nixos-rebuild-specialisations.nix):
+# every node is built with system.includeBuildDependencies, substituters are off, NIX_PATH points at the
+# nixpkgs the test was built from, and /etc/nixos/hardware-configuration.nix comes from nixos-generate-config.
+# The nk3 template renders a configuration.nix that imports vm-base.nix (the node's whole VM setup, also
+# imported by the host-side node definition so both evaluate to the same system) and vm-extra.nix (store paths
+# of the agent package and the test PKI), both copied into /etc/nixos by the test before the first apply.
+#
+# CLI surface this test assumes (keep in sync with Sources/nk3 when those commands land):
+#   nk3 certs init  --pki-dir DIR --cluster NAME      -> DIR/ca.crt, DIR/signing.pub (base64 Ed25519), client certs
+#   nk3 certs agent --pki-dir DIR --node NAME --address IP --out OUTDIR  -> OUTDIR/{agent.crt,agent.key,ca.crt}
+#   nk3 apply --inventory FILE                          -> exit 0 when the rollout completes, non-zero on abort
+# The test PKI is minted at build time, so its private keys sit in the VM's Nix store: acceptable for a
+# throwaway test cluster only. Real nodes get their keys from `nk3 bootstrap` into /var/lib/nk3-agent/tls.
+{ pkgs
+, nk3
+, nk3-agent
+, agentModule ? ../module.nix
+}:
+
+let
+  lib = pkgs.lib;
+
+  nodes = {
+    n1 = { ip = "192.168.1.11"; init = true; };
+    n2 = { ip = "192.168.1.12"; init = false; };
+    n3 = { ip = "192.168.1.13"; init = false; };
+  };
+  coordinatorIP = "192.168.1.10";
+  token = "nk3-vm-test-token";
+  confirmTimeout = 120;
+
+  # The cluster's test PKI, minted with nk3 itself (see the header for the assumed CLI).
+  pki = pkgs.runCommand "nk3-vm-test-pki" { nativeBuildInputs = [ nk3 ]; } ''
+    nk3 certs init --pki-dir $out --cluster vm-test
+    ${lib.concatStrings (lib.mapAttrsToList (name: n: ''
+      nk3 certs agent --pki-dir $out --node ${name} --address ${n.ip} --out $out/agents/${name}
+    '') nodes)}
+  '';
+  # Import from derivation: the public signing key is needed at evaluation time for the module option.
+  signingPublicKey = lib.removeSuffix "\n" (builtins.readFile "${pki}/signing.pub");
+
+  pauseImage = pkgs.dockerTools.streamLayeredImage {
+    name = "test.local/pause";
+    tag = "local";
+    contents = pkgs.buildEnv { name = "nk3-pause-env"; paths = [ pkgs.tini pkgs.coreutils ]; };
+    config.Entrypoint = [ "/bin/tini" "--" "/bin/sleep" "inf" ];
+  };
+
+  # Everything a node needs to be a VM k3s server, as text (builtins.toFile: no store references and no
+  # <nixpkgs> lookups, so the host can import it in pure evaluation). The same file is copied to /etc/nixos on
+  # the node.
+  vmBase = name: n: builtins.toFile "vm-base-${name}.nix" ''
+    { lib, pkgs, ... }:
+    {
+      boot.loader.grub.enable = false;
+      documentation.enable = false;
+      networking.hostName = "${name}";
+      networking.useDHCP = false;
+      networking.interfaces.eth1.ipv4.addresses = lib.mkForce [ { address = "${n.ip}"; prefixLength = 24; } ];
+      networking.firewall.allowedTCPPorts = [ 2379 2380 6443 10250 ];
+      networking.firewall.allowedUDPPorts = [ 8472 ];
+      networking.firewall.trustedInterfaces = [ "flannel.1" ];
+      nix.settings.substituters = lib.mkForce [ ];
+      nix.settings.connect-timeout = 1;
+      services.k3s = {
+        enable = true;
+        role = "server";
+        token = "${token}";
+        ${if n.init then "clusterInit = true;" else ''serverAddr = "https://${nodes.n1.ip}:6443";''}
+        extraFlags = [
+          "--disable" "coredns" "--disable" "local-storage" "--disable" "metrics-server"
+          "--disable" "servicelb" "--disable" "traefik"
+          "--node-ip" "${n.ip}" "--pause-image" "test.local/pause:local"
+        ];
+      };
+    }
+  '';
+
+  # Store paths the in-VM configuration needs (impure evaluation inside the VM, so builtins.storePath works).
+  vmExtra = name: pkgs.writeText "vm-extra-${name}.nix" ''
+    { ... }:
+    {
+      services.nk3-agent.package = builtins.storePath "${nk3-agent}";
+    }
+  '';
+
+  # The per-node template nk3 renders (Stencil, Jinja-like: node, hostvars, cluster). `revision` is the
+  # harmless change; `break_kubelet` adds a kubelet flag that does not exist, so k3s fails to start.
+  template = pkgs.writeText "configuration.nix.j2" ''
+    { config, lib, pkgs, ... }:
+    {
+      imports = [
+        ./hardware-configuration.nix
+        <nixpkgs/nixos/modules/testing/test-instrumentation.nix>  # the test driver's backdoor, as on the host
+        ./vm-base.nix
+        ./vm-extra.nix
+        ./nk3-agent.nix
+      ];
+      environment.etc."nk3-vm-test-revision".text = "{{ hostvars.revision }}";
+    {% if hostvars.break_kubelet %}
+      services.k3s.extraFlags = [ "--kubelet-arg=nk3-vm-test-no-such-flag=1" ];
+    {% endif %}
+    }
+  '';
+
+  inventory = { revision, breakOn ? null }: pkgs.writeText "inventory-r${toString revision}.yaml" ''
+    cluster_name: vm-test
+    join_address: ${nodes.n1.ip}
+    join_token: ${token}
+    nix_channel: nixos-unstable
+    agent_port: 7443
+    pki_dir: /root/pki
+    kubeconfig: /root/kubeconfig.yaml
+    template: ${template}
+    disruption_budget: 1
+    order: [ n1, n2, n3 ]
+    timeouts:
+      confirm: ${toString confirmTimeout}
+      ready: 180
+      rebuild: 1200
+    watch_namespaces: [ kube-system ]
+    nodes:
+    ${lib.concatStrings (lib.mapAttrsToList (name: n: ''
+      ${n.ip}:
+        hostname: ${name}
+        revision: ${toString revision}
+        break_kubelet: ${lib.boolToString (breakOn == name)}
+    '') nodes)}
+  '';
+
+  agentNode = name: n: { config, lib, pkgs, ... }: {
+    imports = [ (vmBase name n) agentModule ];
+    # Rebuilding inside the VM offline (see header).
+    system.includeBuildDependencies = true;
+    system.extraDependencies = [ pkgs.path pauseImage ];
+    nix.nixPath = [ "nixpkgs=${pkgs.path}" "nixos-config=/etc/nixos/configuration.nix" ];
+    virtualisation.memorySize = 3072;
+    virtualisation.diskSize = 16384;
+    virtualisation.writableStore = true;
+
+    # The same settings the coordinator's generated nk3-agent.nix carries.
+    services.nk3-agent = {
+      enable = true;
+      package = nk3-agent;
+      nodeName = name;
+      openFirewall = true;
+      certFile = "/var/lib/nk3-agent/tls/agent.crt";
+      keyFile = "/var/lib/nk3-agent/tls/agent.key";
+      caFile = "/var/lib/nk3-agent/tls/ca.crt";
+      signingPublicKeys = [ signingPublicKey ];
+      confirmTimeout = confirmTimeout;
+    };
+  };
+in
+pkgs.testers.runNixOSTest {
+  name = "nk3-rollout";
+
+  nodes = (lib.mapAttrs agentNode nodes) // {
+    coordinator = { lib, ... }: {
+      environment.systemPackages = [ nk3 ];
+      networking.useDHCP = false;
+      networking.interfaces.eth1.ipv4.addresses = lib.mkForce [ { address = coordinatorIP; prefixLength = 24; } ];
+      virtualisation.memorySize = 1024;
+    };
+  };
+
+  testScript = ''
+    nodes = {"n1": n1, "n2": n2, "n3": n3}
+    vm_files = {
+    ${lib.concatStrings (lib.mapAttrsToList (name: n: ''
+      "${name}": ("${vmBase name n}", "${vmExtra name}"),
+    '') nodes)}
+    }
+
+    start_all()
+    coordinator.wait_for_unit("multi-user.target")
+
+    # Node keys go to /var/lib/nk3-agent/tls with 0600, as `nk3 bootstrap` does on real machines.
+    for name, m in nodes.items():
+        m.wait_for_unit("multi-user.target")
+        m.succeed(
+            "install -d -m 0700 /var/lib/nk3-agent/tls",
+            f"install -m 0600 ${pki}/agents/{name}/agent.crt ${pki}/agents/{name}/agent.key ${pki}/agents/{name}/ca.crt /var/lib/nk3-agent/tls/",
+            "systemctl restart nk3-agent",
+        )
+        m.wait_for_open_port(7443)
+        m.succeed("nixos-generate-config")
+        base, extra = vm_files[name]
+        m.succeed(f"cp {base} /etc/nixos/vm-base.nix", f"cp {extra} /etc/nixos/vm-extra.nix")
+
+    for m in nodes.values():
+        m.wait_for_unit("k3s")
+        m.succeed("${pauseImage} | k3s ctr image import -")
+    n1.wait_until_succeeds("k3s kubectl get node n3", timeout=600)
+    n1.wait_until_succeeds(
+        "test $(k3s kubectl get nodes --no-headers | grep -c ' Ready ') -eq 3", timeout=600
+    )
+
+    # Coordinator: the PKI directory and a kubeconfig pointing at n1.
+    coordinator.succeed("cp -r ${pki} /root/pki && chmod -R u+w /root/pki && chmod 0600 /root/pki/*.key")
+    kubeconfig = n1.succeed("cat /etc/rancher/k3s/k3s.yaml").replace("127.0.0.1", "${nodes.n1.ip}")
+    coordinator.succeed(f"cat > /root/kubeconfig.yaml <<'EOF'\n{kubeconfig}\nEOF\nchmod 0600 /root/kubeconfig.yaml")
+
+    with subtest("first apply lands nk3's files everywhere and passes"):
+        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 1; }} >&2")
+        for m in nodes.values():
+            m.succeed("grep -q nk3-agent-module.nix /etc/nixos/nk3-agent.nix")
+            m.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 1")
+
+    with subtest("a harmless change rolls through all three nodes"):
+        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 2; }} >&2")
+        for m in nodes.values():
+            m.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 2")
+            m.succeed("systemctl is-active k3s")
+
+    with subtest("breaking the kubelet on n2 aborts the rollout and n2 rolls back by itself"):
+        gen_before = n2.succeed("readlink /nix/var/nix/profiles/system").strip()
+        coordinator.fail("nk3 apply --inventory ${inventory { revision = 3; breakOn = "n2"; }} >&2")
+        # n1 took revision 3; n3 was never touched, because the rollout stopped at n2.
+        n1.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 3")
+        n3.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 2")
+        # Nobody confirms n2's change: within the confirm deadline its agent switches back on its own.
+        n2.wait_until_succeeds(
+            "test \"$(cat /etc/nk3-vm-test-revision)\" = 2 && systemctl is-active k3s",
+            timeout=${toString (confirmTimeout * 4)},
+        )
+        n2.succeed(f"test \"$(readlink /run/current-system)\" = \"$(readlink -f /nix/var/nix/profiles/{gen_before})\"")
+        n2.fail("grep -q nk3-vm-test-no-such-flag /etc/nixos/configuration.nix")
+        n1.wait_until_succeeds(
+            "test $(k3s kubectl get nodes --no-headers | grep -c ' Ready ') -eq 3", timeout=600
+        )
+        # No node is left cordoned.
+        n1.fail("k3s kubectl get nodes --no-headers | grep -q SchedulingDisabled")
+
+    for m in [coordinator, *nodes.values()]:
+        m.shutdown()
+  '';
+}

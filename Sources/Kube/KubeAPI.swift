@@ -1,0 +1,130 @@
+import Foundation
+
+/// The Kubernetes operations nk3 uses. `KubeClient` implements it over HTTPS; the rollout engine and the
+/// gates take `any KubeAPI`, so they can be tested against any implementation.
+///
+/// Every method throws `KubeError` (404 → `.notFound`, 409 → `.conflict`, 429 → `.tooManyRequests`, …).
+/// Higher-level rules (cordon with a record, uncordon only our own, drain) are extensions built on these.
+public protocol KubeAPI: Sendable {
+    /// `GET /api/v1/nodes/{name}`.
+    func getNode(_ name: String) async throws -> Node
+    /// `GET /api/v1/nodes`.
+    func listNodes() async throws -> [Node]
+    /// `PATCH /api/v1/nodes/{name}` with a strategic merge patch (for the fields nk3 touches it equals a
+    /// JSON merge patch, kubernetes-facts §2). A `metadata.resourceVersion` in the patch makes a stale
+    /// write fail with `.conflict`.
+    func patchNode(_ name: String, patch: JSONValue) async throws -> Node
+    /// Pods bound to `node` (`fieldSelector=spec.nodeName=…`, all namespaces, kubernetes-facts §3).
+    func listPods(onNode node: String) async throws -> [Pod]
+    /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
+    func getPod(namespace: String, name: String) async throws -> Pod
+    /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (kubernetes-facts §4). A PDB refusal throws
+    /// `.tooManyRequests` with the API's Status (its cause names the budget).
+    func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws
+    /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets`.
+    func listDaemonSets(namespace: String) async throws -> [DaemonSet]
+    /// `GET /apis/apps/v1/namespaces/{ns}/deployments`.
+    func listDeployments(namespace: String) async throws -> [Deployment]
+    /// `GET /apis/policy/v1/namespaces/{ns}/poddisruptionbudgets`.
+    func listPodDisruptionBudgets(namespace: String) async throws -> [PodDisruptionBudget]
+    /// `GET /apis/ceph.rook.io/v1/namespaces/{ns}/cephclusters/{name}`.
+    func getCephCluster(namespace: String, name: String) async throws -> CephCluster
+    /// `GET /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`.
+    func getLease(namespace: String, name: String) async throws -> Lease
+    /// `POST` a new Lease; an existing one throws `.conflict` (AlreadyExists).
+    func createLease(_ lease: Lease) async throws -> Lease
+    /// `PUT` a Lease carrying the resourceVersion it was read at; a stale one throws `.conflict`
+    /// (kubernetes-facts §8).
+    func updateLease(_ lease: Lease) async throws -> Lease
+}
+
+/// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons
+/// (Rancher's upgrade controller uncordoned nodes it had not cordoned: design "Lessons from the field").
+public enum NK3Annotations {
+    /// Who cordoned the node (e.g. `nk3/alice@laptop`).
+    public static let cordonedBy = "nk3.io/cordoned-by"
+    /// Why (e.g. `rollout 2024-05-01T12:00:00Z: reboot for kernel 6.6.30`).
+    public static let cordonReason = "nk3.io/cordon-reason"
+}
+
+/// What `cordon(node:by:reason:)` did.
+public enum CordonOutcome: Sendable, Hashable {
+    /// The node was schedulable; nk3 cordoned it and recorded why.
+    case cordoned
+    /// nk3 had already cordoned it (a resumed rollout).
+    case alreadyCordonedByNK3(by: String)
+    /// Someone else cordoned it; nk3 left it alone and will not uncordon it.
+    case alreadyCordonedByOther
+}
+
+/// What `uncordonIfCordonedByNK3(node:)` did.
+public enum UncordonOutcome: Sendable, Hashable {
+    /// nk3's cordon was undone (and its annotations removed).
+    case uncordoned
+    /// The node was not cordoned (stale nk3 annotations, if any, were removed).
+    case notCordoned
+}
+
+extension KubeAPI {
+    /// The raw operation: sets `spec.unschedulable` (false is sent as `null`, the field is `omitempty`) and
+    /// sets (`String`) or removes (`nil`) annotations, in one patch, guarded by `resourceVersion` if given.
+    @discardableResult
+    public func setUnschedulable(
+        _ node: String, _ unschedulable: Bool, annotations: [String: String?] = [:], resourceVersion: String? = nil
+    ) async throws -> Node {
+        var metadata: [String: JSONValue] = [:]
+        if !annotations.isEmpty {
+            metadata["annotations"] = .object(annotations.mapValues { $0.map(JSONValue.string) ?? .null })
+        }
+        if let resourceVersion { metadata["resourceVersion"] = .string(resourceVersion) }
+        var patch: [String: JSONValue] = ["spec": .object(["unschedulable": unschedulable ? .bool(true) : .null])]
+        if !metadata.isEmpty { patch["metadata"] = .object(metadata) }
+        return try await patchNode(node, patch: .object(patch))
+    }
+
+    /// Cordons `node` and records who and why in `nk3.io/cordoned-by` / `nk3.io/cordon-reason`. A node
+    /// already cordoned by someone else is left untouched (and so will never be uncordoned by nk3).
+    /// The patch carries the resourceVersion read, so a concurrent change is retried, not overwritten.
+    public func cordon(node: String, by owner: String, reason: String) async throws -> CordonOutcome {
+        for _ in 0..<5 {
+            let current = try await getNode(node)
+            if current.isUnschedulable {
+                if let by = current.annotation(NK3Annotations.cordonedBy) { return .alreadyCordonedByNK3(by: by) }
+                return .alreadyCordonedByOther
+            }
+            do {
+                try await setUnschedulable(
+                    node, true, annotations: [NK3Annotations.cordonedBy: owner, NK3Annotations.cordonReason: reason],
+                    resourceVersion: current.metadata.resourceVersion)
+                return .cordoned
+            } catch let error as KubeError where error.code == .conflict {
+                continue
+            }
+        }
+        throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to cordon it; retry")
+    }
+
+    /// Uncordons `node` only if nk3 cordoned it (the `nk3.io/cordoned-by` annotation is present), removing
+    /// the annotations. A node cordoned by someone else throws `.refused` and stays cordoned.
+    public func uncordonIfCordonedByNK3(node: String) async throws -> UncordonOutcome {
+        for _ in 0..<5 {
+            let current = try await getNode(node)
+            let ours = current.annotation(NK3Annotations.cordonedBy) != nil
+            if current.isUnschedulable && !ours {
+                throw KubeError(
+                    .refused,
+                    "node \(node) was cordoned, but not by nk3 (no \(NK3Annotations.cordonedBy) annotation): nk3 leaves it cordoned; run `kubectl uncordon \(node)` if that is intended")
+            }
+            if !current.isUnschedulable && !ours { return .notCordoned }
+            do {
+                try await setUnschedulable(
+                    node, false, annotations: [NK3Annotations.cordonedBy: nil, NK3Annotations.cordonReason: nil],
+                    resourceVersion: current.metadata.resourceVersion)
+                return current.isUnschedulable ? .uncordoned : .notCordoned
+            } catch let error as KubeError where error.code == .conflict {
+                continue
+            }
+        }
+        throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to uncordon it; retry")
+    }
+}

@@ -1,0 +1,369 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import NK3Common
+
+/// A Kubernetes API client on async-http-client: verified TLS (TLS 1.2+, as API servers speak), client
+/// certificate or bearer token, kept-alive connections, retries with backoff for idempotent reads.
+public final class KubeClient: KubeAPI {
+    /// Tuning knobs.
+    public struct Options: Sendable {
+        /// Per-request timeout.
+        public var requestTimeout: Duration
+        /// Attempts for idempotent GETs on 429/500/502/503/504 and transport errors (1 = no retry).
+        public var maxAttempts: Int
+        /// First retry delay (doubled each time, with jitter, capped at `maxBackoff`).
+        public var initialBackoff: Duration
+        /// Cap on the retry delay (also caps a server's `Retry-After`).
+        public var maxBackoff: Duration
+        /// Largest response body read.
+        public var maxBodyBytes: Int
+        /// Makes options.
+        public init(
+            requestTimeout: Duration = .seconds(30), maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50),
+            maxBackoff: Duration = .seconds(2), maxBodyBytes: Int = 64 * 1024 * 1024
+        ) {
+            self.requestTimeout = requestTimeout
+            self.maxAttempts = maxAttempts
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+            self.maxBodyBytes = maxBodyBytes
+        }
+    }
+
+    /// The configuration in use.
+    public let config: KubeConfig
+    /// The options in use.
+    public let options: Options
+    private let http: HTTPClient
+    private let base: String
+    private let logger: Logger
+
+    /// Makes a client (call `shutdown()` when done, or use `withClient`).
+    public init(config: KubeConfig, options: Options = Options(), logger: Logger) throws {
+        self.config = config
+        self.options = options
+        self.logger = logger
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .fullVerification  // never anything else (design: security model)
+        tls.minimumTLSVersion = .tlsv12
+        do {
+            if let ca = config.certificateAuthorityPEM {
+                tls.trustRoots = .certificates(try TLSConfigs.trustRoots(pem: ca))
+            }
+            if let cert = config.clientCertificatePEM, let key = config.clientKeyPEM {
+                let identity = try TLSIdentity(certificatePEM: cert, privateKeyPEM: key)
+                tls.certificateChain = identity.certificateChain.map { .certificate($0) }
+                tls.privateKey = .privateKey(identity.privateKey)
+            }
+        } catch {
+            throw KubeError(.config, "the kubeconfig's certificates cannot be used: \(error)")
+        }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.redirectConfiguration = .disallow
+        configuration.httpVersion = .http1Only
+        self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration, backgroundActivityLogger: logger)
+        var b = config.server.absoluteString
+        while b.hasSuffix("/") { b.removeLast() }
+        self.base = b
+    }
+
+    /// Closes connections.
+    public func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    /// Runs `body` with a client and shuts it down afterwards.
+    public static func withClient<R: Sendable>(
+        config: KubeConfig, options: Options = Options(), logger: Logger, _ body: (KubeClient) async throws -> R
+    ) async throws -> R {
+        let client = try KubeClient(config: config, options: options, logger: logger)
+        do {
+            let r = try await body(client)
+            try await client.shutdown()
+            return r
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    // MARK: - KubeAPI
+
+    public func getNode(_ name: String) async throws -> Node {
+        try await get("/api/v1/nodes/\(seg(name))")
+    }
+
+    public func listNodes() async throws -> [Node] {
+        try await list("/api/v1/nodes")
+    }
+
+    public func patchNode(_ name: String, patch: JSONValue) async throws -> Node {
+        // kubernetes-facts §2: kubectl cordon sends a strategic merge patch.
+        try await send(
+            .PATCH, "/api/v1/nodes/\(seg(name))", body: patch, contentType: "application/strategic-merge-patch+json")
+    }
+
+    public func listPods(onNode node: String) async throws -> [Pod] {
+        try await list("/api/v1/pods", query: [("fieldSelector", "spec.nodeName=\(node)")])
+    }
+
+    public func getPod(namespace: String, name: String) async throws -> Pod {
+        try await get("/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))")
+    }
+
+    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {
+        let body = Eviction(namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds)
+        // kubernetes-facts §4: 201 with a Success Status (docs say 200): accept any 2xx.
+        let _: JSONValue = try await send(
+            .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction", body: body)
+    }
+
+    public func listDaemonSets(namespace: String) async throws -> [DaemonSet] {
+        try await list("/apis/apps/v1/namespaces/\(seg(namespace))/daemonsets")
+    }
+
+    public func listDeployments(namespace: String) async throws -> [Deployment] {
+        try await list("/apis/apps/v1/namespaces/\(seg(namespace))/deployments")
+    }
+
+    public func listPodDisruptionBudgets(namespace: String) async throws -> [PodDisruptionBudget] {
+        try await list("/apis/policy/v1/namespaces/\(seg(namespace))/poddisruptionbudgets")
+    }
+
+    public func getCephCluster(namespace: String, name: String) async throws -> CephCluster {
+        try await get("/apis/ceph.rook.io/v1/namespaces/\(seg(namespace))/cephclusters/\(seg(name))")
+    }
+
+    /// `GET /apis/ceph.rook.io/v1/namespaces/{ns}/cephclusters`.
+    public func listCephClusters(namespace: String) async throws -> [CephCluster] {
+        try await list("/apis/ceph.rook.io/v1/namespaces/\(seg(namespace))/cephclusters")
+    }
+
+    public func getLease(namespace: String, name: String) async throws -> Lease {
+        try await get("/apis/coordination.k8s.io/v1/namespaces/\(seg(namespace))/leases/\(seg(name))")
+    }
+
+    public func createLease(_ lease: Lease) async throws -> Lease {
+        let ns = lease.metadata.namespace ?? "default"
+        return try await send(.POST, "/apis/coordination.k8s.io/v1/namespaces/\(seg(ns))/leases", body: lease)
+    }
+
+    public func updateLease(_ lease: Lease) async throws -> Lease {
+        let ns = lease.metadata.namespace ?? "default"
+        guard let name = lease.metadata.name else { throw KubeError(.invalid, "a Lease to update needs metadata.name") }
+        return try await send(
+            .PUT, "/apis/coordination.k8s.io/v1/namespaces/\(seg(ns))/leases/\(seg(name))", body: lease)
+    }
+
+    /// `GET` any path and decode it (with retries): e.g. `/version`.
+    public func get<T: Decodable>(_ path: String, query: [(String, String)] = []) async throws -> T {
+        let (_, body) = try await perform(.GET, path, query: query, body: nil, contentType: nil, idempotent: true)
+        return try decode(T.self, body, path: path)
+    }
+
+    // MARK: - watch (kubernetes-facts §7)
+
+    /// Watches a collection (e.g. `/api/v1/nodes`): newline-delimited JSON events until the server ends
+    /// the stream (`timeoutSeconds`) or the task is cancelled. Pass the list's resourceVersion to get only
+    /// later changes; nil replays existing objects as ADDED first.
+    public func watch<T: Codable & Sendable>(
+        _ path: String, as type: T.Type = T.self, resourceVersion: String? = nil, fieldSelector: String? = nil,
+        timeoutSeconds: Int = 300
+    ) -> AsyncThrowingStream<WatchEvent<T>, Error> {
+        var query: [(String, String)] = [("watch", "true"), ("timeoutSeconds", "\(timeoutSeconds)")]
+        if let resourceVersion { query.append(("resourceVersion", resourceVersion)) }
+        if let fieldSelector { query.append(("fieldSelector", fieldSelector)) }
+        let url = base + path + Self.queryString(query)
+        let http = self.http
+        let token = config.token
+        let maxLine = options.maxBodyBytes
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    var request = HTTPClientRequest(url: url)
+                    request.headers.add(name: "Accept", value: "application/json")
+                    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+                    let response = try await http.execute(request, timeout: .seconds(Int64(timeoutSeconds) + 30))
+                    guard response.status.code == 200 else {
+                        let body = try await response.body.collect(upTo: 1 << 20)
+                        throw Self.error(status: Int(response.status.code), headers: response.headers, body: body, path: path)
+                    }
+                    var pending = ByteBuffer()
+                    for try await var chunk in response.body {
+                        pending.writeBuffer(&chunk)
+                        // kubernetes-facts §7: split on newlines, not on HTTP chunks.
+                        while let nl = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                            let length = nl - pending.readerIndex
+                            let line = pending.readSlice(length: length)!
+                            pending.moveReaderIndex(forwardBy: 1)
+                            if line.readableBytes == 0 { continue }
+                            continuation.yield(try Self.decodeEvent(T.self, line))
+                        }
+                        guard pending.readableBytes <= maxLine else {
+                            throw KubeError(.decode, "watch event on \(path) exceeds \(maxLine) bytes")
+                        }
+                        pending.discardReadBytes()
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: Self.wrapTransport(error, path: path))
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    private struct EventHead: Decodable { var type: String }
+    private struct EventBody<O: Decodable>: Decodable { var object: O }
+    private struct EventRV: Decodable { var metadata: ListMeta? }
+
+    static func decodeEvent<T: Codable & Sendable>(_ type: T.Type, _ line: ByteBuffer) throws -> WatchEvent<T> {
+        let data = Data(line.readableBytesView)
+        let decoder = JSONDecoder()
+        do {
+            let head = try decoder.decode(EventHead.self, from: data)
+            switch head.type {
+            case "ADDED": return .added(try decoder.decode(EventBody<T>.self, from: data).object)
+            case "MODIFIED": return .modified(try decoder.decode(EventBody<T>.self, from: data).object)
+            case "DELETED": return .deleted(try decoder.decode(EventBody<T>.self, from: data).object)
+            case "BOOKMARK": return .bookmark(resourceVersion: try decoder.decode(EventBody<EventRV>.self, from: data).object.metadata?.resourceVersion)
+            case "ERROR": return .error(try decoder.decode(EventBody<KubeStatus>.self, from: data).object)
+            default: throw KubeError(.decode, "unknown watch event type \(head.type)")
+            }
+        } catch let e as KubeError {
+            throw e
+        } catch {
+            throw KubeError(.decode, "cannot decode a watch event: \(error)")
+        }
+    }
+
+    // MARK: - plumbing
+
+    private func list<T: Codable & Sendable>(_ path: String, query: [(String, String)] = []) async throws -> [T] {
+        // kubernetes-facts §3: chunked lists (limit=500), following metadata.continue.
+        var items: [T] = []
+        var cont: String? = nil
+        repeat {
+            var q = query + [("limit", "500")]
+            if let cont { q.append(("continue", cont)) }
+            let page: KubeList<T> = try await get(path, query: q)
+            items += page.items
+            cont = page.metadata?.continue.flatMap { $0.isEmpty ? nil : $0 }
+        } while cont != nil
+        return items
+    }
+
+    private func send<B: Encodable, T: Decodable>(
+        _ method: HTTPMethod, _ path: String, body: B, contentType: String = "application/json"
+    ) async throws -> T {
+        let data: Data
+        do { data = try JSONEncoder().encode(body) } catch {
+            throw KubeError(.invalid, "cannot encode the request body for \(path): \(error)")
+        }
+        let (_, response) = try await perform(method, path, query: [], body: data, contentType: contentType, idempotent: false)
+        return try decode(T.self, response, path: path)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ body: ByteBuffer, path: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch {
+            throw KubeError(.decode, "cannot decode the answer of \(path) as \(T.self): \(error)")
+        }
+    }
+
+    private func seg(_ s: String) -> String { Self.encode(s) }
+
+    static func encode(_ s: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
+    }
+
+    static func queryString(_ query: [(String, String)]) -> String {
+        query.isEmpty ? "" : "?" + query.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+    }
+
+    /// One request, retried with backoff when idempotent and the failure is transient.
+    private func perform(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?, contentType: String?,
+        idempotent: Bool
+    ) async throws -> (HTTPHeaders, ByteBuffer) {
+        let url = base + path + Self.queryString(query)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                var request = HTTPClientRequest(url: url)
+                request.method = method
+                request.headers.add(name: "Accept", value: "application/json")
+                request.headers.add(name: "User-Agent", value: "nk3")
+                if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+                if let body {
+                    request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                }
+                let timeout = TimeAmount.nanoseconds(
+                    options.requestTimeout.components.seconds * 1_000_000_000
+                        + options.requestTimeout.components.attoseconds / 1_000_000_000)
+                let response = try await http.execute(request, timeout: timeout, logger: logger)
+                let bytes = try await response.body.collect(upTo: options.maxBodyBytes)
+                let code = Int(response.status.code)
+                if (200..<300).contains(code) { return (response.headers, bytes) }
+                throw Self.error(status: code, headers: response.headers, body: bytes, path: path)
+            } catch {
+                let kerr = Self.wrapTransport(error, path: path)
+                let transient =
+                    kerr.code == .transport || [429, 500, 502, 503, 504].contains(kerr.httpStatus ?? 0)
+                guard idempotent, transient, attempt < options.maxAttempts, !Task.isCancelled else { throw kerr }
+                let delay = backoff(attempt: attempt, retryAfter: kerr.retryAfterSeconds)
+                logger.debug(
+                    "kube request failed, retrying",
+                    metadata: ["kube.path": "\(path)", "kube.attempt": "\(attempt)", "kube.error": "\(kerr)", "kube.delay": "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func backoff(attempt: Int, retryAfter: Int?) -> Duration {
+        if let retryAfter, retryAfter > 0 { return min(.seconds(retryAfter), options.maxBackoff) }
+        let exp = options.initialBackoff * (1 << min(attempt - 1, 16))
+        let capped = min(exp, options.maxBackoff)
+        return capped * Double.random(in: 0.5...1.0)
+    }
+
+    static func wrapTransport(_ error: Error, path: String) -> KubeError {
+        if let k = error as? KubeError { return k }
+        if error is CancellationError { return KubeError(.transport, "request to \(path) was cancelled") }
+        return KubeError(
+            .transport, "cannot reach the Kubernetes API for \(path): check the kubeconfig's server, CA and credentials",
+            underlying: "\(error)")
+    }
+
+    /// Turns an error answer into a `KubeError`, reading the API's Status when the body is one and keeping
+    /// a plain-text body (API priority-and-fairness 429s are plain text, kubernetes-facts §10) as the message.
+    static func error(status: Int, headers: HTTPHeaders, body: ByteBuffer, path: String) -> KubeError {
+        let retryAfter = headers.first(name: "Retry-After").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let data = Data(body.readableBytesView)
+        var kstatus: KubeStatus? = nil
+        if let s = try? JSONDecoder().decode(KubeStatus.self, from: data), s.kind == "Status" || s.message != nil {
+            kstatus = s
+        }
+        let text = kstatus?.message ?? String(decoding: data.prefix(2048), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        var code = KubeError.code(forHTTPStatus: status)
+        if status == 410 || kstatus?.reason == "Expired" || kstatus?.reason == "Gone" { code = .expired }
+        var message = "\(path): HTTP \(status)"
+        if let reason = kstatus?.reason { message += " \(reason)" }
+        if !text.isEmpty { message += ": \(text)" }
+        if let causes = kstatus?.details?.causes, !causes.isEmpty {
+            message += " (" + causes.compactMap { $0.message }.joined(separator: "; ") + ")"
+        }
+        return KubeError(
+            code, message, httpStatus: status, status: kstatus,
+            retryAfterSeconds: retryAfter ?? kstatus?.details?.retryAfterSeconds)
+    }
+}

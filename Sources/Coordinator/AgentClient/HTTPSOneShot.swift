@@ -37,11 +37,10 @@ struct HTTPSOneShot: Sendable {
         -> Response
     {
         let channel: Channel
-        let promiseBox: EventLoopPromise<Response>
+        let eventLoop = group.next()
+        let promise = eventLoop.makePromise(of: Response.self)
+        let promiseBox = promise
         do {
-            let eventLoop = group.next()
-            let promise = eventLoop.makePromise(of: Response.self)
-            promiseBox = promise
             let (tls, serverHostname, maxBytes) = (self.tls, self.serverHostname, self.maxResponseBytes)
             channel = try await ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
@@ -56,6 +55,7 @@ struct HTTPSOneShot: Sendable {
                 }
                 .connect(host: host, port: port).get()
         } catch {
+            promise.fail(Failure.connect(error))  // nobody else will complete it (a second completion is ignored)
             throw .connect(error)
         }
         let deadline = channel.eventLoop.scheduleTask(in: timeout) {

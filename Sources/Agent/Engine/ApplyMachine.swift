@@ -1,0 +1,497 @@
+import Foundation
+import NK3Protocol
+
+// MARK: - State machine
+//
+// One apply at a time. The machine is pure: `handle(_:)` takes an event, updates `state` and returns the
+// actions the executor (`ApplyEngine`) carries out in order. `.persist` always comes before the side effect
+// it protects, so a crash at any point resumes from a state that says what may have happened.
+//
+//   (idle) ──applyRequested──▶ received            [persist, captureBaseline]
+//   received ──baselineCaptured──▶ staging          [persist, addChannel?, stage(new files)]
+//   staging ──stepsCompleted──▶ rebuilding          [persist, rebuild(action, upgrade)]
+//   rebuilding ──rebuildFinished(fail)──▶ reverting [persist, restoreFiles, restoreChannel, revertGeneration]
+//   rebuilding ──rebuildFinished(ok, same system, nothing built)──▶ (idle) result UNCHANGED
+//   rebuilding ──rebuildFinished(ok)──▶ awaitingConfirm   [persist, armDeadline(now + confirmTimeout)]
+//   reverting ──stepsCompleted──▶ (idle) result FAILED (reverted)
+//   awaitingConfirm ──confirm(serial matches)──▶ (idle) result COMMITTED   [cancelDeadline, persist]
+//   awaitingConfirm ──deadlinePassed | rollbackRequested──▶ rollingBack
+//                      [cancelDeadline, persist, restoreFiles, restoreChannel, activatePrevious(gen, mode)]
+//   rollingBack ──stepsCompleted──▶ (idle) result ROLLED_BACK  [persist, reboot if the new boot generation runs]
+//   any step ──stepFailed──▶ reverting (before the rebuild finished) or (idle) FAILED (while restoring)
+//
+// Agent start (`started(bootID)`), per persisted phase:
+//   received/staging/rebuilding → reverting (the apply was interrupted; nothing is trusted, everything restored)
+//   reverting/rollingBack       → redo the same (idempotent) restore steps
+//   awaitingConfirm             → boot-mode apply under a new boot id: re-arm the deadline from now;
+//                                 otherwise arm the persisted deadline (fires at once if already past)
+//   pendingReboot with the same boot id → the reboot did not happen: reboot again
+//
+// Boot mode: `action == .boot`, or a `switch` whose activation exited 100 ("reboot needed", nixos-facts §1).
+// Rolling back in boot mode makes the previous generation the boot default again and, if the new generation
+// is the one running, requests a reboot.
+
+/// The pure apply state machine (no I/O). See the comment above for states and transitions.
+public struct ApplyMachine: Sendable {
+    /// What was there before the apply touched anything: restored on failure or rollback.
+    public struct Baseline: Codable, Sendable, Hashable {
+        /// The managed files (whole set).
+        public var files: [String: String]
+        public var channel: ChannelState
+        /// Generations before the rebuild: the exact previous generation a rollback returns to.
+        public var generations: GenerationState
+
+        public init(files: [String: String], channel: ChannelState, generations: GenerationState) {
+            self.files = files
+            self.channel = channel
+            self.generations = generations
+        }
+    }
+
+    /// Phases of an apply in flight (terminal outcomes live in `State.lastResult`).
+    public enum Phase: String, Codable, Sendable, Hashable {
+        case received, staging, rebuilding, reverting, awaitingConfirm, rollingBack
+
+        /// The wire phase reported in status.
+        public var wire: ApplyPhase {
+            switch self {
+            case .received: return .received
+            case .staging: return .staged
+            case .rebuilding: return .rebuilding
+            case .reverting, .rollingBack: return .rollingBack
+            case .awaitingConfirm: return .awaitingConfirm
+            }
+        }
+    }
+
+    /// The apply in flight.
+    public struct Apply: Codable, Sendable, Hashable {
+        public var id: String
+        public var serial: UInt64
+        public var bundle: ApplyBundle
+        public var startedAt: Date
+        public var phase: Phase
+        public var baseline: Baseline?
+        /// Undo by boot default + reboot rather than live activation.
+        public var bootMode = false
+        /// The rebuild's activation asked for a reboot (exit 100).
+        public var rebootRequiredByRebuild = false
+        public var newGeneration: Int?
+        public var newSystem: String?
+        public var bootIDAtRebuild: String?
+        /// Boot id under which the current deadline was armed (a boot-mode apply re-arms under a new one).
+        public var deadlineBootID: String?
+        public var deadline: Date?
+        /// Why the apply failed (the tool's error text), while reverting.
+        public var failure: String?
+        public var rollbackReason: String?
+        public var derivationsToBuild: Int?
+        public var pathsToFetch: Int?
+    }
+
+    /// A reboot that was asked for and has not been seen to happen yet.
+    public struct PendingReboot: Codable, Sendable, Hashable {
+        /// Boot id when the reboot was requested: seeing it again at start means the reboot did not happen.
+        public var bootID: String
+        public var reason: String
+        public var serial: UInt64?
+        public var requestedAt: Date
+        /// Record a `rebooted` result once the new boot is seen (a RebootCommand, not a rollback's reboot).
+        public var recordResult: Bool
+    }
+
+    /// Everything the agent persists.
+    public struct State: Codable, Sendable, Hashable {
+        public var apply: Apply?
+        public var lastResult: OperationResult?
+        public var rollbacksTotal = 0
+        public var pendingReboot: PendingReboot?
+        /// Boot id seen at the last agent start.
+        public var bootID: String?
+
+        public init() {}
+    }
+
+    /// Inputs.
+    public enum Event: Sendable {
+        case started(bootID: String, now: Date)
+        case applyRequested(id: String, serial: UInt64, bundle: ApplyBundle, now: Date)
+        case baselineCaptured(Baseline, now: Date)
+        case rebuildFinished(RebuildOutcome, after: GenerationState, now: Date)
+        case stepsCompleted(now: Date)
+        case stepFailed(String, now: Date)
+        case confirmRequested(applySerial: UInt64, now: Date)
+        case rollbackRequested(reason: String, now: Date)
+        case deadlinePassed(now: Date)
+        case rebootRequested(reason: String, serial: UInt64, now: Date)
+    }
+
+    /// Outputs, carried out in order by the executor.
+    public enum Action: Sendable, Hashable {
+        /// Write `state` durably before going on.
+        case persist
+        /// Read files, channel and generations → `.baselineCaptured`.
+        case captureBaseline
+        /// `nix-channel --add URL nixos`.
+        case addChannel(url: String)
+        /// Replace the managed files with these.
+        case stage([String: String])
+        /// `nixos-rebuild ACTION [--upgrade]` → `.rebuildFinished`.
+        case rebuild(RebuildAction, upgrade: Bool)
+        case restoreFiles([String: String])
+        case restoreChannel(ChannelState)
+        /// Check, don't assume (nixos-facts §1): read the generations and, if the profile or the live system
+        /// moved away from the baseline, move it back (`ApplyMachine.revertActivation`).
+        case revertGeneration(Baseline, RebuildAction)
+        /// Activate the previous generation (dead-man rollback).
+        case activatePrevious(generation: Int, mode: ActivationMode)
+        case armDeadline(Date)
+        case cancelDeadline
+        /// Reboot the machine (after persisting).
+        case reboot
+        /// An operation ended (for logs and metrics).
+        case finished(OperationResult, startedAt: Date)
+
+        /// Steps touch the machine and are followed by a completion event.
+        var isStep: Bool {
+            switch self {
+            case .captureBaseline, .addChannel, .stage, .rebuild, .restoreFiles, .restoreChannel, .revertGeneration,
+                .activatePrevious:
+                return true
+            case .persist, .armDeadline, .cancelDeadline, .reboot, .finished:
+                return false
+            }
+        }
+    }
+
+    /// The current state (persisted by the executor on `.persist`).
+    public private(set) var state: State
+
+    /// Starts from a persisted state (or a fresh one).
+    public init(state: State = State()) { self.state = state }
+
+    /// Handles one event. Throws a `WireError` to refuse a request (busy, invalid state); a refused request
+    /// changes nothing.
+    public mutating func handle(_ event: Event) throws(WireError) -> [Action] {
+        switch event {
+        case .started(let bootID, let now):
+            return started(bootID: bootID, now: now)
+
+        case .applyRequested(let id, let serial, let bundle, let now):
+            if let a = state.apply {
+                throw WireError(
+                    .busy,
+                    "apply serial \(a.serial) (operation \(a.id)) is \(a.phase.wire.rawValue); one apply at a time — "
+                        + (a.phase == .awaitingConfirm
+                            ? "confirm or roll it back first" : "wait for it to finish"))
+            }
+            if let problem = bundle.validationProblem() { throw WireError(.malformed, problem) }
+            state.apply = Apply(id: id, serial: serial, bundle: bundle, startedAt: now, phase: .received)
+            return [.persist, .captureBaseline]
+
+        case .baselineCaptured(let baseline, _):
+            guard var a = state.apply, a.phase == .received else { return [] }
+            a.baseline = baseline
+            a.phase = .staging
+            state.apply = a
+            var actions: [Action] = [.persist]
+            if let url = a.bundle.nixChannel, baseline.channel.url(named: "nixos") != url {
+                actions.append(.addChannel(url: url))
+            }
+            actions.append(.stage(a.bundle.files))
+            return actions
+
+        case .rebuildFinished(let outcome, let after, let now):
+            guard var a = state.apply, a.phase == .rebuilding, let base = a.baseline else { return [] }
+            a.derivationsToBuild = outcome.derivationsToBuild
+            a.pathsToFetch = outcome.pathsToFetch
+            let action = a.bundle.action
+            let profileMoved =
+                after.profileGeneration != base.generations.profileGeneration
+                || after.profileSystem != base.generations.profileSystem
+            // 100 is "reboot needed" only once the new generation was installed; from nix itself it is a build
+            // failure (nixos-facts §1: bash passes nix's 100, ng passes switch-to-configuration's 100).
+            let rebootNeeded = outcome.exitCode == 100 && action != .test && profileMoved
+            guard outcome.exitCode == 0 || rebootNeeded else {
+                a.failure =
+                    "nixos-rebuild \(action.rawValue)\(a.bundle.upgrade ? " --upgrade" : "") failed (exit \(outcome.exitCode)): "
+                    + Self.errorText(outcome.output)
+                state.apply = a
+                return startRevert()
+            }
+            let oldSystem = action == .test ? base.generations.currentSystem : base.generations.profileSystem
+            let newSystem = action == .test ? after.currentSystem : after.profileSystem
+            if newSystem == oldSystem, (outcome.derivationsToBuild ?? 0) == 0, !rebootNeeded {
+                state.apply = a
+                let what = a.bundle.upgrade ? "no upgrade needed" : "no change"
+                return finish(
+                    .unchanged, "\(what): system \(newSystem ?? "?") is already the \(action.rawValue) configuration",
+                    now: now)
+            }
+            a.newSystem = newSystem
+            a.newGeneration = action == .test ? after.generation(of: after.currentSystem) : after.profileGeneration
+            a.bootMode = action == .boot || rebootNeeded
+            a.rebootRequiredByRebuild = rebootNeeded
+            a.bootIDAtRebuild = state.bootID
+            a.deadlineBootID = state.bootID
+            let deadline = now.addingTimeInterval(TimeInterval(a.bundle.confirmTimeoutSeconds))
+            a.deadline = deadline
+            a.phase = .awaitingConfirm
+            state.apply = a
+            return [.persist, .armDeadline(deadline)]
+
+        case .stepsCompleted(let now):
+            guard var a = state.apply else { return [] }
+            switch a.phase {
+            case .received, .awaitingConfirm:
+                return []
+            case .staging:
+                a.phase = .rebuilding
+                state.apply = a
+                return [.persist, .rebuild(a.bundle.action, upgrade: a.bundle.upgrade)]
+            case .rebuilding:
+                return []
+            case .reverting:
+                let why = a.failure ?? "apply failed"
+                return finish(.failed, "\(why) — old files and channel restored, generation checked", now: now)
+            case .rollingBack:
+                return finishRollback(now: now)
+            }
+
+        case .stepFailed(let message, let now):
+            guard var a = state.apply else { return [] }
+            switch a.phase {
+            case .received, .staging, .rebuilding:
+                a.failure = "\(a.phase == .rebuilding ? "nixos-rebuild could not run" : "staging failed"): \(message)"
+                state.apply = a
+                return startRevert()
+            case .reverting:
+                return finish(
+                    .failed,
+                    "\(a.failure ?? "apply failed"); restoring the previous state ALSO failed: \(message) — "
+                        + "check /etc/nixos, the channel and the system profile by hand",
+                    now: now)
+            case .rollingBack:
+                return finish(
+                    .failed,
+                    "rollback (\(a.rollbackReason ?? "requested")) failed: \(message) — check the system profile and "
+                        + "boot default by hand",
+                    now: now)
+            case .awaitingConfirm:
+                return []
+            }
+
+        case .confirmRequested(let applySerial, let now):
+            guard let a = state.apply else {
+                if let r = state.lastResult, r.serial == applySerial, r.outcome == .committed || r.outcome == .unchanged {
+                    return []  // already final: confirming again is harmless
+                }
+                throw WireError(
+                    .invalidState,
+                    "nothing awaits confirmation: no apply in progress"
+                        + (state.lastResult.map { " (last: serial \($0.serial) \($0.outcome.rawValue))" } ?? ""))
+            }
+            guard a.serial == applySerial else {
+                throw WireError(
+                    .invalidState,
+                    "confirm names apply serial \(applySerial), but the apply in progress has serial \(a.serial)")
+            }
+            guard a.phase == .awaitingConfirm else {
+                throw WireError(
+                    .invalidState,
+                    "apply serial \(a.serial) is \(a.phase.wire.rawValue); it can be confirmed once it awaits confirmation")
+            }
+            let gen = a.newGeneration.map { "generation \($0)" } ?? "the new system"
+            return [.cancelDeadline] + finish(.committed, "confirmed: \(gen) kept", now: now)
+
+        case .rollbackRequested(let reason, let now):
+            guard let a = state.apply else {
+                throw WireError(.invalidState, "no apply in progress to roll back")
+            }
+            switch a.phase {
+            case .awaitingConfirm:
+                return startRollback(reason: "rollback requested: \(reason)", now: now)
+            case .rollingBack:
+                return []
+            default:
+                throw WireError(
+                    .busy,
+                    "apply serial \(a.serial) is \(a.phase.wire.rawValue); a rollback can be requested once it awaits "
+                        + "confirmation (a failed rebuild reverts by itself)")
+            }
+
+        case .deadlinePassed(let now):
+            guard let a = state.apply, a.phase == .awaitingConfirm, let d = a.deadline, now >= d else { return [] }
+            return startRollback(
+                reason: "no confirm before the deadline \(d.formatted(.iso8601))", now: now)
+
+        case .rebootRequested(let reason, let serial, let now):
+            if let a = state.apply, a.phase != .awaitingConfirm {
+                throw WireError(
+                    .busy, "apply serial \(a.serial) is \(a.phase.wire.rawValue); reboot after it finishes")
+            }
+            state.pendingReboot = PendingReboot(
+                bootID: state.bootID ?? "", reason: reason, serial: serial, requestedAt: now, recordResult: true)
+            return [.persist, .reboot]
+        }
+    }
+
+    // MARK: transitions
+
+    private mutating func started(bootID: String, now: Date) -> [Action] {
+        state.bootID = bootID
+        var actions: [Action] = []
+        if let p = state.pendingReboot {
+            if p.bootID == bootID {
+                // Asked for a reboot, persisted, then died before it happened: do it now.
+                return [.reboot]
+            }
+            state.pendingReboot = nil
+            if p.recordResult {
+                state.lastResult = OperationResult(
+                    id: "reboot-\(p.serial ?? 0)", serial: p.serial ?? 0, outcome: .rebooted,
+                    message: "rebooted (\(p.reason)); new boot id \(bootID)", finishedAt: now)
+            }
+            actions.append(.persist)
+        }
+        guard var a = state.apply else { return actions }
+        switch a.phase {
+        case .received, .staging, .rebuilding:
+            guard a.baseline != nil else {
+                return finish(.failed, "interrupted by an agent restart before anything was changed", now: now)
+            }
+            a.failure = "interrupted by an agent restart while \(a.phase == .rebuilding ? "nixos-rebuild ran" : "staging files")"
+            state.apply = a
+            return startRevert()
+        case .reverting:
+            return revertActions()
+        case .rollingBack:
+            return rollbackActions()
+        case .awaitingConfirm:
+            if a.bootMode, a.deadlineBootID != bootID {
+                // The reboot into the new generation happened: the deadline counts from now (design: re-armed).
+                let d = now.addingTimeInterval(TimeInterval(a.bundle.confirmTimeoutSeconds))
+                a.deadline = d
+                a.deadlineBootID = bootID
+                state.apply = a
+                return [.persist, .armDeadline(d)]
+            }
+            return actions + (a.deadline.map { [.armDeadline($0)] } ?? [])
+        }
+    }
+
+    private mutating func startRevert() -> [Action] {
+        guard var a = state.apply else { return [] }
+        a.phase = .reverting
+        state.apply = a
+        return [.persist] + revertActions()
+    }
+
+    private func revertActions() -> [Action] {
+        guard let a = state.apply, let base = a.baseline else { return [] }
+        return [.restoreFiles(base.files), .restoreChannel(base.channel), .revertGeneration(base, a.bundle.action)]
+    }
+
+    private mutating func startRollback(reason: String, now: Date) -> [Action] {
+        guard var a = state.apply else { return [] }
+        a.phase = .rollingBack
+        a.rollbackReason = reason
+        state.apply = a
+        return [.cancelDeadline, .persist] + rollbackActions()
+    }
+
+    private func rollbackActions() -> [Action] {
+        guard let a = state.apply, let base = a.baseline else { return [] }
+        var actions: [Action] = [.restoreFiles(base.files), .restoreChannel(base.channel)]
+        if let target = Self.rollbackTarget(a) {
+            actions.append(.activatePrevious(generation: target.generation, mode: target.mode))
+        }
+        return actions
+    }
+
+    private mutating func finishRollback(now: Date) -> [Action] {
+        guard let a = state.apply else { return [] }
+        let target = Self.rollbackTarget(a)
+        // Boot mode: the previous generation is the boot default again. If the new one is running (we booted
+        // into it, or its activation asked for a reboot), a reboot brings the old one back.
+        let needsReboot = a.bootMode && (a.rebootRequiredByRebuild || state.bootID != a.bootIDAtRebuild)
+        var message = "rolled back to generation \(target.map { "\($0.generation)" } ?? "?")"
+        message += a.bootMode ? " as the boot default" : " (live)"
+        if needsReboot { message += "; rebooting into it" }
+        message += " — \(a.rollbackReason ?? "rollback")"
+        state.rollbacksTotal += 1
+        var actions = finish(.rolledBack, message, now: now)
+        if needsReboot {
+            state.pendingReboot = PendingReboot(
+                bootID: state.bootID ?? "", reason: "rollback of apply serial \(a.serial)", serial: nil,
+                requestedAt: now, recordResult: false)
+            actions.append(.persist)
+            actions.append(.reboot)
+        }
+        return actions
+    }
+
+    private mutating func finish(_ outcome: OperationResult.Outcome, _ message: String, now: Date) -> [Action] {
+        guard let a = state.apply else { return [] }
+        let result = OperationResult(
+            id: a.id, serial: a.serial, outcome: outcome, message: message, finishedAt: now,
+            derivationsBuilt: a.derivationsToBuild, pathsFetched: a.pathsToFetch)
+        state.lastResult = result
+        state.apply = nil
+        return [.persist, .finished(result, startedAt: a.startedAt)]
+    }
+
+    // MARK: pure helpers
+
+    /// The generation and mode a dead-man rollback activates: the exact previous generation recorded before the
+    /// rebuild (nixos-facts §2).
+    public static func rollbackTarget(_ a: Apply) -> (generation: Int, mode: ActivationMode)? {
+        guard let base = a.baseline else { return nil }
+        if a.bundle.action == .test {
+            return base.generations.generation(of: base.generations.currentSystem).map { ($0, .test) }
+        }
+        guard let prev = base.generations.profileGeneration else { return nil }
+        return (prev, a.bootMode ? .boot : .switch)
+    }
+
+    /// After a failed or interrupted rebuild: which activation puts the machine back, if anything moved.
+    /// A failed `switch|boot` can have set the profile before activation failed (nixos-facts §1).
+    public static func revertActivation(
+        baseline: Baseline, action: RebuildAction, now: GenerationState
+    ) -> (generation: Int, mode: ActivationMode)? {
+        let before = baseline.generations
+        switch action {
+        case .switch, .boot:
+            guard let prev = before.profileGeneration else { return nil }
+            let profileMoved = now.profileGeneration != prev
+            let liveMoved = action == .switch && now.currentSystem != before.currentSystem
+            guard profileMoved || liveMoved else { return nil }
+            return (prev, action == .boot ? .boot : .switch)
+        case .test:
+            guard now.currentSystem != before.currentSystem, let g = before.generation(of: before.currentSystem)
+            else { return nil }
+            return (g, .test)
+        }
+    }
+
+    /// The tool's error text: `error:` lines (and what follows them), else the last lines.
+    public static func errorText(_ output: String, maxLines: Int = 15) -> String {
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        if let first = lines.firstIndex(where: {
+            $0.hasPrefix("error:") || $0.contains("error: ") || $0.hasPrefix("warning: error(s) occurred")
+        }) {
+            return lines[first...].prefix(maxLines).joined(separator: "\n")
+        }
+        return lines.suffix(maxLines).joined(separator: "\n")
+    }
+
+    /// The wire view of the apply in flight.
+    public var operationStatus: OperationStatus? {
+        guard let a = state.apply else { return nil }
+        return OperationStatus(
+            id: a.id, serial: a.serial, kind: "apply", action: a.bundle.action, phase: a.phase.wire,
+            startedAt: a.startedAt, deadline: a.deadline,
+            previousGeneration: a.baseline.flatMap { Self.rollbackTarget(a)?.generation ?? $0.generations.profileGeneration },
+            newGeneration: a.newGeneration, bootIDAtRebuild: a.bootIDAtRebuild)
+    }
+}

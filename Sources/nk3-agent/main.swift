@@ -1,1 +1,174 @@
-print("nk3-agent")
+import ArgumentParser
+import Foundation
+import Logging
+import NK3Agent
+import NK3Protocol
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `nk3-agent`: the node agent. Parses, wires, runs (style habit 10); all behaviour lives in NK3Agent.
+struct NK3AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nk3-agent",
+        abstract: "nk3 node agent: applies signed NixOS configuration bundles with automatic rollback.",
+        discussion: """
+            Listens on HTTPS with mutual TLS (client certificates from the cluster CA), accepts commands signed
+            by a pinned Ed25519 key (apply, confirm, reboot, rollback), lands bundles in the NixOS configuration
+            directory, runs nixos-rebuild, and rolls back by itself when a change is not confirmed in time.
+            Reports kernel, generations, boot id and kubelet state at GET /v1/status, metrics at GET /metrics.
+
+            The configuration is a JSON file (the NixOS module writes it from services.nk3-agent.settings):
+              {"nodeName": "node1", "tls": {"certFile": …, "keyFile": …, "caFile": …},
+               "signingPublicKeys": ["<base64 of 32 bytes>"], "port": 7443, "stateDir": "/var/lib/nk3-agent", …}
+            Unknown keys are refused. Logs go to stderr (the journal). SIGTERM shuts down gracefully; an apply
+            in flight is resumed or rolled back at the next start.
+            """,
+        version: NK3Wire.softwareVersion,
+        subcommands: [Serve.self, RunOnce.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(name: .long, help: "Path of the agent's JSON configuration file.")
+    var config: String = "/etc/nk3-agent/config.json"
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func makeLogger() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        return Logger(label: "nk3-agent")
+    }
+
+    func loadConfig() throws -> AgentConfig {
+        do {
+            return try AgentConfig.load(path: config)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+/// Test-only fault injection: `NK3_AGENT_TEST_KILL_AT=<point>` makes the agent SIGKILL itself when it reaches
+/// that point (`persisted:<phase>`, `before:<step>`, `file-replaced`), so the kill matrix tests kill a real
+/// process at an exact phase. Unset in production.
+enum FaultInjection {
+    static let killAt: String? = ProcessInfo.processInfo.environment["NK3_AGENT_TEST_KILL_AT"]
+
+    static func hook(_ point: String) {
+        guard let killAt else { return }
+        if point == killAt || point.hasPrefix(killAt + ":") {
+            FileHandle.standardError.write(Data("nk3-agent: test hook: SIGKILL at \(point)\n".utf8))
+            kill(getpid(), SIGKILL)
+        }
+    }
+
+    static var engineHook: ApplyEngine.FaultHook? {
+        guard killAt != nil else { return nil }
+        return { @Sendable point in hook(point) }
+    }
+
+    static var fileHook: (@Sendable (String) -> Void)? {
+        guard killAt != nil else { return nil }
+        return { @Sendable name in hook("file-replaced:\(name)") }
+    }
+}
+
+func makeEngine(_ config: AgentConfig, logger: Logger) throws -> ApplyEngine {
+    var options = config.nixOSOptions()
+    options.afterFileReplaced = FaultInjection.fileHook
+    let system = NixOSSystem(options: options, logger: logger)
+    return try ApplyEngine(
+        system: system, stateDir: config.stateDir, k3sUnit: config.k3sUnit, logger: logger,
+        faultHook: FaultInjection.engineHook)
+}
+
+extension NK3AgentCommand {
+    /// Serve: the daemon (default).
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the agent: HTTPS/mTLS server, apply engine and confirm-deadline watcher (default).")
+
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            let logger = options.makeLogger()
+            let config = try options.loadConfig()
+            let engine = try makeEngine(config, logger: logger)
+            let server = try AgentServer(config: serverConfig(config), engine: engine, logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: engine), .init(service: server)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            logger.info(
+                "nk3-agent starting",
+                metadata: ["agent.node": "\(config.nodeName)", "agent.version": "\(NK3Wire.softwareVersion)"])
+            try await group.run()
+        }
+    }
+
+    /// Run the engine once without the HTTPS server (tests and break-glass on the node).
+    struct RunOnce: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run-once",
+            abstract: "Resume any interrupted apply, optionally carry out one signed envelope, wait, print status.",
+            discussion: """
+                Without the HTTPS front end: the envelope must still be signed by a pinned key, addressed to
+                this node and unexpired, but the last-accepted serial is not checked (run as root on the node).
+                """,
+            shouldDisplay: false)
+
+        @OptionGroup var options: CommonOptions
+
+        @Option(name: .long, help: "A signed envelope (JSON) to carry out.")
+        var envelope: String?
+
+        func run() async throws {
+            let logger = options.makeLogger()
+            let config = try options.loadConfig()
+            let engine = try makeEngine(config, logger: logger)
+            await engine.start()
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            if let envelope {
+                let verifier = try serverConfig(config).makeVerifier()
+                let data = try Data(contentsOf: URL(fileURLWithPath: envelope))
+                let payload: CommandPayload
+                do {
+                    payload = try verifier.verify(envelopeJSON: data, lastAcceptedSerial: nil, now: Date())
+                } catch {
+                    throw ValidationError("envelope refused: \(error.description)")
+                }
+                do {
+                    let receipt = try await engine.handle(payload)
+                    print(String(decoding: try encoder.encode(receipt), as: UTF8.self))
+                } catch let error as WireError {
+                    FileHandle.standardError.write(Data("nk3-agent: refused: \(error.description)\n".utf8))
+                    throw ExitCode(3)
+                }
+            }
+            await engine.waitUntilSettled()
+            print(String(decoding: try encoder.encode(await engine.status()), as: UTF8.self))
+        }
+    }
+}
+
+/// The HTTPS front end's settings from the agent configuration.
+func serverConfig(_ config: AgentConfig) -> AgentServerConfig {
+    AgentServerConfig(
+        host: config.listenAddress, port: config.port, certificate: .file(config.tls.certFile),
+        privateKey: .file(config.tls.keyFile), clientCA: .file(config.tls.caFile),
+        signingPublicKeys: config.signingPublicKeys, nodeName: config.nodeName, stateDirectory: config.stateDir)
+}
+
+await NK3AgentCommand.main()

@@ -1,0 +1,241 @@
+import Foundation
+import NK3Protocol
+
+/// The agent's configuration file (JSON), as the NixOS module renders it from `services.nk3-agent.settings`
+/// with `pkgs.formats.json` (nixos-facts §6). Only `nodeName`, `tls` and `signingPublicKeys` are required;
+/// every other key has the default shown. Unknown keys are an error (a typo must not silently fall back to a
+/// default).
+public struct AgentConfig: Codable, Sendable, Hashable {
+    /// TLS files of the agent.
+    public struct TLS: Codable, Sendable, Hashable {
+        public var certFile: String
+        /// Private key; must be 0600.
+        public var keyFile: String
+        /// Cluster CA that client certificates must chain to.
+        public var caFile: String
+
+        public init(certFile: String, keyFile: String, caFile: String) {
+            self.certFile = certFile
+            self.keyFile = keyFile
+            self.caFile = caFile
+        }
+    }
+
+    /// Programs the agent runs (names looked up in PATH, or absolute paths).
+    public struct Commands: Codable, Sendable, Hashable {
+        public var nixosRebuild = "nixos-rebuild"
+        public var nixChannel = "nix-channel"
+        public var nixEnv = "nix-env"
+        public var systemctl = "systemctl"
+        public init() {}
+    }
+
+    /// Machine paths the agent reads and links it follows.
+    public struct Paths: Codable, Sendable, Hashable {
+        public var currentSystem = "/run/current-system"
+        public var bootedSystem = "/run/booted-system"
+        public var systemProfile = "/nix/var/nix/profiles/system"
+        public var channelsFile = "/root/.nix-channels"
+        /// Channel profile (`nix-channel --rollback` moves it; nixos-facts §4). nk3 addition.
+        public var channelsProfile = "/nix/var/nix/profiles/per-user/root/channels"
+        public var osrelease = "/proc/sys/kernel/osrelease"
+        public var bootID = "/proc/sys/kernel/random/boot_id"
+        public var uptime = "/proc/uptime"
+        /// Hostname source. nk3 addition.
+        public var hostname = "/proc/sys/kernel/hostname"
+        public init() {}
+    }
+
+    public var nodeName: String
+    public var listenAddress = "0.0.0.0"
+    public var port = 7443
+    public var tls: TLS
+    /// Pinned Ed25519 public keys, base64 of 32 raw bytes each.
+    public var signingPublicKeys: [String]
+    public var stateDir = "/var/lib/nk3-agent"
+    public var configDir = "/etc/nixos"
+    public var k3sUnit = "k3s"
+    public var kubeletHealthzURL = "http://127.0.0.1:10248/healthz"
+    /// Default confirm timeout (a bundle carries its own; this is reported and used by tooling).
+    public var confirmTimeoutSeconds = 600
+    public var commands = Commands()
+    public var paths = Paths()
+
+    /// A configuration with defaults for everything optional.
+    public init(nodeName: String, tls: TLS, signingPublicKeys: [String]) {
+        self.nodeName = nodeName
+        self.tls = tls
+        self.signingPublicKeys = signingPublicKeys
+    }
+
+    /// Loads and validates a configuration file.
+    public static func load(path: String) throws(AgentConfigError) -> AgentConfig {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw AgentConfigError(path: path, "cannot read the config file: \(error.localizedDescription)")
+        }
+        return try parse(data, path: path)
+    }
+
+    /// Parses and validates configuration JSON (`path` only names it in errors).
+    public static func parse(_ data: Data, path: String = "<config>") throws(AgentConfigError) -> AgentConfig {
+        let config: AgentConfig
+        do {
+            config = try JSONDecoder().decode(AgentConfig.self, from: data)
+        } catch let e as AgentConfigError {
+            throw AgentConfigError(path: path, e.message)
+        } catch {
+            throw AgentConfigError(path: path, StrictJSON.describe(error))
+        }
+        if let problem = config.validationProblem() { throw AgentConfigError(path: path, problem) }
+        return config
+    }
+
+    /// The first problem with the values, if any.
+    public func validationProblem() -> String? {
+        if nodeName.isEmpty { return "nodeName is empty" }
+        if signingPublicKeys.isEmpty { return "signingPublicKeys is empty: pin at least one key (contents of signing.pub)" }
+        for (i, k) in signingPublicKeys.enumerated() {
+            guard let d = Data(base64Encoded: k.trimmingCharacters(in: .whitespacesAndNewlines)), d.count == 32 else {
+                return "signingPublicKeys[\(i)] is not base64 of 32 raw bytes"
+            }
+        }
+        if !(1...65535).contains(port) { return "port \(port) is out of range 1…65535" }
+        if !(10...86400).contains(confirmTimeoutSeconds) {
+            return "confirmTimeoutSeconds \(confirmTimeoutSeconds) is out of range 10…86400"
+        }
+        for (key, p) in [("stateDir", stateDir), ("configDir", configDir)] where !p.hasPrefix("/") {
+            return "\(key) must be an absolute path, got '\(p)'"
+        }
+        return nil
+    }
+
+    /// Options for the real backend from this configuration (`root` prefixes machine paths in tests).
+    public func nixOSOptions(root: String = "") -> NixOSSystem.Options {
+        var o = NixOSSystem.Options()
+        o.root = root
+        o.configDir = configDir
+        o.managedFilesRecord = "\(stateDir)/managed-files.json"
+        o.nixosRebuild = commands.nixosRebuild
+        o.nixChannel = commands.nixChannel
+        o.nixEnv = commands.nixEnv
+        o.systemctl = commands.systemctl
+        o.currentSystem = paths.currentSystem
+        o.bootedSystem = paths.bootedSystem
+        o.systemProfile = paths.systemProfile
+        o.channelsFile = paths.channelsFile
+        o.channelsProfile = paths.channelsProfile
+        o.osrelease = paths.osrelease
+        o.bootID = paths.bootID
+        o.uptime = paths.uptime
+        o.hostname = paths.hostname
+        o.kubeletHealthzURL = kubeletHealthzURL
+        return o
+    }
+}
+
+/// The agent configuration file is unusable: which file and what to fix.
+public struct AgentConfigError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+
+    public init(path: String, _ message: String) {
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String { "agent config \(path): \(message)" }
+}
+
+// MARK: strict decoding with defaults
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+private func rejectUnknownKeys(_ decoder: Decoder, known: [String], in section: String) throws {
+    let c = try decoder.container(keyedBy: AnyKey.self)
+    let unknown = c.allKeys.map(\.stringValue).filter { !known.contains($0) }.sorted()
+    if let first = unknown.first {
+        throw AgentConfigError(
+            path: "", "unknown key '\(section.isEmpty ? "" : section + ".")\(first)'; known keys: \(known.joined(separator: ", "))")
+    }
+}
+
+extension AgentConfig {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case nodeName, listenAddress, port, tls, signingPublicKeys, stateDir, configDir, k3sUnit, kubeletHealthzURL,
+            confirmTimeoutSeconds, commands, paths
+    }
+
+    /// Strict decoding: unknown keys are errors; absent optional keys take their defaults.
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nodeName = try c.decode(String.self, forKey: .nodeName)
+        tls = try c.decode(TLS.self, forKey: .tls)
+        signingPublicKeys = try c.decode([String].self, forKey: .signingPublicKeys)
+        listenAddress = try c.decodeIfPresent(String.self, forKey: .listenAddress) ?? listenAddress
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
+        stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir) ?? stateDir
+        configDir = try c.decodeIfPresent(String.self, forKey: .configDir) ?? configDir
+        k3sUnit = try c.decodeIfPresent(String.self, forKey: .k3sUnit) ?? k3sUnit
+        kubeletHealthzURL = try c.decodeIfPresent(String.self, forKey: .kubeletHealthzURL) ?? kubeletHealthzURL
+        confirmTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .confirmTimeoutSeconds) ?? confirmTimeoutSeconds
+        commands = try c.decodeIfPresent(Commands.self, forKey: .commands) ?? commands
+        paths = try c.decodeIfPresent(Paths.self, forKey: .paths) ?? paths
+    }
+}
+
+extension AgentConfig.TLS {
+    private enum CodingKeys: String, CodingKey, CaseIterable { case certFile, keyFile, caFile }
+
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "tls")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        certFile = try c.decode(String.self, forKey: .certFile)
+        keyFile = try c.decode(String.self, forKey: .keyFile)
+        caFile = try c.decode(String.self, forKey: .caFile)
+    }
+}
+
+extension AgentConfig.Commands {
+    private enum CodingKeys: String, CodingKey, CaseIterable { case nixosRebuild, nixChannel, nixEnv, systemctl }
+
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "commands")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        nixosRebuild = try c.decodeIfPresent(String.self, forKey: .nixosRebuild) ?? nixosRebuild
+        nixChannel = try c.decodeIfPresent(String.self, forKey: .nixChannel) ?? nixChannel
+        nixEnv = try c.decodeIfPresent(String.self, forKey: .nixEnv) ?? nixEnv
+        systemctl = try c.decodeIfPresent(String.self, forKey: .systemctl) ?? systemctl
+    }
+}
+
+extension AgentConfig.Paths {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case currentSystem, bootedSystem, systemProfile, channelsFile, channelsProfile, osrelease, bootID, uptime,
+            hostname
+    }
+
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "paths")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        currentSystem = try c.decodeIfPresent(String.self, forKey: .currentSystem) ?? currentSystem
+        bootedSystem = try c.decodeIfPresent(String.self, forKey: .bootedSystem) ?? bootedSystem
+        systemProfile = try c.decodeIfPresent(String.self, forKey: .systemProfile) ?? systemProfile
+        channelsFile = try c.decodeIfPresent(String.self, forKey: .channelsFile) ?? channelsFile
+        channelsProfile = try c.decodeIfPresent(String.self, forKey: .channelsProfile) ?? channelsProfile
+        osrelease = try c.decodeIfPresent(String.self, forKey: .osrelease) ?? osrelease
+        bootID = try c.decodeIfPresent(String.self, forKey: .bootID) ?? bootID
+        uptime = try c.decodeIfPresent(String.self, forKey: .uptime) ?? uptime
+        hostname = try c.decodeIfPresent(String.self, forKey: .hostname) ?? hostname
+    }
+}

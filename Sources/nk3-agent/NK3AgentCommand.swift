@@ -10,21 +10,17 @@ import Glibc
 #endif
 
 /// `nk3-agent`: the node agent. Parses, wires, runs (style habit 10); all behaviour lives in NK3Agent.
+@main
 struct NK3AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nk3-agent",
         abstract: "nk3 node agent: applies signed NixOS configuration bundles with automatic rollback.",
         discussion: """
-            Listens on HTTPS with mutual TLS (client certificates from the cluster CA), accepts commands signed
-            by a pinned Ed25519 key (apply, confirm, reboot, rollback), lands bundles in the NixOS configuration
-            directory, runs nixos-rebuild, and rolls back by itself when a change is not confirmed in time.
-            Reports kernel, generations, boot id and kubelet state at GET /v1/status, metrics at GET /metrics.
+            Listens on HTTPS with mutual TLS (client certificates from the cluster CA), accepts commands signed by a pinned Ed25519 key (apply, confirm, reboot, rollback), lands bundles in the NixOS configuration directory, runs nixos-rebuild, and rolls back by itself when a change is not confirmed in time. Reports kernel, generations, boot id and kubelet state at GET /v1/status, metrics at GET /metrics.
 
-            The configuration is a JSON file (the NixOS module writes it from services.nk3-agent.settings):
-              {"nodeName": "node1", "tls": {"certFile": …, "keyFile": …, "caFile": …},
-               "signingPublicKeys": ["<base64 of 32 bytes>"], "port": 7443, "stateDir": "/var/lib/nk3-agent", …}
-            Unknown keys are refused. Logs go to stderr (the journal). SIGTERM shuts down gracefully; an apply
-            in flight is resumed or rolled back at the next start.
+            --config names a JSON file (the NixOS module writes it from services.nk3-agent.settings). Required: nodeName, tls {certFile, keyFile (mode 0600), caFile}, signingPublicKeys (base64 of 32 raw bytes each). Optional, with defaults: listenAddress 0.0.0.0, port 7443, stateDir /var/lib/nk3-agent, configDir /etc/nixos, k3sUnit k3s, kubeletHealthzURL http://127.0.0.1:10248/healthz, confirmTimeoutSeconds 600, commands {nixosRebuild, nixChannel, nixEnv, systemctl}, paths {currentSystem, bootedSystem, systemProfile, channelsFile, channelsProfile, osrelease, bootID, uptime, hostname}. Unknown keys are refused.
+
+            Logs go to stderr (the journal). SIGTERM shuts down gracefully; an apply in flight is resumed or rolled back at the next start.
             """,
         version: NK3Wire.softwareVersion,
         subcommands: [Serve.self, RunOnce.self],
@@ -170,5 +166,3 @@ func serverConfig(_ config: AgentConfig) -> AgentServerConfig {
         privateKey: .file(config.tls.keyFile), clientCA: .file(config.tls.caFile),
         signingPublicKeys: config.signingPublicKeys, nodeName: config.nodeName, stateDirectory: config.stateDir)
 }
-
-await NK3AgentCommand.main()

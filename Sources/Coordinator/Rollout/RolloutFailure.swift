@@ -1,0 +1,95 @@
+import Foundation
+
+/// Why a rollout stopped: one message naming the node, the phase and the cause, and a kind that maps to the
+/// process exit code.
+public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong, as scripts see it. `exitCode` is the one table of nk3's exit codes.
+    public enum Kind: String, Codable, Sendable, Hashable, CaseIterable {
+        /// Bad inventory, plan or options (exit 2). Nothing was touched.
+        case invalidInput = "invalid_input"
+        /// An agent did not answer, or did not come back after a reboot (exit 3).
+        case unreachable
+        /// `nixos-rebuild` failed on a node; its agent restored the previous configuration (exit 4).
+        case rebuildFailed = "rebuild_failed"
+        /// A wait ran out: kubelet Ready, health gates, drain, rebuild, or a reboot that never happened (exit 5).
+        case timeout
+        /// A node's agent rolled back the change (confirm deadline, failed boot) (exit 6).
+        case rolledBack = "rolled_back"
+        /// Another coordinator holds the cluster's rollout Lease (exit 7).
+        case lockHeld = "lock_held"
+        /// Anything else: an agent or the Kubernetes API refused a request, an internal error (exit 1).
+        case other
+
+        /// The process exit code for this kind of failure.
+        public var exitCode: Int32 {
+            switch self {
+            case .other: return 1
+            case .invalidInput: return 2
+            case .unreachable: return 3
+            case .rebuildFailed: return 4
+            case .timeout: return 5
+            case .rolledBack: return 6
+            case .lockHeld: return 7
+            }
+        }
+
+        /// One line of the exit-code table.
+        public var summary: String {
+            switch self {
+            case .other: return "other error (request refused, internal error)"
+            case .invalidInput: return "invalid input (inventory, plan, options); nothing was touched"
+            case .unreachable: return "an agent is unreachable or did not come back after a reboot"
+            case .rebuildFailed: return "nixos-rebuild failed; the node's previous configuration was restored"
+            case .timeout: return "timed out waiting for kubelet Ready, health gates, a drain or a reboot"
+            case .rolledBack: return "a node's agent rolled the change back"
+            case .lockHeld: return "another rollout holds the cluster's lease"
+            }
+        }
+    }
+
+    /// The exit-code table, for `--help` and the README.
+    public static var exitCodeTable: String {
+        let rows = [(Int32(0), "success")] + Kind.allCases.sorted { $0.exitCode < $1.exitCode }.map { ($0.exitCode, $0.summary) }
+        return rows.map { "  \($0.0)  \($0.1)" }.joined(separator: "\n")
+    }
+
+    public var kind: Kind
+    /// The node where it failed, if the failure is about one node.
+    public var node: String?
+    /// The phase that failed (`drain`, `wait-ready`, `gates`, …), if any.
+    public var step: RolloutStep?
+    /// The cause alone, e.g. "kubelet did not become Ready within 10m".
+    public var cause: String
+    /// The whole message printed to the operator: node, phase, cause, and what state things were left in.
+    public var message: String
+
+    /// Makes a failure; `message` defaults to one built from the others.
+    public init(kind: Kind, node: String? = nil, step: RolloutStep? = nil, cause: String, message: String? = nil) {
+        self.kind = kind
+        self.node = node
+        self.step = step
+        self.cause = cause
+        self.message = message ?? Self.defaultMessage(node: node, step: step, cause: cause)
+    }
+
+    /// Exit code for this failure.
+    public var exitCode: Int32 { kind.exitCode }
+
+    public var description: String { message }
+
+    static func defaultMessage(node: String?, step: RolloutStep?, cause: String) -> String {
+        switch (node, step) {
+        case let (n?, s?): return "rollout aborted on \(n) during \(s.rawValue): \(cause)"
+        case let (n?, nil): return "rollout aborted on \(n): \(cause)"
+        case let (nil, s?): return "rollout aborted during \(s.rawValue): \(cause)"
+        case (nil, nil): return "rollout aborted: \(cause)"
+        }
+    }
+}
+
+/// An error a port adapter throws when it knows which failure kind (exit code) it means; any other error is
+/// classified by where it happened (agent calls → unreachable, gates → timeout, otherwise other).
+public protocol RolloutClassifiedError: Error {
+    /// The failure kind the rollout reports for this error.
+    var rolloutFailureKind: RolloutFailure.Kind { get }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import NK3Protocol
+
+// The narrow seams the rollout executor drives. The lead adapts the real agent client and Kubernetes client to
+// these; tests use in-memory fakes. Keep them small: everything here must be fakeable in a few lines.
+
+/// The agents of one cluster, addressed by node name (the inventory hostname).
+public protocol RolloutAgents: Sendable {
+    /// `GET /v1/status` of the node's agent. Throws when the agent cannot be reached.
+    func status(node: String) async throws -> AgentStatus
+    /// Signs `command` for `node` with the next serial and submits it; returns the agent's receipt.
+    /// Serial bookkeeping (strictly increasing per node) lives behind this call.
+    func submit(node: String, command: Command) async throws -> EnvelopeReceipt
+    /// `GET /v1/operations/ID`: an apply's phase, result and rebuild log tail.
+    func operation(node: String, id: String) async throws -> OperationReport
+}
+
+/// The Kubernetes side of one cluster, as the rollout needs it.
+public protocol RolloutCluster: Sendable {
+    /// Whether the node's `Ready` condition is `True` (kubelet posting ready status).
+    func nodeReady(_ node: String) async throws -> Bool
+    /// Cordons the node and records, in an annotation, that nk3 did it and why. A node that somebody else
+    /// had already cordoned is left as it is and NOT marked as nk3's (so nk3 never uncordons it).
+    func cordon(_ node: String, reason: String) async throws
+    /// Uncordons the node only if nk3's annotation says nk3 cordoned it (then removes the annotation).
+    /// Returns whether it uncordoned.
+    func uncordonIfOurs(_ node: String) async throws -> Bool
+    /// Nodes currently cordoned by nk3: node name → the recorded reason.
+    func cordonedByNK3() async throws -> [String: String]
+    /// Evicts the node's pods (Eviction API, PDB 429s retried with backoff, DaemonSet pods skipped) and
+    /// returns when none are left; throws, naming the blocking PDB, when `timeout` passes.
+    func drain(_ node: String, timeout: Duration) async throws
+    /// Runs every health gate until all pass (returns) or `timeout` passes (throws, naming the failing gate).
+    /// Ceph health counts only when checked after `since`. Each human line ("1 daemonsets recovering in
+    /// namespace default", "ceph state is HEALTH_OK") is passed to `report` as it happens.
+    func runGates(
+        since: Date?, timeout: Duration, report: @escaping @Sendable (GateReport) -> Void
+    ) async throws
+    /// Takes the cluster's rollout Lease for `holder` for `ttl`. If another holder's lease has not expired,
+    /// throws `RolloutLeaseHeld` (fail fast, no waiting). Re-acquiring one's own lease succeeds.
+    func acquireLease(holder: String, ttl: Duration) async throws -> RolloutLease
+    /// Renews the lease; throws `RolloutLeaseHeld` if another holder took it (it had expired).
+    func renewLease(holder: String, ttl: Duration) async throws -> RolloutLease
+    /// Gives the lease up (only if `holder` still holds it).
+    func releaseLease(holder: String) async throws
+    /// Stores the rollout's progress (e.g. in a ConfigMap or on the Lease) so a rerun can resume.
+    func saveProgress(_ progress: RolloutProgress) async throws
+    /// The progress stored by the last run, if any.
+    func loadProgress() async throws -> RolloutProgress?
+    /// Forgets the progress (after a rollout finished).
+    func clearProgress() async throws
+}
+
+/// One line of health-gate output.
+public struct GateReport: Sendable, Hashable {
+    /// `ok` (healthy), `waiting` (recovering), `warning`, or `info`.
+    public var status: RolloutEventStatus
+    /// The human line, e.g. "4 daemonsets healthy in namespace kube-system".
+    public var message: String
+    /// The node it is about, if any ("kubelet is ready on X").
+    public var node: String?
+
+    /// Makes a gate line.
+    public init(status: RolloutEventStatus, message: String, node: String? = nil) {
+        self.status = status
+        self.message = message
+        self.node = node
+    }
+}
+
+/// A held rollout Lease (coordination.k8s.io/v1, kubernetes-facts §8).
+public struct RolloutLease: Sendable, Hashable {
+    /// `spec.holderIdentity`.
+    public var holder: String
+    /// When it expires unless renewed (`renewTime + leaseDurationSeconds`).
+    public var expiresAt: Date
+
+    /// Makes a lease record.
+    public init(holder: String, expiresAt: Date) {
+        self.holder = holder
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Thrown by `acquireLease`/`renewLease` when another coordinator holds the lease.
+public struct RolloutLeaseHeld: Error, Sendable, Hashable, RolloutClassifiedError, CustomStringConvertible {
+    /// Who holds it (`spec.holderIdentity`).
+    public var holder: String
+    /// When it expires unless its holder renews it.
+    public var expiresAt: Date
+
+    /// Makes the error.
+    public init(holder: String, expiresAt: Date) {
+        self.holder = holder
+        self.expiresAt = expiresAt
+    }
+
+    public var rolloutFailureKind: RolloutFailure.Kind { .lockHeld }
+
+    public var description: String {
+        "another rollout holds the cluster's lease: holder \(holder), expires at \(RolloutTimestamp.format(expiresAt))"
+    }
+}

@@ -233,6 +233,10 @@ public final class HTTPSServer: Sendable {
                         try await refuseTooLarge(head: head, limit: limits.maxBodyBytes, outbound: outbound, channel: channel, iterator: &iterator)
                         return
                     }
+                    if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                        // The client waits for this before sending a large body (curl does above 1 MiB).
+                        try await outbound.write(.head(HTTPResponseHead(version: head.version, status: .continue)))
+                    }
                     var body = channel.allocator.buffer(capacity: 0)
                     var complete = false
                     var tooLarge = false
@@ -313,7 +317,11 @@ public final class HTTPSServer: Sendable {
         case .bytes(let bytes):
             headers.add(name: "Content-Length", value: "\(bytes.readableBytes)")
             let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
-            try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(bytes)), .end(nil)])
+            if request.method == .HEAD {
+                try await outbound.write(contentsOf: [.head(head), .end(nil)])  // HEAD: length, but no body
+            } else {
+                try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(bytes)), .end(nil)])
+            }
         case .stream(let stream):
             headers.add(name: "Transfer-Encoding", value: "chunked")
             let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)

@@ -37,7 +37,7 @@ public struct AgentServerConfig: Sendable {
 
     /// Makes a configuration.
     public init(
-        host: String = "0.0.0.0", port: Int = 9443, certificate: PEMSource, privateKey: PEMSource, clientCA: PEMSource,
+        host: String = "0.0.0.0", port: Int = 7443, certificate: PEMSource, privateKey: PEMSource, clientCA: PEMSource,
         signingPublicKeys: [String], nodeName: String, stateDirectory: String = "/var/lib/nk3-agent",
         limits: HTTPServerLimits = HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes),
         clockSkew: TimeInterval = NK3Wire.defaultClockSkew

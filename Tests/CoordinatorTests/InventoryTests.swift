@@ -54,9 +54,9 @@ struct InventoryTests {
         #expect(inv.ceph == CephSettings(enabled: false, namespace: "rook-ceph", name: nil))
         #expect(inv.timeouts == Timeouts())
         #expect(inv.templatePath == nil)
-        // No initiator: the join_address node is the (only known) server.
-        #expect(inv.serverSelection == .joinAddressAndInitiators)
-        #expect(inv.nodes.map(\.isServer) == [true, false, false])
+        // Nothing names the servers: every node counts as one (the safe assumption for etcd quorum).
+        #expect(inv.serverSelection == .allNodes)
+        #expect(inv.nodes.map(\.isServer) == [true, true, true])
         #expect(inv.rolloutOrder == inv.nodes.map(\.name))
     }
 
@@ -154,26 +154,15 @@ struct InventoryTests {
         #expect(inv.topLevel.first { $0.key == "default_gateway" }?.value == .string("10.0.0.254"))
     }
 
-    @Test("initiator: true marks a server; without join node or initiator every node counts as a server")
+    @Test("servers default to every node; role hostvars decide when present")
     func serverDefaults() throws {
-        let a = try Inventory.parse(
-            yaml: """
-                join_address: 10.0.0.1
-                join_token: t
-                nix_channel: c
-                nodes:
-                  10.0.0.1: {}
-                  10.0.0.2: {initiator: true}
-                  10.0.0.3: {initiator: false}
-                """, file: "i.yaml")
-        #expect(a.nodes.map(\.isServer) == [true, true, false])
         let b = try Inventory.parse(
             yaml: """
                 join_address: lb.example.org
                 join_token: t
                 nix_channel: c
                 nodes:
-                  10.0.0.1:
+                  10.0.0.1: {initiator: true}
                   10.0.0.2:
                 """, file: "i.yaml")
         #expect(b.serverSelection == .allNodes)

@@ -65,11 +65,10 @@ public struct Inventory: Sendable {
     public enum ServerSelection: String, Sendable, Hashable {
         /// An explicit `servers:` list.
         case explicit
-        /// `role: server|agent` hostvars.
+        /// Some node has a `role` hostvar: `role: agent` nodes are agents, every other node a server.
         case roleHostvar = "role-hostvar"
-        /// The node at `join_address` plus every node with `initiator: true`.
-        case joinAddressAndInitiators = "join-address-and-initiators"
-        /// Nothing said which nodes are servers: all are treated as servers (the conservative choice for quorum).
+        /// Neither `servers:` nor `role` hostvars: every node is a server, as in the Python tool's clusters (the
+        /// initiator runs `clusterInit`, the others join with `serverAddr`); also the safe choice for quorum.
         case allNodes = "all-nodes"
     }
 

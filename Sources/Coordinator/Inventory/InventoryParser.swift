@@ -216,15 +216,12 @@ struct InventoryParser {
             for i in nodes.indices { nodes[i].isServer = wanted.contains(nodes[i].name) }
         } else if nodes.contains(where: { $0[hostvar: "role"] != nil }) {
             selection = .roleHostvar
-            for i in nodes.indices { nodes[i].isServer = nodes[i][hostvar: "role"] == .string("server") }
+            for i in nodes.indices { nodes[i].isServer = nodes[i][hostvar: "role"] != .string("agent") }
         } else {
-            let picked = nodes.map { $0.address == joinAddress || $0[hostvar: "initiator"] == .bool(true) }
-            if picked.contains(true) {
-                selection = .joinAddressAndInitiators
-                for i in nodes.indices { nodes[i].isServer = picked[i] }
-            } else {
-                for i in nodes.indices { nodes[i].isServer = true }
-            }
+            // Nothing says which nodes are servers. The Python tool's clusters join every node as a k3s server
+            // (embedded etcd: the initiator with clusterInit, the rest with serverAddr), and counting a node as a
+            // server is the safe mistake for quorum, so every node counts (nixos-facts §5: quorum is n/2+1).
+            for i in nodes.indices { nodes[i].isServer = true }
         }
 
         var order: [String] = []

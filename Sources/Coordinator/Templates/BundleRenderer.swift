@@ -1,0 +1,221 @@
+import Foundation
+
+/// Renders each node's bundle: `configuration.nix` from the (Jinja2-dialect) template, `nk3-agent.nix` generated,
+/// `nk3-agent-module.nix` verbatim — and refuses a configuration that would drop the agent.
+///
+/// Template scope (the Python tool passed `node` and `cluster`; nk3 adds `hostvars` and `vars`):
+/// - `node`: every hostvar as written, then `name`, `ip` and `address` (both the inventory key) and `is_server`;
+/// - `hostvars`: the node's hostvars only;
+/// - `cluster`: every top-level inventory key as written (`join_address`, `join_token`, `nix_channel`,
+///   `watch_namespaces`, extras such as `default_gateway`, `vars`, nk3's keys), with `nodes` as the list of
+///   every node's `node` map in inventory order and `namespaces` = `watch_namespaces` (the Python tool's names);
+/// - `vars`: the `vars:` map.
+public struct BundleRenderer: Sendable {
+    /// The inventory.
+    public var inventory: Inventory
+    /// The configuration template.
+    public var template: JinjaTemplate
+    /// Whether `template` is the built-in `DefaultTemplate` (which needs a `boot_device` hostvar).
+    public var usesDefaultTemplate: Bool
+    /// Base64 Ed25519 public keys the agents accept (`signingPublicKeys`).
+    public var signingPublicKeys: [String]
+
+    /// A renderer with an explicit template (nil: `DefaultTemplate`).
+    public init(inventory: Inventory, template: JinjaTemplate?, signingPublicKeys: [String]) {
+        self.inventory = inventory
+        self.template = template ?? JinjaTemplate(source: DefaultTemplate.source, name: "(default template)")
+        self.usesDefaultTemplate = template == nil
+        self.signingPublicKeys = signingPublicKeys
+    }
+
+    /// A renderer with the inventory's `template:` file, or the default template when it names none.
+    public static func load(inventory: Inventory, signingPublicKeys: [String]) throws(BundleError) -> BundleRenderer {
+        guard let path = inventory.templatePath else {
+            return BundleRenderer(inventory: inventory, template: nil, signingPublicKeys: signingPublicKeys)
+        }
+        do {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            return BundleRenderer(
+                inventory: inventory, template: JinjaTemplate(source: text, name: path),
+                signingPublicKeys: signingPublicKeys)
+        } catch {
+            throw BundleError(
+                code: .template, node: nil,
+                message: "cannot read the template '\(path)' named by 'template:' in \(inventory.file): "
+                    + "\(error.localizedDescription)")
+        }
+    }
+
+    /// Every node's bundle: node name → file name → content.
+    public func renderAll() throws(BundleError) -> [String: [String: String]] {
+        var out: [String: [String: String]] = [:]
+        for node in inventory.nodes { out[node.name] = try render(node: node) }
+        return out
+    }
+
+    /// One node's bundle: file name → content.
+    public func render(node: InventoryNode) throws(BundleError) -> [String: String] {
+        try validateKeys()
+        if usesDefaultTemplate, node[hostvar: "boot_device"] == nil {
+            throw BundleError(
+                code: .missingHostvar, node: node.name,
+                message: "node \(node.address) has no 'boot_device' hostvar, which the default template needs "
+                    + "(e.g. boot_device: /dev/nvme0n1); add it, or name your own template with 'template:'")
+        }
+        let configuration: String
+        do {
+            configuration = try template.render(context(for: node))
+        } catch {
+            throw BundleError(code: .template, node: node.name, message: error.description)
+        }
+        try Self.checkKeepsAgent(configuration, node: node.name, template: template.name)
+        let confirm = Int((Double(inventory.timeouts.confirm.components.seconds)
+            + Double(inventory.timeouts.confirm.components.attoseconds) / 1e18).rounded(.up))
+        return [
+            BundleFile.configuration: configuration,
+            BundleFile.agent: AgentNix.render(
+                nodeName: node.name, port: inventory.agentPort, signingPublicKeys: signingPublicKeys,
+                confirmTimeoutSeconds: max(1, confirm)),
+            BundleFile.agentModule: NixAgentModule.source,
+        ]
+    }
+
+    /// The template variables for `node` (see the type's documentation).
+    public func context(for node: InventoryNode) -> [String: Any] {
+        let nodeMaps = inventory.nodes.map(Self.nodeMap)
+        var cluster: [(String, Any)] = inventory.topLevel.map { entry in
+            entry.key == "nodes" ? ("nodes", nodeMaps as Any) : (entry.key, PythonValues.context(entry.value))
+        }
+        if !cluster.contains(where: { $0.0 == "namespaces" }) {
+            cluster.append(("namespaces", inventory.watchNamespaces as Any))
+        }
+        return [
+            "node": Self.nodeMap(node),
+            "hostvars": PyDict(entries: node.hostvars.map { ($0.key, PythonValues.context($0.value)) }),
+            "cluster": PyDict(entries: cluster),
+            "vars": PyDict(entries: inventory.vars.map { ($0.key, PythonValues.context($0.value)) }),
+        ]
+    }
+
+    static func nodeMap(_ node: InventoryNode) -> PyDict {
+        var entries = node.hostvars.map { ($0.key, PythonValues.context($0.value)) }
+        entries += [("name", node.name), ("ip", node.address), ("address", node.address), ("is_server", node.isServer)]
+        return PyDict(entries: entries)
+    }
+
+    func validateKeys() throws(BundleError) {
+        if signingPublicKeys.isEmpty {
+            throw BundleError(
+                code: .signingKeys, node: nil,
+                message: "no signing public key: agents would accept no command; run `nk3 certs init` first")
+        }
+        for k in signingPublicKeys where Data(base64Encoded: k)?.count != 32 {
+            throw BundleError(
+                code: .signingKeys, node: nil,
+                message: "signing public key '\(k)' is not base64 of a 32-byte Ed25519 key")
+        }
+    }
+
+    /// Refuses a configuration that would not run the agent: it must import `./nk3-agent.nix` (outside comments)
+    /// and must not set `services.nk3-agent.enable = false`.
+    public static func checkKeepsAgent(_ configuration: String, node: String, template: String) throws(BundleError) {
+        let code = NixText.strippingComments(configuration)
+        let importsAgent = code.range(of: #"\./nk3-agent\.nix(?![A-Za-z0-9._+-])"#, options: .regularExpression) != nil
+        if !importsAgent {
+            throw BundleError(
+                code: .agentMissing, node: node,
+                message: "refusing to ship configuration.nix for \(node): it does not import ./nk3-agent.nix, so the "
+                    + "node would lose nk3-agent and nk3 could never reach it again. Add ./nk3-agent.nix to "
+                    + "`imports` in \(template)")
+        }
+        let disables = #"nk3-agent\.enable\s*=\s*(lib\.)?(mkForce\s+|mkOverride\s+\d+\s+)?\(?\s*false"#
+        if code.range(of: disables, options: .regularExpression) != nil {
+            throw BundleError(
+                code: .agentMissing, node: node,
+                message: "refusing to ship configuration.nix for \(node): it sets services.nk3-agent.enable = false, "
+                    + "so nk3 could never reach the node again. Remove that line from \(template)")
+        }
+    }
+}
+
+/// A bundle that cannot be rendered or must not be shipped.
+public struct BundleError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of problem.
+    public enum Code: String, Sendable, Hashable {
+        /// The template does not parse, render or read.
+        case template
+        /// The rendered configuration would drop the agent.
+        case agentMissing = "agent_missing"
+        /// A hostvar the template needs is absent.
+        case missingHostvar = "missing_hostvar"
+        /// No or malformed signing public keys.
+        case signingKeys = "signing_keys"
+    }
+
+    /// The kind of problem.
+    public var code: Code
+    /// The node concerned, if one.
+    public var node: String?
+    /// What went wrong and how to fix it.
+    public var message: String
+
+    /// Makes an error.
+    public init(code: Code, node: String?, message: String) {
+        self.code = code
+        self.node = node
+        self.message = message
+    }
+
+    /// The message.
+    public var description: String { message }
+}
+
+/// Small lexical helpers for Nix source.
+enum NixText {
+    /// The text with `#` line comments and `/* */` block comments blanked, strings left intact.
+    static func strippingComments(_ s: String) -> String {
+        let c = Array(s.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        enum Mode { case code, dq, ind, line, block }
+        var mode = Mode.code
+        while i < c.count {
+            let ch = c[i]
+            let next: Unicode.Scalar? = i + 1 < c.count ? c[i + 1] : nil
+            switch mode {
+            case .code:
+                if ch == "#" { mode = .line; i += 1; continue }
+                if ch == "/" && next == "*" { mode = .block; i += 2; continue }
+                if ch == "\"" { mode = .dq }
+                if ch == "'" && next == "'" { mode = .ind; out.append(ch); out.append(next!); i += 2; continue }
+                out.append(ch)
+            case .dq:
+                out.append(ch)
+                if ch == "\\", let n = next { out.append(n); i += 2; continue }
+                if ch == "\"" { mode = .code }
+            case .ind:
+                out.append(ch)
+                if ch == "'" && next == "'" {
+                    let after: Unicode.Scalar? = i + 2 < c.count ? c[i + 2] : nil
+                    out.append(next!)
+                    i += 2
+                    // '''  ''$  ''\ are escapes inside an indented string.
+                    if after == "'" || after == "$" || after == "\\" {
+                        out.append(after!)
+                        i += 1
+                    } else {
+                        mode = .code
+                    }
+                    continue
+                }
+            case .line:
+                if ch == "\n" { out.append(ch); mode = .code }
+            case .block:
+                if ch == "*" && next == "/" { mode = .code; i += 2; continue }
+                if ch == "\n" { out.append(ch) }
+            }
+            i += 1
+        }
+        return String(out)
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import NK3Kube
+
+/// The health-gate rules as pure functions over decoded API objects: unit-testable on JSON fixtures.
+public enum GateLogic {
+    /// Ceph health checks whose lone presence in HEALTH_WARN is tolerated (reported as a warning): clock
+    /// skew between monitors and an archived-later crash report do not endanger data.
+    public static let toleratedCephChecks: Set<String> = ["MON_CLOCK_SKEW", "RECENT_CRASH"]
+
+    /// Every node's kubelet is Ready: condition `Ready` is `True` with reason `KubeletReady`
+    /// (kubernetes-facts §2; `Unknown`/`NodeStatusUnknown` means heartbeats stopped).
+    public static func kubeletReady(nodes: [Node]) -> GateResult {
+        var lines: [GateReport] = []
+        var notReady: [String] = []
+        for node in nodes.sorted(by: { $0.name < $1.name }) {
+            let c = node.readyCondition
+            if c?.status == "True" && c?.reason == "KubeletReady" {
+                lines.append(GateReport(status: .ok, message: "kubelet is ready on \(node.name)", node: node.name))
+            } else {
+                let why = c.map { "\($0.status)\($0.reason.map { "/\($0)" } ?? "")\($0.message.map { ": \($0)" } ?? "")" } ?? "no Ready condition"
+                lines.append(GateReport(status: .waiting, message: "kubelet is not ready on \(node.name) (\(why))", node: node.name))
+                notReady.append("\(node.name) (\(why))")
+            }
+        }
+        if nodes.isEmpty {
+            return GateResult(passed: false, lines: [GateReport(status: .waiting, message: "no nodes registered yet")], failure: "the API lists no nodes")
+        }
+        return GateResult(
+            passed: notReady.isEmpty, lines: lines,
+            failure: notReady.isEmpty ? nil : "kubelet not ready on \(notReady.joined(separator: ", "))")
+    }
+
+    /// Whether one DaemonSet is healthy: the controller saw its current spec (`observedGeneration >=
+    /// generation`) and `numberAvailable == desiredNumberScheduled` (kubernetes-facts §6); nil if healthy,
+    /// else why not.
+    public static func daemonSetProblem(_ ds: DaemonSet) -> String? {
+        let s = ds.status ?? DaemonSetStatus()
+        if let gen = ds.metadata.generation, s.observedGeneration < gen {
+            return "\(ds.name): spec generation \(gen) not yet observed (observed \(s.observedGeneration))"
+        }
+        if s.numberAvailable != s.desiredNumberScheduled {
+            return "\(ds.name): \(s.numberAvailable)/\(s.desiredNumberScheduled) available"
+        }
+        return nil
+    }
+
+    /// Every DaemonSet in `namespace` is healthy. Lines: "N daemonsets healthy in namespace ns", or
+    /// "N daemonsets recovering in namespace ns" (N = the ones not yet healthy).
+    public static func daemonSets(_ list: [DaemonSet], namespace: String) -> GateResult {
+        let problems = list.sorted { $0.name < $1.name }.compactMap(daemonSetProblem)
+        if problems.isEmpty {
+            return GateResult(passed: true, lines: [GateReport(status: .ok, message: "\(list.count) daemonsets healthy in namespace \(namespace)")])
+        }
+        return GateResult(
+            passed: false,
+            lines: [GateReport(status: .waiting, message: "\(problems.count) daemonsets recovering in namespace \(namespace)")],
+            failure: "daemonsets in \(namespace) not healthy: \(problems.joined(separator: "; "))")
+    }
+
+    /// Whether one Deployment is healthy: its `Available` condition is `True` (reason
+    /// `MinimumReplicasAvailable`, kubernetes-facts §6); nil if healthy, else why not.
+    public static func deploymentProblem(_ d: Deployment) -> String? {
+        guard let c = d.availableCondition else { return "\(d.name): no Available condition yet" }
+        if c.isTrue { return nil }
+        let avail = d.status?.availableReplicas ?? 0
+        let want = d.spec?.replicas.map(String.init) ?? "?"
+        return "\(d.name): Available=\(c.status)\(c.reason.map { "/\($0)" } ?? "") (\(avail)/\(want) replicas available)"
+    }
+
+    /// Every Deployment in `namespace` is available. Lines: "N deployments healthy in namespace ns" or
+    /// "N deployments recovering in namespace ns".
+    public static func deployments(_ list: [Deployment], namespace: String) -> GateResult {
+        let problems = list.sorted { $0.name < $1.name }.compactMap(deploymentProblem)
+        if problems.isEmpty {
+            return GateResult(passed: true, lines: [GateReport(status: .ok, message: "\(list.count) deployments healthy in namespace \(namespace)")])
+        }
+        return GateResult(
+            passed: false,
+            lines: [GateReport(status: .waiting, message: "\(problems.count) deployments recovering in namespace \(namespace)")],
+            failure: "deployments in \(namespace) not available: \(problems.joined(separator: "; "))")
+    }
+
+    /// Ceph is healthy per Rook's CephCluster status (kubernetes-facts §9): HEALTH_OK, or HEALTH_WARN whose
+    /// every check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
+    /// is strictly later than `checkedAfter` (the moment the node came back): Rook refreshes about every
+    /// 60 s, so an older HEALTH_OK says nothing about the node that just returned.
+    public static func ceph(
+        _ cluster: CephCluster, checkedAfter: Date?, tolerated: Set<String> = toleratedCephChecks
+    ) -> GateResult {
+        let name = "\(cluster.metadata.namespace ?? "")/\(cluster.metadata.name ?? "")"
+        guard let ceph = cluster.status?.ceph, let health = ceph.health else {
+            return GateResult(
+                passed: false, lines: [GateReport(status: .waiting, message: "ceph state is unknown")],
+                failure: "CephCluster \(name) reports no status.ceph.health yet")
+        }
+        let line = "ceph state is \(health)"
+        if let after = checkedAfter {
+            guard let text = ceph.lastChecked, let checked = KubeTime.parse(text) else {
+                return GateResult(
+                    passed: false, lines: [GateReport(status: .waiting, message: "\(line) (not yet re-checked)")],
+                    failure: "CephCluster \(name) has no parsable status.ceph.lastChecked")
+            }
+            if !(checked > after) {
+                return GateResult(
+                    passed: false, lines: [GateReport(status: .waiting, message: "\(line) (stale: checked \(text), before \(KubeTime.format(after)))")],
+                    failure: "ceph state \(health) was last checked at \(text), not after \(KubeTime.format(after)); waiting for Rook's next check (about every 60 s)")
+            }
+        }
+        let checks = (ceph.details ?? [:]).keys.sorted()
+        switch health {
+        case "HEALTH_OK":
+            return GateResult(passed: true, lines: [GateReport(status: .ok, message: line)])
+        case "HEALTH_WARN" where !checks.isEmpty && checks.allSatisfy(tolerated.contains):
+            return GateResult(passed: true, lines: [GateReport(status: .warning, message: "\(line) (tolerated: \(checks.joined(separator: ", ")))")])
+        default:
+            let detail = checks.map { key in "\(key): \(ceph.details?[key]?.message ?? "")" }.joined(separator: "; ")
+            return GateResult(
+                passed: false, lines: [GateReport(status: .waiting, message: line)],
+                failure: "ceph state is \(health)\(detail.isEmpty ? "" : " (\(detail))")")
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import NK3Kube
+
+/// Gate factories: each is a thin fetch through `KubeAPI` followed by the pure rule in `GateLogic`.
+public enum HealthGates {
+    /// Every node's kubelet Ready.
+    public static func kubeletReady(_ kube: any KubeAPI, period: Duration = .milliseconds(100)) -> HealthGate {
+        HealthGate(name: "kubelet ready on every node", period: period) {
+            GateLogic.kubeletReady(nodes: try await kube.listNodes())
+        }
+    }
+
+    /// Every DaemonSet in `namespace` available and observed.
+    public static func daemonSets(_ kube: any KubeAPI, namespace: String, period: Duration = .milliseconds(100)) -> HealthGate {
+        HealthGate(name: "daemonsets in namespace \(namespace)", period: period) {
+            GateLogic.daemonSets(try await kube.listDaemonSets(namespace: namespace), namespace: namespace)
+        }
+    }
+
+    /// Every Deployment in `namespace` Available.
+    public static func deployments(_ kube: any KubeAPI, namespace: String, period: Duration = .milliseconds(100)) -> HealthGate {
+        HealthGate(name: "deployments in namespace \(namespace)", period: period) {
+            GateLogic.deployments(try await kube.listDeployments(namespace: namespace), namespace: namespace)
+        }
+    }
+
+    /// Ceph healthy per Rook's CephCluster, checked after `checkedAfter`. Rook refreshes about once a
+    /// minute, so polling it faster than every 200 ms gains nothing.
+    public static func ceph(
+        _ kube: any KubeAPI, namespace: String = "rook-ceph", name: String = "rook-ceph", checkedAfter: Date?,
+        tolerated: Set<String> = GateLogic.toleratedCephChecks, period: Duration = .milliseconds(200)
+    ) -> HealthGate {
+        HealthGate(name: "ceph health (CephCluster \(namespace)/\(name))", period: period) {
+            GateLogic.ceph(
+                try await kube.getCephCluster(namespace: namespace, name: name), checkedAfter: checkedAfter,
+                tolerated: tolerated)
+        }
+    }
+
+    /// The standard set, in the seed's output order: kubelet Ready; per watched namespace DaemonSets, then
+    /// Deployments; then Ceph if a CephCluster is named.
+    public static func standard(
+        _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)? = nil,
+        since: Date? = nil, period: Duration = .milliseconds(100)
+    ) -> [HealthGate] {
+        var gates = [kubeletReady(kube, period: period)]
+        gates += watchNamespaces.map { daemonSets(kube, namespace: $0, period: period) }
+        gates += watchNamespaces.map { deployments(kube, namespace: $0, period: period) }
+        if let ceph { gates.append(Self.ceph(kube, namespace: ceph.namespace, name: ceph.name, checkedAfter: since)) }
+        return gates
+    }
+}
+
+/// Runs `gates` until all pass in the same round, or throws `HealthGateError` at `deadline` naming the
+/// gates still failing and why. Checks run concurrently each round; between rounds it waits the shortest
+/// `period` of the failing gates (no fixed-second sleeps). Each human line is passed to `report` the first
+/// time it appears and whenever it changes — not on every poll. Returns the passing results, in gate order.
+/// Errors that waiting cannot fix (unauthorized, forbidden, kubeconfig) stop it early.
+public func waitUntilHealthy<C: Clock<Duration>>(
+    _ gates: [HealthGate], deadline: C.Instant, clock: C,
+    report: (@Sendable (GateReport) -> Void)? = nil
+) async throws -> [GateResult] {
+    var lastLines: [String: [GateReport]] = [:]
+    let start = clock.now
+    while true {
+        let results = await withTaskGroup(of: (Int, Result<GateResult, any Error>).self) { group in
+            for (i, gate) in gates.enumerated() {
+                group.addTask { (i, await runOnce(gate, clock: clock)) }
+            }
+            var out = [Result<GateResult, any Error>?](repeating: nil, count: gates.count)
+            for await (i, r) in group { out[i] = r }
+            return out.map { $0! }
+        }
+        var failing: [(gate: HealthGate, why: String)] = []
+        var passed: [GateResult] = []
+        for (gate, result) in zip(gates, results) {
+            switch result {
+            case .success(let r):
+                if lastLines[gate.name] != r.lines {
+                    lastLines[gate.name] = r.lines
+                    for line in r.lines { report?(line) }
+                }
+                if r.passed { passed.append(r) } else { failing.append((gate, r.failure ?? "not healthy")) }
+            case .failure(let error):
+                if let k = error as? KubeError, [.unauthorized, .forbidden, .config].contains(k.code) {
+                    throw HealthGateError(
+                        .unrecoverable, failingGates: [gate.name],
+                        message: "health gate '\(gate.name)' cannot be checked: \(k.message); fix the kubeconfig's credentials or RBAC")
+                }
+                failing.append((gate, "check failed: \(error)"))
+            }
+        }
+        if failing.isEmpty { return passed }
+        let pause = failing.map(\.gate.period).min() ?? .milliseconds(100)
+        if clock.now.advanced(by: pause) > deadline {
+            let names = failing.map(\.gate.name)
+            let whys = failing.map { "'\($0.gate.name)': \($0.why)" }.joined(separator: "; ")
+            throw HealthGateError(
+                .timeout, failingGates: names,
+                message: "health gates did not pass within \(start.duration(to: clock.now)): \(whys)")
+        }
+        try await clock.sleep(for: pause)
+    }
+}
+
+/// One check under its timeout.
+private func runOnce<C: Clock<Duration>>(_ gate: HealthGate, clock: C) async -> Result<GateResult, any Error> {
+    await withTaskGroup(of: Result<GateResult, any Error>?.self) { group in
+        group.addTask {
+            do { return .success(try await gate.check()) } catch { return .failure(error) }
+        }
+        group.addTask {
+            do { try await clock.sleep(for: gate.timeout) } catch { return nil }
+            return .failure(KubeError(.timeout, "check of '\(gate.name)' took longer than \(gate.timeout)"))
+        }
+        var result: Result<GateResult, any Error> = .failure(CancellationError())
+        for await r in group {
+            if let r {
+                result = r
+                group.cancelAll()
+                break
+            }
+        }
+        return result
+    }
+}

@@ -255,7 +255,9 @@ public struct RolloutMachine: Sendable {
                                 + "--allow-quorum-loss to roll servers one at a time anyway."))
             }
         }
-        initialGatesPending = !pending.isEmpty && !plan.options.skipInitialHealth
+        // Health first, unless every node left to touch is already disrupted (then its own gates follow).
+        initialGatesPending =
+            (!pending.isEmpty || running.values.contains { !$0.inDisruption }) && !plan.options.skipInitialHealth
         verified = true
         actions += pump()
         return actions
@@ -326,7 +328,7 @@ public struct RolloutMachine: Sendable {
                     if let before, status.bootID != before {
                         run.bootIDBeforeReboot = before
                         run.kernelAfter = status.kernel
-                        run.steps = [.waitReady, .uncordon, .gates, .confirm]
+                        run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates, .confirm]
                         run.inDisruption = true
                     } else if cordoned {
                         run.steps = steps(node, from: .drain)
@@ -369,7 +371,7 @@ public struct RolloutMachine: Sendable {
         if plan.kind == .reboot, let rec, after == .pending {
             if let before = rec.bootIDBeforeReboot, status.bootID != before {
                 run.kernelAfter = status.kernel
-                run.steps = [.waitReady, .uncordon, .gates]
+                run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates]
                 run.inDisruption = true
                 return .run(run)
             }

@@ -193,6 +193,11 @@ public struct RolloutSummary: Sendable, Hashable {
     public struct KernelChange: Sendable, Hashable {
         public var from: String
         public var to: String
+        /// Makes a record.
+        public init(from: String, to: String) {
+            self.from = from
+            self.to = to
+        }
     }
 
     /// An empty summary.

@@ -1,0 +1,225 @@
+import Foundation
+import Logging
+import NK3Kube
+import NK3Protocol
+
+/// The real `RolloutCluster`: the Kubernetes API through `KubeAPI`, the health gates of `HealthGates`, and a
+/// `coordination.k8s.io/v1` Lease that both locks the cluster for one rollout and carries its progress
+/// (annotation `nk3.io/rollout-progress`), so a rerun after a killed coordinator resumes (kubernetes-facts §8).
+public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
+    /// Where the Lease lives. kube-system exists in every cluster.
+    public var leaseNamespace: String
+    /// The Lease's name (one per cluster).
+    public var leaseName: String
+    public let kube: any KubeAPI
+    public let watchNamespaces: [String]
+    /// Ceph gate target, if enabled.
+    public let ceph: (namespace: String, name: String)?
+    public let pollInterval: Duration
+    public let drainOptions: DrainOptions
+    public let clock: C
+    public let logger: Logger
+
+    static var progressAnnotation: String { "nk3.io/rollout-progress" }
+
+    /// Makes the adapter.
+    public init(
+        kube: any KubeAPI, clusterName: String, watchNamespaces: [String], ceph: (namespace: String, name: String)?,
+        pollInterval: Duration = .milliseconds(100), drainOptions: DrainOptions = DrainOptions(), clock: C,
+        logger: Logger, leaseNamespace: String = "kube-system"
+    ) {
+        self.kube = kube
+        self.leaseNamespace = leaseNamespace
+        self.leaseName = "nk3-rollout-\(clusterName)".lowercased().map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }
+            .reduce(into: "") { $0.append($1) }
+        self.watchNamespaces = watchNamespaces
+        self.ceph = ceph
+        self.pollInterval = pollInterval
+        self.drainOptions = drainOptions
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public func nodeReady(_ node: String) async throws -> Bool {
+        let n = try await kube.getNode(node)
+        return n.isReady
+    }
+
+    public func cordon(_ node: String, reason: String) async throws {
+        _ = try await kube.cordon(node: node, by: "nk3", reason: reason)
+    }
+
+    public func uncordonIfOurs(_ node: String) async throws -> Bool {
+        do {
+            return try await kube.uncordonIfCordonedByNK3(node: node) == .uncordoned
+        } catch let e as KubeError where e.code == .refused {
+            return false
+        }
+    }
+
+    public func cordonedByNK3() async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for n in try await kube.listNodes() where n.isUnschedulable {
+            if n.annotation(NK3Annotations.cordonedBy) != nil, let name = n.metadata.name {
+                out[name] = n.annotation(NK3Annotations.cordonReason) ?? ""
+            }
+        }
+        return out
+    }
+
+    public func drain(_ node: String, timeout: Duration) async throws {
+        var options = drainOptions
+        options.timeout = timeout
+        _ = try await kube.drain(node: node, options: options, clock: clock, logger: logger)
+    }
+
+    public func runGates(
+        since: Date?, timeout: Duration, report: @escaping @Sendable (GateReport) -> Void
+    ) async throws {
+        let gates = HealthGates.standard(
+            kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, period: pollInterval)
+        _ = try await waitUntilHealthy(gates, deadline: clock.now.advanced(by: timeout), clock: clock, report: report)
+    }
+
+    // MARK: Lease
+
+    public func acquireLease(holder: String, ttl: Duration) async throws -> RolloutLease {
+        let now = Date()
+        for _ in 0..<5 {
+            let existing: Lease?
+            do {
+                existing = try await kube.getLease(namespace: leaseNamespace, name: leaseName)
+            } catch let e as KubeError where e.code == .notFound {
+                existing = nil
+            }
+            guard var lease = existing else {
+                let created = Lease(
+                    metadata: ObjectMeta(name: leaseName, namespace: leaseNamespace),
+                    spec: LeaseSpec(
+                        holderIdentity: holder, leaseDurationSeconds: Self.seconds(ttl),
+                        acquireTime: MicroTime.format(now), renewTime: MicroTime.format(now), leaseTransitions: 0))
+                do {
+                    _ = try await kube.createLease(created)
+                    return RolloutLease(holder: holder, expiresAt: now.addingTimeInterval(Double(Self.seconds(ttl))))
+                } catch let e as KubeError where e.code == .conflict {
+                    continue  // somebody created it meanwhile: read it again
+                }
+            }
+            if let other = lease.spec.holderIdentity, other != holder, !other.isEmpty {
+                let expires = Self.expiry(of: lease)
+                if let expires, expires > now { throw RolloutLeaseHeld(holder: other, expiresAt: expires) }
+                lease.spec.leaseTransitions = (lease.spec.leaseTransitions ?? 0) + 1
+                lease.spec.acquireTime = MicroTime.format(now)
+            }
+            lease.spec.holderIdentity = holder
+            lease.spec.leaseDurationSeconds = Self.seconds(ttl)
+            lease.spec.renewTime = MicroTime.format(now)
+            do {
+                _ = try await kube.updateLease(lease)
+                return RolloutLease(holder: holder, expiresAt: now.addingTimeInterval(Double(Self.seconds(ttl))))
+            } catch let e as KubeError where e.code == .conflict {
+                continue
+            }
+        }
+        throw CoordinatorError(.other, "the rollout Lease \(leaseNamespace)/\(leaseName) kept changing; retry")
+    }
+
+    public func renewLease(holder: String, ttl: Duration) async throws -> RolloutLease {
+        try await acquireLease(holder: holder, ttl: ttl)
+    }
+
+    public func releaseLease(holder: String) async throws {
+        try await mutateOwnLease(holder: holder) { lease in
+            lease.spec.holderIdentity = nil
+            lease.spec.renewTime = nil
+            lease.spec.acquireTime = nil
+        }
+    }
+
+    public func saveProgress(_ progress: RolloutProgress) async throws {
+        let json = String(decoding: try CanonicalJSON.encode(progress), as: UTF8.self)
+        try await mutateLease { lease in
+            var a = lease.metadata.annotations ?? [:]
+            a[Self.progressAnnotation] = json
+            lease.metadata.annotations = a
+        }
+    }
+
+    public func loadProgress() async throws -> RolloutProgress? {
+        let lease: Lease
+        do {
+            lease = try await kube.getLease(namespace: leaseNamespace, name: leaseName)
+        } catch let e as KubeError where e.code == .notFound {
+            return nil
+        }
+        guard let text = lease.metadata.annotations?[Self.progressAnnotation] else { return nil }
+        do {
+            return try CanonicalJSON.decode(RolloutProgress.self, from: Data(text.utf8))
+        } catch {
+            logger.warning(
+                "ignoring unreadable rollout progress on the Lease", metadata: ["rollout.error": "\(error)"])
+            return nil
+        }
+    }
+
+    public func clearProgress() async throws {
+        try await mutateLease { lease in
+            lease.metadata.annotations?[Self.progressAnnotation] = nil
+        }
+    }
+
+    private func mutateOwnLease(holder: String, _ change: (inout Lease) -> Void) async throws {
+        try await mutateLease { lease in
+            guard lease.spec.holderIdentity == holder else { return }
+            change(&lease)
+        }
+    }
+
+    private func mutateLease(_ change: (inout Lease) -> Void) async throws {
+        for _ in 0..<5 {
+            var lease: Lease
+            do {
+                lease = try await kube.getLease(namespace: leaseNamespace, name: leaseName)
+            } catch let e as KubeError where e.code == .notFound {
+                return
+            }
+            let before = lease
+            change(&lease)
+            if before == lease { return }
+            do {
+                _ = try await kube.updateLease(lease)
+                return
+            } catch let e as KubeError where e.code == .conflict {
+                continue
+            }
+        }
+        throw CoordinatorError(.other, "the rollout Lease \(leaseNamespace)/\(leaseName) kept changing; retry")
+    }
+
+    static func seconds(_ d: Duration) -> Int { max(1, Int(d.components.seconds)) }
+
+    static func expiry(of lease: Lease) -> Date? {
+        guard let renew = lease.spec.renewTime.flatMap(MicroTime.parse) else { return nil }
+        return renew.addingTimeInterval(Double(lease.spec.leaseDurationSeconds ?? 0))
+    }
+}
+
+/// Kubernetes `MicroTime` (RFC 3339 with microseconds, UTC), as Lease renewTime/acquireTime use.
+public enum MicroTime {
+    /// Formats a date as `2006-01-02T15:04:05.000000Z`.
+    public static func format(_ date: Date) -> String {
+        let t = date.timeIntervalSince1970
+        let secs = floor(t)
+        let micros = Int(((t - secs) * 1_000_000).rounded(.down))
+        let base = Date(timeIntervalSince1970: secs).formatted(
+            Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!).year().month().day().dateSeparator(.dash)
+                .time(includingFractionalSeconds: false).timeSeparator(.colon))
+        return String(base.dropLast(base.hasSuffix("Z") ? 1 : 0)) + String(format: ".%06dZ", micros)
+    }
+
+    /// Parses RFC 3339 with or without fractional seconds.
+    public static func parse(_ text: String) -> Date? {
+        if let d = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return d }
+        return try? Date(text, strategy: Date.ISO8601FormatStyle())
+    }
+}

@@ -47,7 +47,9 @@ public enum RolloutEventStatus: String, Codable, Sendable, Hashable, CaseIterabl
 public struct RolloutNotice: Codable, Sendable, Hashable {
     /// The node this is about, if any (gates and the rollout as a whole have none).
     public var node: String?
+    /// Where in the rollout.
     public var phase: RolloutPhase
+    /// How it went.
     public var status: RolloutEventStatus
     /// The human line, e.g. "Rebooting d752cf78-…".
     public var message: String
@@ -67,7 +69,9 @@ public struct RolloutEvent: Codable, Sendable, Hashable {
     public var timestamp: Date
     /// The node this is about, if any.
     public var node: String?
+    /// Where in the rollout.
     public var phase: RolloutPhase
+    /// How it went.
     public var status: RolloutEventStatus
     /// The human line.
     public var message: String

@@ -45,6 +45,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         public var leaseRenewInterval: Duration?
         /// Poll interval of every wait (fast: a condition is noticed within about this long).
         public var pollInterval: Duration
+        /// Per-wait timeouts.
         public var timeouts: RolloutTimeouts
         /// Reason recorded in nk3's cordon annotation.
         public var cordonReason: String

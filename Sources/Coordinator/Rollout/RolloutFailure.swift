@@ -53,6 +53,7 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
         return rows.map { "  \($0.0)  \($0.1)" }.joined(separator: "\n")
     }
 
+    /// What went wrong (decides the exit code).
     public var kind: Kind
     /// The node where it failed, if the failure is about one node.
     public var node: String?

@@ -70,7 +70,10 @@ public struct RolloutPlan: Sendable, Hashable {
 
     /// Knobs.
     public struct Options: Sendable, Hashable {
-        /// Most nodes in flight (sent … confirmed) at once. Default 1.
+        /// Most nodes in flight (sent … confirmed) at once. Default 1. With more than 1: a node starts only
+        /// after the health gates passed with no node disrupted since; gates run only while no node is between
+        /// drain and uncordon; a node waits to drain while a gate run is due. Servers additionally obey
+        /// `maxServersDown` (etcd quorum).
         public var disruptionBudget: Int
         /// Skip the health gates before the first node (they still run after every node).
         public var skipInitialHealth: Bool
@@ -93,9 +96,11 @@ public struct RolloutPlan: Sendable, Hashable {
         }
     }
 
+    /// Apply bundles, or reboot only.
     public var kind: Kind
     /// Every node of the cluster in inventory order (servers are counted for quorum even if unchanged).
     public var nodes: [Node]
+    /// Budget, order, health and quorum knobs.
     public var options: Options
 
     /// Makes a plan.
@@ -191,7 +196,9 @@ public struct RolloutSummary: Sendable, Hashable {
 
     /// A kernel release change on one node.
     public struct KernelChange: Sendable, Hashable {
+        /// Release before the reboot.
         public var from: String
+        /// Release after the reboot.
         public var to: String
         /// Makes a record.
         public init(from: String, to: String) {

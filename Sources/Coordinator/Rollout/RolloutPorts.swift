@@ -95,6 +95,7 @@ public struct RolloutLeaseHeld: Error, Sendable, Hashable, RolloutClassifiedErro
         self.expiresAt = expiresAt
     }
 
+    /// Always `.lockHeld` (exit 7).
     public var rolloutFailureKind: RolloutFailure.Kind { .lockHeld }
 
     public var description: String {

@@ -94,6 +94,9 @@ private final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        // Nothing else of the agent's (sockets, state files, fds a parent leaked without CLOEXEC) reaches the
+        // child. glibc ≥ 2.34 has closefrom as a spawn action; it is not imported into Swift, so look it up.
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -136,6 +139,13 @@ private final class ChildProcess: @unchecked Sendable {
         thread.start()
         return child
     }
+
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+
+    static let addCloseFrom: AddCloseFrom? = {
+        guard let sym = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(sym, to: AddCloseFrom.self)
+    }()
 
     func markTimedOut() { state.withLock { $0.timedOut = true } }
 

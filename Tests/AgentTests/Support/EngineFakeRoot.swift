@@ -1,0 +1,325 @@
+import Foundation
+import Logging
+import NK3Agent
+import NK3Protocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fake NixOS machine in a temp directory: generations as `system-N-link` symlinks to store dirs, a channel
+/// profile, `/run/{current,booted}-system`, `/proc` files, and fake `nixos-rebuild`, `nix-channel`, `nix-env`,
+/// `systemctl` and per-generation `switch-to-configuration` bash scripts that behave as nixos-facts §1–§4
+/// describe (profile set before activation; `--set` of the highest target makes no new generation; a bogus
+/// channel fails only at `--update`; bash-style exit 1 after a failed activation, or ng-style pass-through).
+///
+/// Knobs (files in `control/`): `hang-build`, `hang-activation` (sleep 600 at that point), `ng` (pass
+/// switch-to-configuration's exit code through). A configuration.nix containing `EVAL_ERROR` fails evaluation;
+/// `# kernel: X`, `# version: V`, `# activation-exit: N` lines shape the built system.
+/// Records: `control/calls.log`, `control/reboots`, `control/bootdefault`, `control/rebuild.pid`.
+final class EngineFakeRoot: Sendable {
+    let root: String
+    let stateDir: String
+
+    static let initialConfig = "{ ... }: {\n  # kernel: 6.6.1\n  # version: 24.05.1\n  networking.hostName = \"node1\";\n}\n"
+    static let initialFiles = ["configuration.nix": initialConfig, "k3s.nix": "{ ... }: { services.k3s.enable = true; }\n"]
+    static let initialChannel = "https://channels.nixos.org/nixos-24.05"
+
+    /// - Parameter recordManaged: record `files` as nk3-managed (as after a first apply); false: a fresh node.
+    init(files: [String: String] = EngineFakeRoot.initialFiles, recordManaged: Bool = true) throws {
+        let base = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("nk3-engine-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        root = URL(fileURLWithPath: base.path).resolvingSymlinksInPath().path
+        stateDir = root + "/var/lib/nk3-agent"
+        for d in [
+            "etc/nixos", "nix/store", "nix/var/nix/profiles/per-user/root", "run", "proc/sys/kernel/random", "root",
+            "bin", "control", "var/lib/nk3-agent",
+        ] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(d)", withIntermediateDirectories: true)
+        }
+        try write("proc/sys/kernel/hostname", "node1\n")
+        try write("proc/sys/kernel/random/boot_id", UUID().uuidString.lowercased() + "\n")
+        try write("proc/uptime", "1234.56 2000.00\n")
+        try write("root/.nix-channels", "\(Self.initialChannel) nixos\n")
+        try installScripts()
+        for (name, content) in files { try write("etc/nixos/\(name)", content) }
+        if recordManaged {
+            try JSONEncoder().encode(files.keys.sorted()).write(to: URL(fileURLWithPath: stateDir + "/managed-files.json"))
+        }
+        // First channel generation and first system generation, as an installed node has them.
+        try sh("\(root)/bin/nix-channel --update nixos")
+        try sh("\(root)/bin/nixos-rebuild switch")
+        try sh("ln -sfn \"$(readlink -f \(root)/run/current-system)\" \(root)/run/booted-system")
+        try write("proc/sys/kernel/osrelease", (kernel(ofSystem: try currentSystem()) ?? "6.6.1") + "\n")
+        try sh(": > \(root)/control/calls.log")
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    // MARK: backend wiring
+
+    /// Backend options with the root prefix (the in-process tests run NixOSSystem against this root).
+    var options: NixOSSystem.Options {
+        var o = NixOSSystem.Options()
+        o.root = root
+        o.managedFilesRecord = stateDir + "/managed-files.json"
+        o.nixosRebuild = "\(root)/bin/nixos-rebuild"
+        o.nixChannel = "\(root)/bin/nix-channel"
+        o.nixEnv = "\(root)/bin/nix-env"
+        o.systemctl = "\(root)/bin/systemctl"
+        o.rebuildTimeout = .seconds(120)
+        return o
+    }
+
+    func system(logger: Logger = Logger(label: "test")) -> NixOSSystem {
+        NixOSSystem(options: options, runner: ProcessRunner(terminationGrace: .seconds(2)), logger: logger)
+    }
+
+    /// An agent config file for the `nk3-agent` binary with every path absolute inside this root.
+    func agentConfig(signingKey: String, healthz: String = "http://127.0.0.1:1/healthz") -> AgentConfig {
+        var c = AgentConfig(
+            nodeName: "node1", tls: .init(certFile: "\(root)/unused.crt", keyFile: "\(root)/unused.key", caFile: "\(root)/unused-ca.crt"),
+            signingPublicKeys: [signingKey])
+        c.stateDir = stateDir
+        c.configDir = "\(root)/etc/nixos"
+        c.kubeletHealthzURL = healthz
+        c.commands.nixosRebuild = "\(root)/bin/nixos-rebuild"
+        c.commands.nixChannel = "\(root)/bin/nix-channel"
+        c.commands.nixEnv = "\(root)/bin/nix-env"
+        c.commands.systemctl = "\(root)/bin/systemctl"
+        c.paths.currentSystem = "\(root)/run/current-system"
+        c.paths.bootedSystem = "\(root)/run/booted-system"
+        c.paths.systemProfile = "\(root)/nix/var/nix/profiles/system"
+        c.paths.channelsFile = "\(root)/root/.nix-channels"
+        c.paths.channelsProfile = "\(root)/nix/var/nix/profiles/per-user/root/channels"
+        c.paths.osrelease = "\(root)/proc/sys/kernel/osrelease"
+        c.paths.bootID = "\(root)/proc/sys/kernel/random/boot_id"
+        c.paths.uptime = "\(root)/proc/uptime"
+        c.paths.hostname = "\(root)/proc/sys/kernel/hostname"
+        return c
+    }
+
+    // MARK: knobs and observations
+
+    func write(_ rel: String, _ content: String) throws {
+        try content.write(toFile: "\(root)/\(rel)", atomically: false, encoding: .utf8)
+    }
+
+    func read(_ rel: String) -> String? { try? String(contentsOfFile: "\(root)/\(rel)", encoding: .utf8) }
+
+    func setKnob(_ name: String, _ on: Bool = true) throws {
+        if on { try write("control/\(name)", "1\n") } else { unlink("\(root)/control/\(name)") }
+    }
+
+    /// All regular (non-hidden) files in /etc/nixos.
+    func configFiles() -> [String: String] {
+        var out: [String: String] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/etc/nixos")) ?? [] where !name.hasPrefix(".") {
+            out[name] = read("etc/nixos/\(name)")
+        }
+        return out
+    }
+
+    func link(_ rel: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "\(root)/\(rel)") }
+
+    var profileGeneration: Int? {
+        link("nix/var/nix/profiles/system").flatMap { NixOSSystemTestAccess.generation($0, base: "system") }
+    }
+
+    var channelGeneration: Int? {
+        link("nix/var/nix/profiles/per-user/root/channels").flatMap { NixOSSystemTestAccess.generation($0, base: "channels") }
+    }
+
+    func currentSystem() throws -> String { URL(fileURLWithPath: "\(root)/run/current-system").resolvingSymlinksInPath().path }
+    func bootedSystem() -> String { URL(fileURLWithPath: "\(root)/run/booted-system").resolvingSymlinksInPath().path }
+    func systemOf(generation n: Int) -> String {
+        URL(fileURLWithPath: "\(root)/nix/var/nix/profiles/system-\(n)-link").resolvingSymlinksInPath().path
+    }
+
+    /// Store path the boot loader would start (set by switch-to-configuration switch|boot).
+    var bootDefault: String? { read("control/bootdefault")?.trimmingCharacters(in: .whitespacesAndNewlines) }
+    var rebootCount: Int { (read("control/reboots") ?? "").split(separator: "\n").count }
+    var bootID: String { (read("proc/sys/kernel/random/boot_id") ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+    var calls: String { read("control/calls.log") ?? "" }
+
+    func kernel(ofSystem path: String) -> String? {
+        (try? FileManager.default.contentsOfDirectory(atPath: "\(path)/kernel-modules/lib/modules"))?.first
+    }
+
+    /// The machine restarts: new boot id, the boot default becomes booted and current, kernel follows it.
+    func simulateReboot() throws {
+        guard let next = bootDefault else { throw NSError(domain: "fake", code: 1) }
+        try sh("ln -sfn '\(next)' \(root)/run/booted-system && ln -sfn '\(next)' \(root)/run/current-system")
+        try write("proc/sys/kernel/random/boot_id", UUID().uuidString.lowercased() + "\n")
+        try write("proc/sys/kernel/osrelease", (kernel(ofSystem: next) ?? "unknown") + "\n")
+        try write("proc/uptime", "3.10 5.00\n")
+    }
+
+    /// Kills whatever process group `control/rebuild.pid` names (systemd stops the unit's whole cgroup when the
+    /// agent's main process dies; tests emulate that for the orphaned fake rebuild).
+    func killOrphanedRebuild() {
+        if let pid = read("control/rebuild.pid").flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            kill(-pid, SIGKILL)
+            kill(pid, SIGKILL)
+        }
+    }
+
+    @discardableResult
+    func sh(_ command: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", command]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: out, as: UTF8.self)
+        if p.terminationStatus != 0 {
+            throw NSError(domain: "fake-root", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "\(command): \(text)"])
+        }
+        return text
+    }
+
+    // MARK: scripts
+
+    private func script(_ name: String, _ body: String) throws {
+        let path = "\(root)/bin/\(name)"
+        try ("#!/bin/bash\nset -u\nR='\(root)'\n" + body).write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o755)
+    }
+
+    private func installScripts() throws {
+        try script(
+            "nix-env",
+            #"""
+            echo "nix-env $*" >> "$R/control/calls.log"
+            [ "$1" = -p ] || { echo "error: this fake nix-env needs -p PROFILE" >&2; exit 1; }
+            p="$2"; op="$3"; dir=$(dirname "$p"); base=$(basename "$p")
+            max=$(ls "$dir" | sed -n "s/^$base-\([0-9]*\)-link\$/\1/p" | sort -n | tail -1); max=${max:-0}
+            cur=$(readlink "$p" | sed -n "s/^$base-\([0-9]*\)-link\$/\1/p")
+            case "$op" in
+              --set)
+                target="$4"
+                # nixos-facts §2: --set makes generation highest+1, unless the highest already points there.
+                if [ "$max" -gt 0 ] && [ "$(readlink "$dir/$base-$max-link")" = "$target" ]; then n=$max
+                else n=$((max+1)); ln -s "$target" "$dir/$base-$n-link"; fi
+                ln -sfn "$base-$n-link" "$p" ;;
+              --switch-generation)
+                n="$4"
+                [ -e "$dir/$base-$n-link" ] || { echo "error: profile version $n does not exist" >&2; exit 1; }
+                echo "switching profile from version $cur to $n" >&2
+                ln -sfn "$base-$n-link" "$p" ;;
+              *) echo "error: unsupported nix-env operation $op" >&2; exit 1 ;;
+            esac
+            """#)
+        try script(
+            "nix-channel",
+            #"""
+            echo "nix-channel $*" >> "$R/control/calls.log"
+            F="$R/root/.nix-channels"; P="$R/nix/var/nix/profiles/per-user/root/channels"; dir=$(dirname "$P")
+            case "$1" in
+              --add)
+                url="$2"; name="${3:-nixos}"; touch "$F"
+                grep -v " $name\$" "$F" > "$F.tmp"; echo "$url $name" >> "$F.tmp"; mv "$F.tmp" "$F" ;;
+              --update)
+                name="${2:-nixos}"; url=$(awk -v n="$name" '$2==n{print $1}' "$F")
+                case "$url" in *bogus*)
+                  # nixos-facts §4: the bogus name only fails here, and the channel profile stays as it was.
+                  echo "error: unable to download '$url/nixexprs.tar.xz': HTTP error 404" >&2; exit 1 ;;
+                esac
+                echo "unpacking channels..." >&2
+                content="$url rev=$(cat "$R/control/channel-rev" 2>/dev/null || echo 1)"
+                max=$(ls "$dir" | sed -n 's/^channels-\([0-9]*\)-link$/\1/p' | sort -n | tail -1); max=${max:-0}
+                if [ "$max" -gt 0 ] && [ "$(cat "$dir/channels-$max-link/content" 2>/dev/null)" = "$content" ]; then exit 0; fi
+                n=$((max+1)); mkdir -p "$R/nix/store/channels-$n"; echo "$content" > "$R/nix/store/channels-$n/content"
+                ln -s "$R/nix/store/channels-$n" "$dir/channels-$n-link"; ln -sfn "channels-$n-link" "$P" ;;
+              --rollback)
+                n="$2"; [ -e "$dir/channels-$n-link" ] || { echo "error: profile version $n does not exist" >&2; exit 1; }
+                ln -sfn "channels-$n-link" "$P" ;;
+              --list) awk '{print $2, $1}' "$F" ;;
+              *) echo "error: unsupported" >&2; exit 1 ;;
+            esac
+            """#)
+        try script(
+            "systemctl",
+            #"""
+            echo "systemctl $*" >> "$R/control/calls.log"
+            case "$1" in
+              is-active) if [ -e "$R/control/unit-$2-active" ]; then echo active; exit 0; else echo inactive; exit 3; fi ;;
+              reboot) echo "reboot $(cat "$R/proc/sys/kernel/random/boot_id")" >> "$R/control/reboots"; exit 0 ;;
+              *) exit 1 ;;
+            esac
+            """#)
+        try script(
+            "switch-to-configuration.template",
+            #"""
+            self="$(cd "$(dirname "$0")/.." && pwd -P)"; mode="$1"
+            echo "switch-to-configuration $mode $self" >> "$R/control/calls.log"
+            rc=$(cat "$self/activation-exit" 2>/dev/null || echo 0)
+            # nixos-facts §2: bootloader first (switch|boot), then boot exits 0, then the init-interface check (100).
+            case "$mode" in switch|boot) echo "$self" > "$R/control/bootdefault" ;; esac
+            [ "$mode" = boot ] && exit 0
+            if [ "$rc" = 100 ]; then echo "the new init interface won't take effect until you reboot" >&2; exit 100; fi
+            ln -sfn "$self" "$R/run/current-system"
+            if [ "$rc" != 0 ]; then echo "warning: the following units failed: broken.service" >&2; fi
+            exit "$rc"
+            """#)
+        try script(
+            "nixos-rebuild",
+            #"""
+            action="$1"; shift; upgrade=0
+            for a in "$@"; do [ "$a" = --upgrade ] && upgrade=1; done
+            echo "$$" > "$R/control/rebuild.pid"
+            echo "nixos-rebuild $action upgrade=$upgrade" >> "$R/control/calls.log"
+            echo "building the system configuration..." >&2
+            if [ "$upgrade" = 1 ]; then "$R/bin/nix-channel" --update nixos || exit 1; fi
+            cfg="$R/etc/nixos/configuration.nix"
+            [ -f "$cfg" ] || { echo "error: file 'nixos-config' was not found in the Nix search path" >&2; exit 1; }
+            if grep -q EVAL_ERROR "$cfg"; then
+              echo "error: undefined variable 'EVAL_ERROR'" >&2
+              echo "       at /etc/nixos/configuration.nix:3:5:" >&2
+              exit 1
+            fi
+            [ -e "$R/control/hang-build" ] && sleep 600
+            kernel=$(sed -n 's/^ *# kernel: //p' "$cfg" | head -1); kernel=${kernel:-6.6.1}
+            version=$(sed -n 's/^ *# version: //p' "$cfg" | head -1); version=${version:-24.05.1}
+            actexit=$(sed -n 's/^ *# activation-exit: //p' "$cfg" | head -1); actexit=${actexit:-0}
+            chan=$(cat "$R/nix/var/nix/profiles/per-user/root/channels/content" 2>/dev/null)
+            hash=$( (cat "$R"/etc/nixos/*; echo "$chan") | sha256sum | cut -c1-12)
+            out="$R/nix/store/$hash-nixos-system-node1-$version"
+            if [ ! -d "$out" ]; then
+              echo "these 3 derivations will be built:" >&2
+              for d in etc system-path "nixos-system-node1-$version"; do echo "  /nix/store/$hash-$d.drv" >&2; done
+              echo "these 2 paths will be fetched (1.50 MiB download, 7.00 MiB unpacked):" >&2
+              echo "  /nix/store/aaaa-linux-$kernel" >&2; echo "  /nix/store/bbbb-firmware" >&2
+              mkdir -p "$out/bin" "$out/kernel-modules/lib/modules/$kernel"
+              echo "$version" > "$out/nixos-version"; echo "$actexit" > "$out/activation-exit"
+              cp "$R/bin/switch-to-configuration.template" "$out/bin/switch-to-configuration"
+            fi
+            case "$action" in
+              switch|boot)
+                # nixos-facts §1: the profile is set before activation runs.
+                "$R/bin/nix-env" -p "$R/nix/var/nix/profiles/system" --set "$out" || exit 1
+                [ -e "$R/control/hang-activation" ] && sleep 600
+                "$out/bin/switch-to-configuration" "$action"; rc=$?
+                if [ $rc -ne 0 ]; then
+                  echo "warning: error(s) occurred while switching to the new configuration" >&2
+                  if [ -e "$R/control/ng" ]; then exit $rc; else exit 1; fi
+                fi ;;
+              test) "$out/bin/switch-to-configuration" test || exit 1 ;;
+              *) echo "error: unsupported action $action" >&2; exit 1 ;;
+            esac
+            [ -e "$R/control/ng" ] && { echo "Done. The new configuration is $out" >&2; echo "$out"; }
+            exit 0
+            """#)
+    }
+}
+
+enum NixOSSystemTestAccess {
+    static func generation(_ linkName: String, base: String) -> Int? {
+        guard linkName.hasPrefix(base + "-"), linkName.hasSuffix("-link") else { return nil }
+        return Int(linkName.dropFirst(base.count + 1).dropLast(5))
+    }
+}

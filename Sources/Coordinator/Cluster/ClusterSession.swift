@@ -1,0 +1,278 @@
+import Foundation
+import Logging
+import NIOSSL
+import NK3Common
+import NK3Kube
+import NK3Protocol
+
+/// Everything one `nk3` invocation needs about a cluster, loaded from the inventory: the nodes, the PKI, one
+/// agent client per node and (lazily) the Kubernetes client. Commands (`apply`, `upgrade`, `reboot`, `status`,
+/// `plan`) are methods; the CLI only parses flags and calls them.
+public struct ClusterSession: Sendable {
+    public let inventory: Inventory
+    public let pki: PKIStore
+    public let agents: ClusterAgents
+    public let clients: [String: AgentClient]
+    public let logger: Logger
+    let signingPublicKey: String
+    let kubeconfigPath: String?
+    let kubeContext: String?
+
+    /// Options that override the inventory.
+    public struct Overrides: Sendable {
+        public var kubeconfig: String?
+        public var kubeContext: String?
+        public var pkiDirectory: String?
+        public var clientName: String
+        public var agentTimeout: Duration
+        public init(
+            kubeconfig: String? = nil, kubeContext: String? = nil, pkiDirectory: String? = nil,
+            clientName: String = "operator", agentTimeout: Duration = .seconds(10)
+        ) {
+            self.kubeconfig = kubeconfig
+            self.kubeContext = kubeContext
+            self.pkiDirectory = pkiDirectory
+            self.clientName = clientName
+            self.agentTimeout = agentTimeout
+        }
+    }
+
+    /// Loads the inventory and the PKI. Contacts nothing: an invalid inventory or PKI fails here.
+    public static func load(inventoryPath: String, overrides: Overrides = Overrides(), logger: Logger) throws -> ClusterSession {
+        let inventory: Inventory
+        do {
+            inventory = try Inventory.load(path: inventoryPath)
+        } catch {
+            throw CoordinatorError(.invalidInput, "\(error)")
+        }
+        let pki = PKIStore(directory: overrides.pkiDirectory ?? inventory.pkiDirectory)
+        let roots: [NIOSSLCertificate]
+        let identity: TLSIdentity
+        let signer: EnvelopeSigner
+        let pub: String
+        do {
+            roots = try pki.trustRoots()
+            identity = try pki.clientIdentity(name: overrides.clientName)
+            signer = try pki.loadSigner()
+            pub = try pki.signingPublicKey()
+        } catch {
+            throw CoordinatorError(.invalidInput, "cluster PKI in \(pki.directory): \(error)")
+        }
+        let tls = try TLSConfigs.clientContext(trustRoots: roots, identity: identity)
+        var clients: [String: AgentClient] = [:]
+        for node in inventory.nodes {
+            // A per-node `agent_port` hostvar overrides the inventory's (several agents on one host, e.g. a lab).
+            var port = inventory.agentPort
+            if case .int(let p)? = node[hostvar: "agent_port"] { port = p }
+            clients[node.name] = AgentClient(
+                endpoint: AgentEndpoint(host: node.address, port: port, expectedName: node.address), tls: tls,
+                timeout: overrides.agentTimeout, logger: logger)
+        }
+        return ClusterSession(
+            inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer), clients: clients,
+            logger: logger, signingPublicKey: pub, kubeconfigPath: overrides.kubeconfig ?? inventory.kubeconfig,
+            kubeContext: overrides.kubeContext ?? inventory.kubeContext)
+    }
+
+    /// Node names in inventory order.
+    public var nodeNames: [String] { inventory.nodes.map(\.name) }
+
+    /// Loads the kubeconfig (flags, inventory, `KUBECONFIG`, `~/.kube/config`, like kubectl).
+    public func kubeConfig() throws -> KubeConfig {
+        do {
+            return try KubeConfig.load(path: kubeconfigPath, context: kubeContext)
+        } catch {
+            throw CoordinatorError(.invalidInput, "\(error)")
+        }
+    }
+
+    /// Renders every node's bundle (node → file → content).
+    public func render() throws -> [String: [String: String]] {
+        do {
+            return try BundleRenderer.load(inventory: inventory, signingPublicKeys: [signingPublicKey]).renderAll()
+        } catch {
+            throw CoordinatorError(.invalidInput, "\(error)")
+        }
+    }
+
+    // MARK: Status of every agent, in parallel
+
+    /// One node's answer to a status probe.
+    public struct Probe: Sendable {
+        public var node: String
+        public var address: String
+        public var result: Result<AgentStatus, AgentClientError>
+    }
+
+    /// Fetches every agent's status concurrently (at most `concurrency` in flight), in inventory order.
+    public func probeAll(concurrency: Int = 64) async -> [Probe] {
+        let nodes = inventory.nodes
+        var results = [Probe?](repeating: nil, count: nodes.count)
+        await withTaskGroup(of: (Int, Probe).self) { group in
+            var next = 0
+            func add(_ i: Int) {
+                let node = nodes[i]
+                let client = clients[node.name]!
+                group.addTask {
+                    do throws(AgentClientError) {
+                        return (i, Probe(node: node.name, address: node.address, result: .success(try await client.status())))
+                    } catch {
+                        return (i, Probe(node: node.name, address: node.address, result: .failure(error)))
+                    }
+                }
+            }
+            while next < nodes.count && next < concurrency {
+                add(next)
+                next += 1
+            }
+            for await (i, p) in group {
+                results[i] = p
+                if next < nodes.count {
+                    add(next)
+                    next += 1
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// Probes every agent and emits "X is reachable"; throws (exit code 3) naming every unreachable node
+    /// before anything has been changed.
+    public func preflight(sink: any RolloutEventSink) async throws -> [String: AgentStatus] {
+        var statuses: [String: AgentStatus] = [:]
+        var unreachable: [String] = []
+        for p in await probeAll() {
+            switch p.result {
+            case .success(let s):
+                statuses[p.node] = s
+                sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .preflight, status: .ok, message: "\(p.node) is reachable"))
+            case .failure(let e):
+                unreachable.append("\(p.node) (\(p.address)): \(e.message)")
+                sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .preflight, status: .failed, message: "\(p.node) is unreachable: \(e.message)"))
+            }
+        }
+        if !unreachable.isEmpty {
+            throw RolloutFailure(
+                kind: .unreachable, step: nil, cause: "unreachable agents",
+                message: "refusing to start: \(unreachable.count) agent(s) unreachable, nothing was changed:\n  "
+                    + unreachable.joined(separator: "\n  "))
+        }
+        return statuses
+    }
+
+    // MARK: Plan
+
+    /// Renders every node's files and diffs them against what each agent has landed. Fetches file contents
+    /// only for nodes whose hash differs.
+    public func plan(statuses: [String: AgentStatus]) async throws -> (rendered: [String: [String: String]], plans: [NodePlan]) {
+        let rendered = try render()
+        var landed: [String: [String: String]] = [:]
+        for node in nodeNames {
+            guard let files = rendered[node] else { continue }
+            if let s = statuses[node], Plan.isLanded(rendered: files, status: s) {
+                landed[node] = files
+            } else {
+                landed[node] = try await clients[node]!.files().files
+            }
+        }
+        return (rendered, Plan.compute(rendered: rendered, landed: landed, order: nodeNames))
+    }
+
+    /// Emits each node's plan: "X modified:" and its diff, or "No action needed on X".
+    public static func emit(plans: [NodePlan], sink: any RolloutEventSink) {
+        for p in plans {
+            if p.needsApply {
+                sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .plan, status: .info, message: "\(p.node) modified:"))
+                for c in p.changes {
+                    sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .plan, status: .diff, message: c.diff))
+                }
+            } else {
+                sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .plan, status: .skipped, message: "No action needed on \(p.node)"))
+            }
+        }
+    }
+
+    // MARK: Rollouts
+
+    /// What to roll out.
+    public enum RolloutKind: Sendable, Hashable {
+        /// Ship rendered configuration (only to nodes whose files differ).
+        case apply(RebuildAction)
+        /// Enforce the inventory's channel and rebuild every node with `--upgrade`.
+        case upgrade(RebuildAction)
+        /// Rolling reboot, no configuration change.
+        case reboot
+    }
+
+    /// Builds the plan for `kind`. Nodes whose rendered files are already landed get no bundle for `.apply`
+    /// (so the rollout says "No action needed"); for `.upgrade` every node gets a bundle with `upgrade`.
+    public func rolloutPlan(
+        kind: RolloutKind, rendered: [String: [String: String]], plans: [NodePlan], options: RolloutPlan.Options
+    ) -> RolloutPlan {
+        let changed = Set(plans.filter(\.needsApply).map(\.node))
+        let confirm = Int(inventory.timeouts.confirm.components.seconds)
+        var nodes: [RolloutPlan.Node] = []
+        for n in inventory.nodes {
+            switch kind {
+            case .reboot:
+                nodes.append(.init(name: n.name, isServer: n.isServer, bundle: nil))
+            case .apply(let action):
+                let bundle = changed.contains(n.name)
+                    ? ApplyBundle(files: rendered[n.name] ?? [:], action: action, confirmTimeoutSeconds: confirm) : nil
+                nodes.append(.init(name: n.name, isServer: n.isServer, bundle: bundle))
+            case .upgrade(let action):
+                nodes.append(
+                    .init(
+                        name: n.name, isServer: n.isServer,
+                        bundle: ApplyBundle(
+                            files: rendered[n.name] ?? [:], action: action, upgrade: true,
+                            nixChannel: Self.channelURL(inventory.nixChannel), confirmTimeoutSeconds: confirm)))
+            }
+        }
+        return RolloutPlan(kind: kind == .reboot ? .reboot : .apply, nodes: nodes, options: options)
+    }
+
+    /// `nix_channel` as the Python tool used it: a bare name means `https://nixos.org/channels/NAME`.
+    public static func channelURL(_ channel: String) -> String {
+        if channel.contains("://") { return channel }
+        return "https://nixos.org/channels/\(channel)"
+    }
+
+    /// Runs a rollout end to end: preflight, plan/diff output, then the rollout executor against the agents
+    /// and the Kubernetes API. Throws `RolloutFailure` (exit code in `.exitCode`).
+    public func rollout<C: Clock<Duration>>(
+        _ kind: RolloutKind, options: RolloutPlan.Options, sink: any RolloutEventSink, clock: C,
+        pollInterval: Duration = .milliseconds(100), holder: String = ClusterSession.defaultHolder()
+    ) async throws -> RolloutSummary {
+        let statuses = try await preflight(sink: sink)
+        var rendered: [String: [String: String]] = [:]
+        var plans: [NodePlan] = []
+        if kind != .reboot {
+            (rendered, plans) = try await plan(statuses: statuses)
+            if case .apply = kind { Self.emit(plans: plans, sink: sink) }
+        }
+        let plan = rolloutPlan(kind: kind, rendered: rendered, plans: plans, options: options)
+        return try await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
+            let cluster = KubeRolloutCluster(
+                kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,
+                ceph: inventory.ceph.enabled ? (inventory.ceph.namespace, inventory.ceph.name ?? inventory.ceph.namespace) : nil,
+                pollInterval: pollInterval, clock: clock, logger: logger)
+            let t = inventory.timeouts
+            let executor = RolloutExecutor(
+                agents: agents, cluster: cluster,
+                configuration: .init(
+                    holder: holder, pollInterval: pollInterval,
+                    timeouts: RolloutTimeouts(
+                        rebuild: t.rebuild, drain: t.drain, reboot: t.reboot, ready: t.ready, gates: t.gates)),
+                clock: clock, sink: sink, logger: logger)
+            return try await executor.run(plan)
+        }
+    }
+
+    /// `user@host/pid`: who holds the rollout Lease.
+    public static func defaultHolder() -> String {
+        let env = ProcessInfo.processInfo.environment
+        let user = env["USER"] ?? env["LOGNAME"] ?? "unknown"
+        return "\(user)@\(ProcessInfo.processInfo.hostName)/\(getpid())"
+    }
+}

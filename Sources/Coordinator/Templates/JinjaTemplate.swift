@@ -75,12 +75,99 @@ public struct JinjaTemplate: Sendable {
                 body = String(body.dropLast()).trimmingCharacters(in: .whitespaces)
             }
             let ws = trims["\(left)\(right)"] ?? .unspecified
-            return .block(value: "\(printTag) \(mapLoop(body))", at: token.sourceMap, whitespace: ws)
+            return .block(value: "\(printTag) \(filterCalls(mapLoop(body)))", at: token.sourceMap, whitespace: ws)
         case .block:
-            return .block(value: mapLoop(token.contents), at: token.sourceMap, whitespace: token.whitespace ?? .unspecified)
+            return .block(
+                value: filterCalls(mapLoop(token.contents)), at: token.sourceMap,
+                whitespace: token.whitespace ?? .unspecified)
         default:
             return token
         }
+    }
+
+    /// Jinja2's filter calls `x|f("a", 1)` become Stencil's `x|f:"a",1` (outside string literals).
+    static func filterCalls(_ s: String) -> String {
+        guard s.contains("|"), s.contains("(") else { return s }
+        let c = Array(s)
+        var out = ""
+        var quote: Character?
+        var i = 0
+        while i < c.count {
+            let ch = c[i]
+            if let q = quote {
+                out.append(ch)
+                if ch == q { quote = nil }
+                i += 1
+                continue
+            }
+            if ch == "\"" || ch == "'" {
+                quote = ch
+                out.append(ch)
+                i += 1
+                continue
+            }
+            if ch == "|" {
+                // |name( ... )
+                var j = i + 1
+                while j < c.count, c[j] == " " { j += 1 }
+                let nameStart = j
+                while j < c.count, c[j].isLetter || c[j].isNumber || c[j] == "_" { j += 1 }
+                if j > nameStart, j < c.count, c[j] == "(" {
+                    // find the matching ')', skipping string literals
+                    var k = j + 1
+                    var q: Character?
+                    var depth = 1
+                    while k < c.count {
+                        let x = c[k]
+                        if let qq = q {
+                            if x == qq { q = nil }
+                        } else if x == "\"" || x == "'" {
+                            q = x
+                        } else if x == "(" {
+                            depth += 1
+                        } else if x == ")" {
+                            depth -= 1
+                            if depth == 0 { break }
+                        }
+                        k += 1
+                    }
+                    if k < c.count {
+                        let name = String(c[nameStart..<j])
+                        let args = splitArgs(String(c[(j + 1)..<k]))
+                        out += "|" + name + (args.isEmpty ? "" : ":" + args.joined(separator: ","))
+                        i = k + 1
+                        continue
+                    }
+                }
+            }
+            out.append(ch)
+            i += 1
+        }
+        return out
+    }
+
+    /// Splits call arguments on top-level commas, trimming spaces.
+    static func splitArgs(_ s: String) -> [String] {
+        var parts: [String] = []
+        var cur = ""
+        var q: Character?
+        for ch in s {
+            if let qq = q {
+                cur.append(ch)
+                if ch == qq { q = nil }
+            } else if ch == "\"" || ch == "'" {
+                q = ch
+                cur.append(ch)
+            } else if ch == "," {
+                parts.append(cur.trimmingCharacters(in: .whitespaces))
+                cur = ""
+            } else {
+                cur.append(ch)
+            }
+        }
+        let last = cur.trimmingCharacters(in: .whitespaces)
+        if !last.isEmpty || !parts.isEmpty { parts.append(last) }
+        return parts
     }
 
     /// Stencil's `WhitespaceBehaviour` has no public initialiser: take the four combinations from its lexer.
@@ -137,6 +224,33 @@ public struct JinjaTemplate: Sendable {
 
     static func makeExtension() -> Extension {
         let ext = Extension()
+        // Jinja2's names and semantics for the common filters (registered first, so they win over Stencil's).
+        let str = PythonValues.str
+        ext.registerFilter("lower") { str($0).lowercased() }
+        ext.registerFilter("upper") { str($0).uppercased() }
+        ext.registerFilter("capitalize") { v in
+            let s = str(v)
+            return s.prefix(1).uppercased() + s.dropFirst().lowercased()
+        }
+        ext.registerFilter("trim") { str($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        ext.registerFilter("string") { str($0) }
+        ext.registerFilter("length") { v in
+            switch v {
+            case let a as [Any]: a.count
+            case let s as String: s.count
+            case let d as [String: Any]: d.count
+            default: 0
+            }
+        }
+        ext.registerFilter("join") { (v: Any?, args: [Any?]) in
+            let sep = args.first.map { str($0) } ?? ""
+            guard let a = v as? [Any] else { return str(v) }
+            return a.map { str($0) }.joined(separator: sep)
+        }
+        ext.registerFilter("replace") { (v: Any?, args: [Any?]) in
+            guard args.count >= 2 else { throw TemplateSyntaxError("replace needs two arguments: old and new") }
+            return str(v).replacingOccurrences(of: str(args[0]), with: str(args[1]))
+        }
         ext.registerTag(printTag) { parser, token in
             let body = String(token.contents.dropFirst(printTag.count + 1))
             let parts = Array(token.components.dropFirst())

@@ -51,7 +51,7 @@
       });
 
       devShells = forAllSystems (system: pkgs: {
-        default = pkgs.mkShell {
+        default = (pkgs.mkShell.override { stdenv = pkgs.swift.stdenv or pkgs.stdenv; }) {
           packages = [ pkgs.swift pkgs.swiftpm pkgs.swiftpm2nix pkgs.nurl pkgs.jq pkgs.git pkgs.nix pkgs.openssh ];
         };
       });

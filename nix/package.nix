@@ -73,7 +73,9 @@ assert lib.assertMsg swiftOk ''
 assert lib.assertMsg (products != [ ] && lib.all (p: lib.elem p [ "nk3" "nk3-agent" ]) products)
   "nix/package.nix: products must be a non-empty subset of [ \"nk3\" \"nk3-agent\" ], got ${toString products}";
 
-stdenv.mkDerivation {
+# nixpkgs builds Swift packages with the clang stdenv the toolchain was built with (swift.stdenv, as the
+# swiftpm2nix examples do); fall back to the caller's stdenv where the wrapper does not expose one.
+(swift.stdenv or stdenv).mkDerivation {
   pname = if products == [ "nk3-agent" ] then "nk3-agent" else if products == [ "nk3" ] then "nk3" else "nk3-all";
   inherit version src;
 

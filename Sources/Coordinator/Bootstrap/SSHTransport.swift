@@ -122,17 +122,24 @@ struct LocalScratch {
 }
 
 /// Minimal child-process runner for ssh/scp (the coordinator does not link the agent's runner).
+///
+/// posix_spawn + a blocking `waitpid` on a dedicated thread, rather than Foundation's `Process`, whose
+/// termination handler was seen never to fire for a child started from a Swift-concurrency thread on Linux
+/// (the child stayed a zombie and the caller waited forever).
 enum LocalProcess {
-    /// Holds a `Process` across the timeout task. `@unchecked Sendable`: only `terminate()` and `isRunning`
-    /// are called from the timer, and Foundation documents both as safe from any thread.
-    private final class Box: @unchecked Sendable {
-        let process: Process
-        init(_ p: Process) { process = p }
-    }
+    /// Set once the child has been reaped: after that its pid may be reused and must not be signalled.
+    private final class ChildState: Sendable {
+        let pid: pid_t
+        let state = Mutex<(exited: Bool, timedOut: Bool)>((false, false))
+        init(pid: pid_t) { self.pid = pid }
 
-    /// Set by the timer when it had to terminate the child.
-    private final class TimeoutFlag: Sendable {
-        let fired = Mutex(false)
+        func killIfRunning(_ signal: Int32, markTimedOut: Bool) {
+            state.withLock { s in
+                guard !s.exited else { return }
+                if markTimedOut { s.timedOut = true }
+                _ = kill(pid, signal)
+            }
+        }
     }
 
     static func run(_ executable: String, _ arguments: [String], stdinFile: String?, timeout: Duration) async throws
@@ -142,57 +149,86 @@ enum LocalProcess {
         defer { scratch.remove() }
         let outPath = scratch.path + "/stdout"
         let errPath = scratch.path + "/stderr"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath),
-            let input = FileHandle(forReadingAtPath: stdinFile ?? "/dev/null")
-        else {
-            throw BootstrapError(.local, node: "-", "cannot open temporary files for \(executable)")
-        }
-        defer {
-            try? out.close()
-            try? err.close()
-            try? input.close()
-        }
-
-        let process = Process()
-        if executable.contains("/") {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [executable] + arguments
-        }
-        process.standardInput = input
-        process.standardOutput = out
-        process.standardError = err
-        let box = Box(process)
-        let flag = TimeoutFlag()
+        let pid = try spawn(
+            executable, arguments, stdin: stdinFile ?? "/dev/null", stdout: outPath, stderr: errPath)
+        let child = ChildState(pid: pid)
         // ssh's ConnectTimeout bounds the connection; this bounds the whole command (e.g. a rebuild that hangs).
         let timer = Task {
             do { try await Task.sleep(for: timeout) } catch { return }
-            if box.process.isRunning {
-                flag.fired.withLock { $0 = true }
-                box.process.terminate()
-            }
+            child.killIfRunning(SIGTERM, markTimedOut: true)
+            do { try await Task.sleep(for: .seconds(5)) } catch { return }
+            child.killIfRunning(SIGKILL, markTimedOut: true)
         }
         defer { timer.cancel() }
-
-        let exitCode: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { p in continuation.resume(returning: p.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(
-                    throwing: BootstrapError(
-                        .sshFailed, node: "-", "cannot run \(executable): \(error.localizedDescription)"))
-            }
-        }
+        let status = await waitForExit(child)
         return LocalProcessResult(
-            exitCode: exitCode,
+            exitCode: status,
             stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
             stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "",
-            timedOut: flag.fired.withLock { $0 })
+            timedOut: child.state.withLock { $0.timedOut })
+    }
+
+    /// Starts `executable` (a path, or a name looked up in PATH) with its streams redirected to files.
+    static func spawn(_ executable: String, _ arguments: [String], stdin: String, stdout: String, stderr: String)
+        throws -> pid_t
+    {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // Default dispositions and an empty mask: a parent that ignores SIGPIPE/SIGTERM must not pass that on.
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        let env = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in env { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, executable, &actions, &attr, argv, env)
+        guard rc == 0 else {
+            throw BootstrapError(
+                .sshFailed, node: "-", "cannot run \(executable): \(String(cString: strerror(rc))); is it installed?")
+        }
+        return pid
+    }
+
+    /// Waits for the child on a dedicated thread (a blocking waitpid must not sit on the concurrency pool).
+    private static func waitForExit(_ child: ChildState) async -> Int32 {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            let thread = Thread {
+                var status: Int32 = 0
+                var rc: pid_t
+                repeat { rc = waitpid(child.pid, &status, 0) } while rc < 0 && errno == EINTR
+                child.state.withLock { $0.exited = true }
+                continuation.resume(returning: Self.exitCode(rc < 0 ? 127 << 8 : status))
+            }
+            thread.name = "nk3-ssh-\(child.pid)"
+            thread.start()
+        }
+    }
+
+    /// Exit status, or 128+N for death by signal N (as a shell reports it).
+    static func exitCode(_ status: Int32) -> Int32 {
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    /// Runs a program to completion (for small local helpers).
+    static func runToCompletion(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(60))
+        async throws -> LocalProcessResult
+    {
+        try await run(executable, arguments, stdinFile: nil, timeout: timeout)
     }
 }

@@ -1,0 +1,66 @@
+import Foundation
+import NK3Protocol
+
+/// One row of `nk3 status`.
+public struct NodeStatusRow: Codable, Sendable, Hashable {
+    public var node: String
+    public var address: String
+    public var reachable: Bool
+    public var error: String?
+    public var kernel: String?
+    /// "current/booted" generation numbers.
+    public var generation: String?
+    /// Rendered files equal the landed ones (nil when not known).
+    public var inSync: Bool?
+    public var kubelet: String?
+    /// Cordoned in Kubernetes (nil when the API was not reachable).
+    public var cordoned: Bool?
+    /// The operation in progress ("awaiting_confirm until …") or the last result.
+    public var operation: String?
+
+    /// Builds a row from a probe, the node's rendered files and its cordon state.
+    public init(probe: ClusterSession.Probe, rendered: [String: String]?, cordoned: Bool?) {
+        node = probe.node
+        address = probe.address
+        self.cordoned = cordoned
+        switch probe.result {
+        case .failure(let e):
+            reachable = false
+            error = e.message
+        case .success(let s):
+            reachable = true
+            kernel = s.kernel
+            generation = "\(s.currentGeneration.map(String.init) ?? "?")/\(s.bootedGeneration.map(String.init) ?? "?")"
+            inSync = rendered.map { Plan.isLanded(rendered: $0, status: s) }
+            let k = s.kubelet
+            kubelet = k.unitActive ? (k.healthz == false ? "unhealthy" : "active") : "inactive"
+            if let op = s.operation {
+                operation = "\(op.kind) \(op.phase.rawValue)" + (op.deadline.map { " until \(RolloutTimestamp.format($0))" } ?? "")
+            } else if let r = s.lastResult {
+                operation = "last: \(r.outcome.rawValue)"
+            }
+        }
+    }
+}
+
+/// Renders `nk3 status` as an aligned text table.
+public enum StatusTable {
+    public static let header = ["NODE", "ADDRESS", "REACHABLE", "KERNEL", "GEN cur/boot", "CONFIG", "KUBELET", "CORDONED", "OPERATION"]
+
+    /// The table, one line per node after a header.
+    public static func render(_ rows: [NodeStatusRow]) -> String {
+        let cells: [[String]] = [header] + rows.map { r in
+            [
+                r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.generation ?? "-",
+                r.inSync.map { $0 ? "in sync" : "differs" } ?? "-", r.kubelet ?? "-",
+                r.cordoned.map { $0 ? "yes" : "no" } ?? "?", r.operation ?? (r.error.map { "error: \($0)" } ?? "-"),
+            ]
+        }
+        var widths = [Int](repeating: 0, count: header.count)
+        for row in cells { for (i, c) in row.enumerated() where i < header.count - 1 { widths[i] = max(widths[i], c.count) } }
+        return cells.map { row in
+            row.enumerated().map { i, c in i < header.count - 1 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

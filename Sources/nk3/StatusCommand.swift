@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import NK3Coordinator
+import NK3Kube
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "One table of every node, from its agent (fetched in parallel) and the Kubernetes API.",
+        discussion: """
+            Columns: reachable, running kernel, NixOS generation current/booted, whether the landed configuration \
+            equals what the inventory renders, kubelet (agent's view: unit and healthz on 127.0.0.1:10248), \
+            cordoned (Kubernetes; `?` if the API is unreachable), and the operation in progress or the last result. \
+            Exit code 3 if any agent is unreachable.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Do not ask the Kubernetes API (cordon column shows `?`).")
+    var noKube = false
+
+    func run() async throws {
+        let session = try global.session()
+        let probes = await session.probeAll()
+        let rendered = try? session.render()
+        var cordoned: [String: Bool] = [:]
+        if !noKube, let config = try? session.kubeConfig() {
+            let nodes = try? await KubeClient.withClient(config: config, logger: session.logger) { try await $0.listNodes() }
+            for n in nodes ?? [] { if let name = n.metadata.name { cordoned[name] = n.isUnschedulable } }
+        }
+        let rows = probes.map { NodeStatusRow(probe: $0, rendered: rendered?[$0.node], cordoned: cordoned[$0.node]) }
+        switch global.output {
+        case .human: print(StatusTable.render(rows))
+        case .json:
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            for r in rows { print(String(decoding: try enc.encode(r), as: UTF8.self)) }
+        }
+        if rows.contains(where: { !$0.reachable }) { throw ExitCode(RolloutFailure.Kind.unreachable.exitCode) }
+    }
+}

@@ -29,7 +29,9 @@ public actor ApplyEngine: AgentEngine, Service {
     private var work: Task<Void, Never>?
     private var deadlineTask: Task<Void, Never>?
     private var deadlineDate: Date?
-    private var kubeletCache: (at: Date, state: KubeletState)?
+    /// Kubelet probe result, reused for 2 s of real (monotonic) time so a burst of status requests runs one
+    /// `systemctl is-active` and one healthz GET; not the agent clock, which a simulation may hold still.
+    private var kubeletCache: (at: ContinuousClock.Instant, state: KubeletState)?
 
     /// Creates the engine over `system`, with its state in `stateDir` (created if missing).
     /// - Parameters:
@@ -378,10 +380,9 @@ public actor ApplyEngine: AgentEngine, Service {
     }
 
     private func kubeletState() async -> KubeletState {
-        let now = clock.now()
-        if let c = kubeletCache, abs(now.timeIntervalSince(c.at)) < 2 { return c.state }
+        if let c = kubeletCache, ContinuousClock.now - c.at < .seconds(2) { return c.state }
         let s = await system.kubelet(unit: k3sUnit)
-        kubeletCache = (clock.now(), s)
+        kubeletCache = (ContinuousClock.now, s)
         return s
     }
 

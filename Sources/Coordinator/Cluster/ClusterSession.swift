@@ -152,10 +152,12 @@ public struct ClusterSession: Sendable {
             }
         }
         if !unreachable.isEmpty {
-            throw RolloutFailure(
+            let failure = RolloutFailure(
                 kind: .unreachable, step: nil, cause: "unreachable agents",
                 message: "refusing to start: \(unreachable.count) agent(s) unreachable, nothing was changed:\n  "
                     + unreachable.joined(separator: "\n  "))
+            sink.emit(RolloutEvent(timestamp: Date(), node: nil, phase: .preflight, status: .failed, message: failure.message))
+            throw failure
         }
         return statuses
     }

@@ -1,0 +1,65 @@
+import Foundation
+import Synchronization
+
+/// The simulated channel server (https://nixos.org/channels/…) shared by every simulated node — a SIMULATION.
+/// Each channel URL has a list of published releases; `nix-channel --update` fetches the newest one, and an
+/// unknown URL fails as nix does: `error: unable to download 'URL': HTTP error 404` (nixos-facts §4).
+public final class SimulatedChannels: Sendable {
+    /// One published channel release: the NixOS version it builds and its kernel.
+    public struct Release: Sendable, Hashable, Codable {
+        /// e.g. `24.05.4000.a1b2c3d4e5f6`.
+        public var nixosVersion: String
+        /// e.g. `6.6.45`.
+        public var kernel: String
+
+        /// Makes a release.
+        public init(nixosVersion: String, kernel: String) {
+            self.nixosVersion = nixosVersion
+            self.kernel = kernel
+        }
+
+        /// The short version nixos-version prints first (`24.05`).
+        public var series: String { nixosVersion.split(separator: ".").prefix(2).joined(separator: ".") }
+    }
+
+    private let releases = Mutex<[String: [Release]]>([:])
+
+    /// A channel server with `nixos-24.05` (24.05.4000 with kernel 6.6.45, then 24.05.4100 with 6.6.46, the
+    /// seed README's sample upgrade) and `nixos-24.11` (24.11.710 with 6.6.63), each reachable under both
+    /// `https://nixos.org/channels/NAME` and `https://channels.nixos.org/NAME`.
+    public init() {
+        publish("nixos-24.05", Release(nixosVersion: "24.05.4000.a1b2c3d4e5f6", kernel: "6.6.45"))
+        publish("nixos-24.05", Release(nixosVersion: "24.05.4100.f6e5d4c3b2a1", kernel: "6.6.46"))
+        publish("nixos-24.11", Release(nixosVersion: "24.11.710.0a1b2c3d4e5f", kernel: "6.6.63"))
+    }
+
+    /// Canonical URLs of a channel name (`nixos-24.05` → both nixos.org spellings).
+    public static func urls(of name: String) -> [String] {
+        ["https://nixos.org/channels/\(name)", "https://channels.nixos.org/\(name)"]
+    }
+
+    /// The URL nodes are installed with for channel `name` (`https://nixos.org/channels/NAME`).
+    public static func url(of name: String) -> String { urls(of: name)[0] }
+
+    /// Publishes a newer release of channel `nameOrURL` (a bare name publishes under both nixos.org URLs).
+    public func publish(_ nameOrURL: String, _ release: Release) {
+        let keys = nameOrURL.contains("://") ? [nameOrURL] : Self.urls(of: nameOrURL)
+        releases.withLock { r in
+            for k in keys { r[k, default: []].append(release) }
+        }
+    }
+
+    /// The newest release of `url`, or nil if the server does not know it (HTTP 404).
+    public func latest(_ url: String) -> Release? {
+        releases.withLock { $0[Self.normalize(url)]?.last }
+    }
+
+    /// The oldest release of `url` (what a freshly installed node has), or nil.
+    public func first(_ url: String) -> Release? {
+        releases.withLock { $0[Self.normalize(url)]?.first }
+    }
+
+    static func normalize(_ url: String) -> String {
+        url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+}

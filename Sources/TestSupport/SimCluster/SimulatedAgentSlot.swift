@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import NK3Agent
+import Synchronization
+
+/// One node's agent process in the simulated cluster: a REAL `AgentServer` + `ApplyEngine` (real mTLS, real
+/// envelope checks, real persisted state machine) over a `SimulatedNode`. It stops when the node goes down
+/// and starts again — a new process on THE SAME port over the persisted state — when the node has booted.
+///
+/// The state directory is snapshotted per process (`state-<k>`, copied from the previous one when that
+/// process stops), as a disk is frozen at power-off: whatever the dead process might still do in memory
+/// cannot reach the next boot's state. Operations are serialised in the order they were requested.
+final class SimulatedAgentSlot: Sendable {
+    struct Running: Sendable {
+        var server: AgentServer
+        var engine: ApplyEngine
+        var alive: ProcessFlag
+        var stateDir: String
+    }
+
+    struct State: Sendable {
+        var port: Int
+        var running: Running?
+        var processes = 0
+        var chain: Task<Void, Never>?
+        var lastStateDir: String?
+        var lastError: String?
+    }
+
+    /// Set false to kill a process's view of the node.
+    final class ProcessFlag: Sendable {
+        private let value = Mutex(true)
+        var isAlive: Bool { value.withLock { $0 } }
+        func kill() { value.withLock { $0 = false } }
+    }
+
+    let name: String
+    let node: SimulatedNode
+    let baseDirectory: String
+    let makeConfig: @Sendable (_ port: Int, _ stateDir: String) -> AgentServerConfig
+    let clock: any AgentClock
+    let rebootDelay: Duration
+    let logger: Logger
+    let state: Mutex<State>
+
+    init(
+        name: String, node: SimulatedNode, baseDirectory: String, clock: any AgentClock, rebootDelay: Duration,
+        logger: Logger, makeConfig: @escaping @Sendable (_ port: Int, _ stateDir: String) -> AgentServerConfig
+    ) {
+        self.name = name
+        self.node = node
+        self.baseDirectory = baseDirectory
+        self.clock = clock
+        self.rebootDelay = rebootDelay
+        self.logger = logger
+        self.makeConfig = makeConfig
+        self.state = Mutex(State(port: 0))
+    }
+
+    /// The agent's port (0 before the first start).
+    var port: Int { state.withLock { $0.port } }
+    /// Whether an agent process serves now.
+    var isRunning: Bool { state.withLock { $0.running != nil } }
+    /// The engine of the running process (tests, diagnostics).
+    var engine: ApplyEngine? { state.withLock { $0.running?.engine } }
+    /// Number of agent processes started so far.
+    var processes: Int { state.withLock { $0.processes } }
+    /// The last start failure, if any.
+    var lastError: String? { state.withLock { $0.lastError } }
+
+    /// Queues `op` after every operation queued before it; returns its task.
+    @discardableResult
+    func enqueue(_ op: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        state.withLock { s in
+            let previous = s.chain
+            let t = Task {
+                await previous?.value
+                await op()
+            }
+            s.chain = t
+            return t
+        }
+    }
+
+    /// Waits for every queued operation.
+    func settle() async {
+        while true {
+            let t = state.withLock { $0.chain }
+            await t?.value
+            if state.withLock({ $0.chain }) == t { return }
+        }
+    }
+
+    /// Starts a new agent process (no-op if one runs). Binds an ephemeral port the first time, then the same.
+    func start() async throws {
+        if state.withLock({ $0.running != nil }) { return }
+        let (port, number, previous) = state.withLock { s -> (Int, Int, String?) in
+            s.processes += 1
+            return (s.port, s.processes, s.lastStateDir)
+        }
+        let stateDir = "\(baseDirectory)/state-\(number)"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: stateDir)
+        if let previous, fm.fileExists(atPath: previous) {
+            try fm.copyItem(atPath: previous, toPath: stateDir)
+        } else {
+            try fm.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let alive = ProcessFlag()
+        var log = logger
+        log[metadataKey: "agent.node"] = "\(name)"
+        log[metadataKey: "sim.process"] = "\(number)"
+        let engine = try ApplyEngine(
+            system: node.agentProcess(alive: { alive.isAlive }), stateDir: stateDir, clock: clock,
+            rebootDelay: rebootDelay, logger: log)
+        let server = try AgentServer(config: makeConfig(port, stateDir), engine: engine, logger: log)
+        let bound: Int
+        do {
+            bound = try await server.start()
+        } catch {
+            alive.kill()
+            state.withLock { $0.lastError = "cannot bind 127.0.0.1:\(port): \(error)" }
+            throw error
+        }
+        state.withLock { s in
+            s.port = bound
+            s.running = Running(server: server, engine: engine, alive: alive, stateDir: stateDir)
+            s.lastStateDir = stateDir
+            s.lastError = nil
+        }
+        log.info("[simulation] nk3-agent process \(number) of \(name) started on 127.0.0.1:\(bound)")
+        // Resume whatever the persisted state says (re-arm a boot apply's deadline, finish a rollback, …).
+        await engine.start()
+    }
+
+    /// Stops the running agent process: its view of the node dies, its port closes, its state is frozen.
+    func stop(reason: String) async {
+        guard let running = state.withLock({ s -> Running? in
+            defer { s.running = nil }
+            return s.running
+        }) else { return }
+        running.alive.kill()
+        await running.server.shutdown()
+        logger.info("[simulation] nk3-agent of \(name) stopped (\(reason))")
+    }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import Logging
+import NK3Agent
+import NK3Kube
+import Synchronization
+
+/// The Kubernetes side of the simulated cluster — a SIMULATION of what the kubelet, the node controller, the
+/// scheduler, the ReplicaSet/DaemonSet controllers and the Rook operator would write into the API, kept in a
+/// `FakeKubeState`:
+///
+/// - node Ready follows the simulated kubelet (Unknown while the machine is down, kubernetes-facts §2), and
+///   `nodeInfo.bootID` / `kernelVersion` follow the node's boots;
+/// - Deployments' pods (owner: a ReplicaSet) evicted by a drain are recreated on another schedulable Ready
+///   node and turn Ready after `timings.podStartup`; DaemonSet pods stay on their node and are down while it is;
+/// - DaemonSet and Deployment status are derived from the pods (kubernetes-facts §6; a Deployment is Available
+///   when at least replicas − 25% (rounded down) are available, the default maxUnavailable);
+/// - the Rook CephCluster's health is refreshed every `cephCheckInterval` (kubernetes-facts §9: about once a
+///   minute, `lastChecked` advancing each time): HEALTH_WARN while any node is down or NotReady, else HEALTH_OK.
+final class SimulatedWorkloads: Sendable {
+    enum Kind: Sendable, Hashable {
+        case deployment(replicas: Int)
+        case daemonSet
+    }
+
+    struct Workload: Sendable, Hashable {
+        var namespace: String
+        var name: String
+        var kind: Kind
+        /// ReplicaSet name (`<name>-<hash>`) for a Deployment.
+        var replicaSet: String { "\(name)-\(SimulatedNode.nix32(of: name).prefix(9))" }
+    }
+
+    struct State {
+        var workloads: [Workload] = []
+        var tasks: [UUID: Task<Void, Never>] = [:]
+        var stopped = false
+        var cephChecks = 0
+    }
+
+    let kube: FakeKubeState
+    let nodes: [String: SimulatedNode]
+    let nodeOrder: [String]
+    let speed: SimulationSpeed
+    let timings: SimulatedTimings
+    let clock: any AgentClock
+    let logger: Logger
+    let cephNamespace = "rook-ceph"
+    let cephName = "rook-ceph"
+    let cephCheckInterval: TimeInterval
+    let state = Mutex(State())
+
+    init(
+        kube: FakeKubeState, nodes: [SimulatedNode], speed: SimulationSpeed, timings: SimulatedTimings,
+        cephCheckInterval: TimeInterval, clock: any AgentClock, logger: Logger
+    ) {
+        self.kube = kube
+        self.nodes = Dictionary(uniqueKeysWithValues: nodes.map { ($0.hostname, $0) })
+        self.nodeOrder = nodes.map(\.hostname)
+        self.speed = speed
+        self.timings = timings
+        self.cephCheckInterval = cephCheckInterval
+        self.clock = clock
+        self.logger = logger
+    }
+
+    // MARK: setup
+
+    /// Registers the nodes, the default workloads (spread over the nodes), a PDB and the CephCluster, and
+    /// starts following the nodes.
+    func install(servers: Set<String>) {
+        for name in nodeOrder {
+            let snap = nodes[name]!.snapshot
+            kube.addNode(
+                name, ready: snap.kubeletReady, controlPlane: servers.contains(name), kernelVersion: snap.kernel,
+                bootID: snap.bootID, osImage: Self.osImage(snap.nixosVersion),
+                labels: ["nk3.dev/simulation": "true"])
+        }
+        let workloads = [
+            Workload(namespace: "default", name: "web", kind: .deployment(replicas: 3)),
+            Workload(namespace: "default", name: "api", kind: .deployment(replicas: 2)),
+            Workload(namespace: "default", name: "node-exporter", kind: .daemonSet),
+            Workload(namespace: "kube-system", name: "coredns", kind: .deployment(replicas: 2)),
+            Workload(namespace: "kube-system", name: "metrics-server", kind: .deployment(replicas: 1)),
+            Workload(namespace: "kube-system", name: "svclb-traefik", kind: .daemonSet),
+        ]
+        state.withLock { $0.workloads = workloads }
+        var slot = 0
+        for w in workloads {
+            switch w.kind {
+            case .daemonSet:
+                for n in nodeOrder { addPod(w, on: n, ready: nodes[n]!.snapshot.kubeletReady) }
+            case .deployment(let replicas):
+                for _ in 0..<replicas {
+                    addPod(w, on: nodeOrder[slot % nodeOrder.count], ready: true)
+                    slot += 1
+                }
+            }
+        }
+        // web keeps at least 2 of its 3 pods: a drain evicts one at a time and waits for the replacement.
+        kube.addPodDisruptionBudget(
+            namespace: "default", name: "web-pdb", matchLabels: ["app": "web"], minAvailable: .int(2))
+        kube.onEviction { [weak self] pod in self?.evicted(pod) }
+        for name in nodeOrder {
+            nodes[name]!.onEvent { [weak self] event in self?.nodeEvent(name, event) }
+        }
+        syncStatus()
+        checkCeph()
+        spawn { w in
+            while true {
+                let real = max(w.speed.realSeconds(w.cephCheckInterval), 0.05)
+                try await w.clock.sleep(until: w.clock.now().addingTimeInterval(real))
+                w.reconcile()
+                w.checkCeph()
+            }
+        }
+    }
+
+    func stop() {
+        let tasks = state.withLock { s -> [Task<Void, Never>] in
+            s.stopped = true
+            defer { s.tasks = [:] }
+            return Array(s.tasks.values)
+        }
+        for t in tasks { t.cancel() }
+    }
+
+    static func osImage(_ version: String?) -> String {
+        let series = (version ?? "24.05").split(separator: ".").prefix(2).joined(separator: ".")
+        let codename = ["24.05": "Uakari", "24.11": "Vicuna", "25.05": "Warbler", "25.11": "Xantusia"][series] ?? "Simulated"
+        return "NixOS \(series) (\(codename))"
+    }
+
+    // MARK: pods
+
+    @discardableResult
+    func addPod(_ w: Workload, on node: String, ready: Bool) -> Pod {
+        let suffix = String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(5))
+        switch w.kind {
+        case .daemonSet:
+            return kube.addPod(
+                namespace: w.namespace, name: "\(w.name)-\(suffix)", node: node,
+                labels: ["app": w.name], owner: ("DaemonSet", w.name), ready: ready)
+        case .deployment:
+            return kube.addPod(
+                namespace: w.namespace, name: "\(w.replicaSet)-\(suffix)", node: node,
+                labels: ["app": w.name, "pod-template-hash": String(w.replicaSet.suffix(9))],
+                owner: ("ReplicaSet", w.replicaSet), ready: ready, emptyDir: w.name == "api")
+        }
+    }
+
+    func pods(of w: Workload) -> [Pod] {
+        let owner = w.kind == .daemonSet ? w.name : w.replicaSet
+        return (kube.list(.pods, namespace: w.namespace) as [Pod]).filter {
+            $0.metadata.controller?.name == owner && $0.metadata.deletionTimestamp == nil
+        }
+    }
+
+    /// Nodes a new pod may go to: Ready and not cordoned.
+    func schedulableNodes(excluding: String? = nil) -> [String] {
+        let api = Dictionary(uniqueKeysWithValues: kube.nodes().compactMap { n in n.metadata.name.map { ($0, n) } })
+        return nodeOrder.filter { name in
+            guard name != excluding, let n = api[name] else { return false }
+            return n.isReady && !n.isUnschedulable
+        }
+    }
+
+    /// The ReplicaSet controller and scheduler: an evicted Deployment pod is recreated elsewhere.
+    func evicted(_ pod: Pod) {
+        guard state.withLock({ !$0.stopped }) else { return }
+        logger.info(
+            "[simulation] pod \(pod.metadata.namespace ?? "default")/\(pod.metadata.name ?? "?") evicted from \(pod.spec?.nodeName ?? "?")")
+        reconcile(avoiding: pod.spec?.nodeName)
+    }
+
+    /// Brings every Deployment back to its replica count on schedulable nodes (fewest pods of it first).
+    func reconcile(avoiding: String? = nil) {
+        let workloads = state.withLock { $0.workloads }
+        var created: [(Workload, Pod)] = []
+        for w in workloads {
+            guard case .deployment(let replicas) = w.kind else { continue }
+            var current = pods(of: w)
+            guard current.count < replicas else { continue }
+            var candidates = schedulableNodes(excluding: avoiding)
+            if candidates.isEmpty { candidates = schedulableNodes() }
+            guard !candidates.isEmpty else { continue }
+            while current.count < replicas {
+                let target = candidates.min { a, b in
+                    current.filter { $0.spec?.nodeName == a }.count < current.filter { $0.spec?.nodeName == b }.count
+                }!
+                let pod = addPod(w, on: target, ready: false)
+                current.append(pod)
+                created.append((w, pod))
+                logger.info("[simulation] scheduled \(w.namespace)/\(pod.metadata.name ?? "?") on \(target)")
+            }
+        }
+        for (w, pod) in created {
+            let name = pod.metadata.name ?? ""
+            spawn { me in
+                try await me.speed.sleep(me.timings.podStartup, on: me.clock)
+                me.kube.setPodReady(namespace: w.namespace, name: name, true)
+                me.syncStatus()
+            }
+        }
+        syncStatus()
+    }
+
+    /// Derives DaemonSet and Deployment status from the pods (kubernetes-facts §6).
+    func syncStatus() {
+        let workloads = state.withLock { $0.workloads }
+        let nodeCount = nodeOrder.count
+        for w in workloads {
+            let ready = pods(of: w).filter { $0.isReady }.count
+            switch w.kind {
+            case .daemonSet:
+                kube.setDaemonSet(namespace: w.namespace, name: w.name, desired: nodeCount, available: ready, ready: ready)
+            case .deployment(let replicas):
+                let maxUnavailable = replicas / 4  // default 25%, rounded down
+                kube.setDeployment(
+                    namespace: w.namespace, name: w.name, replicas: replicas, available: min(ready, replicas),
+                    minAvailable: replicas - maxUnavailable)
+            }
+        }
+    }
+
+    // MARK: nodes
+
+    func nodeEvent(_ name: String, _ event: SimulatedNode.Event) {
+        guard state.withLock({ !$0.stopped }) else { return }
+        switch event {
+        case .poweredDown:
+            // Heartbeats stop: the node controller marks Ready Unknown (kubernetes-facts §2); its pods are down.
+            kube.setNodeUnknown(name)
+            setPods(onNode: name, ready: false)
+            syncStatus()
+        case .booted(let bootID, let kernel):
+            let version = nodes[name]?.snapshot.nixosVersion
+            kube.update(.nodes, name: name, as: Node.self) { n in
+                if n.status == nil { n.status = NodeStatus() }
+                var info = n.status?.nodeInfo ?? NodeSystemInfo()
+                info.bootID = bootID
+                info.kernelVersion = kernel
+                info.osImage = Self.osImage(version)
+                n.status?.nodeInfo = info
+            }
+            kube.setNodeReady(name, false)
+        case .kubelet(let ready):
+            kube.setNodeReady(name, ready)
+            if ready {
+                spawn { me in
+                    try await me.speed.sleep(me.timings.podStartup, on: me.clock)
+                    me.setPods(onNode: name, ready: true)
+                    me.reconcile()
+                }
+            } else {
+                setPods(onNode: name, ready: false)
+                syncStatus()
+            }
+        case .systemChanged:
+            break
+        }
+    }
+
+    func setPods(onNode name: String, ready: Bool) {
+        for pod in kube.pods(onNode: name) where pod.metadata.deletionTimestamp == nil {
+            guard let podName = pod.metadata.name, pod.isReady != ready else { continue }
+            kube.setPodReady(namespace: pod.metadata.namespace ?? "default", name: podName, ready)
+        }
+        syncStatus()
+    }
+
+    // MARK: ceph (kubernetes-facts §9)
+
+    /// One Rook status check: HEALTH_WARN with OSD_DOWN/PG_DEGRADED while any node is down or NotReady.
+    func checkCeph() {
+        let down = nodeOrder.filter { n in
+            let s = nodes[n]!.snapshot
+            return s.power == .down || !s.kubeletReady
+        }
+        var details: [String: CephHealthMessage] = [:]
+        if !down.isEmpty {
+            details["OSD_DOWN"] = CephHealthMessage(
+                severity: "HEALTH_WARN", message: "\(down.count) osds down")
+            details["PG_DEGRADED"] = CephHealthMessage(
+                severity: "HEALTH_WARN",
+                message: "Degraded data redundancy: \(down.count * 41)/\(nodeOrder.count * 123) objects degraded")
+        }
+        kube.setCephHealth(
+            namespace: cephNamespace, name: cephName, health: down.isEmpty ? "HEALTH_OK" : "HEALTH_WARN",
+            details: details, lastChecked: clock.now())
+        state.withLock { $0.cephChecks += 1 }
+    }
+
+    var cephChecks: Int { state.withLock { $0.cephChecks } }
+
+    // MARK: faults
+
+    /// Adds a pod on `node` guarded by a PDB that never allows an eviction (minAvailable 1 of 1).
+    func blockEvictions(on node: String) {
+        let label = "pinned-\(node)"
+        kube.addPod(
+            namespace: "default", name: "\(label)-0", node: node, labels: ["app": label],
+            owner: ("ReplicaSet", "\(label)-rs"), ready: true)
+        kube.addPodDisruptionBudget(namespace: "default", name: label, matchLabels: ["app": label], minAvailable: .int(1))
+        logger.info("[simulation] fault: PodDisruptionBudget default/\(label) never allows evicting default/\(label)-0")
+    }
+
+    func unblockEvictions(on node: String) {
+        let label = "pinned-\(node)"
+        kube.delete(.poddisruptionbudgets, namespace: "default", name: label)
+        kube.delete(.pods, namespace: "default", name: "\(label)-0")
+    }
+
+    // MARK: tasks
+
+    private func spawn(_ body: @escaping @Sendable (SimulatedWorkloads) async throws -> Void) {
+        let id = UUID()
+        state.withLock { s in
+            guard !s.stopped else { return }
+            s.tasks[id] = Task { [self] in
+                try? await body(self)
+                _ = state.withLock { $0.tasks.removeValue(forKey: id) }
+            }
+        }
+    }
+}

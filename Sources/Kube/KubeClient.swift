@@ -65,6 +65,9 @@ public final class KubeClient: KubeAPI {
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.redirectConfiguration = .disallow
         configuration.httpVersion = .http1Only
+        // Fail a request as soon as its connection cannot be made (our own retry loop decides what is worth
+        // retrying); the default keeps retrying until the request's deadline, even on a bad certificate.
+        configuration.connectionPool.retryConnectionEstablishment = false
         self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration, backgroundActivityLogger: logger)
         var b = config.server.absoluteString
         while b.hasSuffix("/") { b.removeLast() }
@@ -318,7 +321,8 @@ public final class KubeClient: KubeAPI {
             } catch {
                 let kerr = Self.wrapTransport(error, path: path)
                 let transient =
-                    kerr.code == .transport || [429, 500, 502, 503, 504].contains(kerr.httpStatus ?? 0)
+                    (kerr.code == .transport && !Self.isTLSFailure(error))
+                    || [429, 500, 502, 503, 504].contains(kerr.httpStatus ?? 0)
                 guard idempotent, transient, attempt < options.maxAttempts, !Task.isCancelled else { throw kerr }
                 let delay = backoff(attempt: attempt, retryAfter: kerr.retryAfterSeconds)
                 logger.debug(
@@ -336,9 +340,20 @@ public final class KubeClient: KubeAPI {
         return capped * Double.random(in: 0.5...1.0)
     }
 
+    /// A TLS failure (certificate not trusted, client certificate refused) does not heal by retrying.
+    static func isTLSFailure(_ error: Error) -> Bool {
+        error is NIOSSLError || error is BoringSSLError
+    }
+
     static func wrapTransport(_ error: Error, path: String) -> KubeError {
         if let k = error as? KubeError { return k }
         if error is CancellationError { return KubeError(.transport, "request to \(path) was cancelled") }
+        if isTLSFailure(error) {
+            return KubeError(
+                .transport,
+                "TLS with the Kubernetes API failed for \(path): its certificate does not verify against the kubeconfig's certificate-authority, or it refused the client certificate",
+                underlying: "\(error)")
+        }
         return KubeError(
             .transport, "cannot reach the Kubernetes API for \(path): check the kubeconfig's server, CA and credentials",
             underlying: "\(error)")

@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+import NK3Coordinator
+import NK3Kube
+import NK3TestSupport
+import Synchronization
+import Testing
+
+/// `waitUntilHealthy` over the real client and the fake API server (real TLS on 127.0.0.1).
+@Suite("Health gates against the fake API server")
+struct GateWaitTests {
+    static let logger = Logger(label: "nk3.tests.gates") { _ in SwiftLogNoOpLogHandler() }
+
+    func withCluster<R: Sendable>(_ body: (FakeKubeServer, KubeClient) async throws -> R) async throws -> R {
+        let server = try await FakeKubeServer.start(logger: Self.logger)
+        let client = try KubeClient(
+            config: try server.clientConfig(),
+            options: .init(requestTimeout: .seconds(20), initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20)),
+            logger: Self.logger)
+        do {
+            let r = try await body(server, client)
+            try await client.shutdown()
+            await server.shutdown()
+            return r
+        } catch {
+            try? await client.shutdown()
+            await server.shutdown()
+            throw error
+        }
+    }
+
+    final class Lines: Sendable {
+        let lines = Mutex<[GateReport]>([])
+        func append(_ l: GateReport) { lines.withLock { $0.append(l) } }
+        var messages: [String] { lines.withLock { $0.map(\.message) } }
+    }
+
+    @Test("gates report the seed's lines, wait while a DaemonSet recovers, and pass once it is healthy")
+    func waitsForRecovery() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            s.addNode("n1")
+            s.addNode("n2")
+            s.setDaemonSet(namespace: "default", name: "svclb", desired: 2, available: 1)
+            s.setDaemonSet(namespace: "kube-system", name: "a", desired: 2, available: 2)
+            s.setDeployment(namespace: "default", name: "web", replicas: 2, available: 2)
+            let lines = Lines()
+            let clock = ContinuousClock()
+            let results = try await waitUntilHealthy(
+                HealthGates.standard(client, watchNamespaces: ["default", "kube-system"], period: .milliseconds(20)),
+                deadline: clock.now.advanced(by: .seconds(30)), clock: clock
+            ) { line in
+                lines.append(line)
+                // The DaemonSet recovers only after the gate has reported it recovering: no sleeps.
+                if line.message == "1 daemonsets recovering in namespace default" {
+                    s.setDaemonSet(namespace: "default", name: "svclb", desired: 2, available: 2)
+                }
+            }
+            #expect(results.count == 5)
+            let m = lines.messages
+            #expect(m.contains("kubelet is ready on n1") && m.contains("kubelet is ready on n2"))
+            let recovering = try #require(m.firstIndex(of: "1 daemonsets recovering in namespace default"))
+            let healthy = try #require(m.firstIndex(of: "1 daemonsets healthy in namespace default"))
+            #expect(recovering < healthy)
+            #expect(m.contains("1 daemonsets healthy in namespace kube-system"))
+            #expect(m.contains("1 deployments healthy in namespace default"))
+            #expect(m.contains("0 deployments healthy in namespace kube-system"))
+            // Lines are reported when they change, not on every poll.
+            #expect(m.filter { $0 == "kubelet is ready on n1" }.count == 1)
+        }
+    }
+
+    @Test("a node that never becomes Ready times the gates out, naming the gate and the node")
+    func timeoutNamesGate() async throws {
+        try await withCluster { server, client in
+            server.state.addNode("n1")
+            server.state.addNode("n2", ready: false)
+            let clock = ContinuousClock()
+            let error = await #expect(throws: HealthGateError.self) {
+                try await waitUntilHealthy(
+                    [HealthGates.kubeletReady(client, period: .milliseconds(20))],
+                    deadline: clock.now.advanced(by: .milliseconds(300)), clock: clock)
+            }
+            #expect(error?.code == .timeout)
+            #expect(error?.failingGates == ["kubelet ready on every node"])
+            #expect(error?.message.contains("kubelet not ready on n2 (False/KubeletNotReady") == true)
+            #expect(error?.rolloutFailureKind == .timeout)
+        }
+    }
+
+    @Test("a stale HEALTH_OK is not accepted; the next check after the node came back is")
+    func cephFreshness() async throws {
+        try await withCluster { server, client in
+            let cameBack = Date(timeIntervalSince1970: 1_714_564_800)  // 2024-05-01T12:00:00Z
+            server.state.setCephHealth(health: "HEALTH_OK", lastChecked: cameBack.addingTimeInterval(-30))
+            let lines = Lines()
+            let clock = ContinuousClock()
+            _ = try await waitUntilHealthy(
+                [HealthGates.ceph(client, checkedAfter: cameBack, period: .milliseconds(20))],
+                deadline: clock.now.advanced(by: .seconds(30)), clock: clock
+            ) { line in
+                lines.append(line)
+                if line.message.contains("stale") {
+                    // Rook's next check, after the node came back, first finds a warning, then OK.
+                    server.state.setCephHealth(
+                        health: "HEALTH_WARN", details: ["PG_DEGRADED": .init(severity: "HEALTH_WARN", message: "Degraded data redundancy")],
+                        lastChecked: cameBack.addingTimeInterval(60))
+                } else if line.message == "ceph state is HEALTH_WARN" {
+                    server.state.setCephHealth(health: "HEALTH_OK", lastChecked: cameBack.addingTimeInterval(120))
+                }
+            }
+            let m = lines.messages
+            #expect(m.first?.hasPrefix("ceph state is HEALTH_OK (stale: checked 2024-05-01T11:59:30Z") == true)
+            #expect(m.dropFirst().first == "ceph state is HEALTH_WARN")
+            #expect(m.last == "ceph state is HEALTH_OK")
+            let ceph = try #require(server.state.get(.cephclusters, namespace: "rook-ceph", name: "rook-ceph", as: CephCluster.self))
+            #expect(ceph.status?.ceph?.previousHealth == "HEALTH_WARN")
+        }
+    }
+
+    @Test("bad credentials stop the gates at once instead of waiting out the deadline")
+    func unauthorizedFailsFast() async throws {
+        let server = try await FakeKubeServer.start(logger: Self.logger)
+        let config = KubeConfig(server: server.url, certificateAuthorityPEM: try server.ca.certificatePEM, token: "not-a-known-token")
+        let client = try KubeClient(config: config, logger: Self.logger)
+        let clock = ContinuousClock()
+        let error = await #expect(throws: HealthGateError.self) {
+            try await waitUntilHealthy(
+                [HealthGates.kubeletReady(client)], deadline: clock.now.advanced(by: .seconds(60)), clock: clock)
+        }
+        #expect(error?.code == .unrecoverable)
+        try await client.shutdown()
+        await server.shutdown()
+    }
+}

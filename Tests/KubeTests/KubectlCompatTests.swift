@@ -1,0 +1,73 @@
+import Foundation
+import NK3Kube
+import NK3TestSupport
+import Testing
+
+/// The fake API server answers the real `kubectl` (discovery first, then the object): evidence that its
+/// JSON shapes and discovery endpoints are the API's, not just what our own client expects.
+@Suite("kubectl against the fake API server", .serialized)
+struct KubectlCompatTests {
+    static let kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    /// Runs kubectl with its own cache dir; returns (exit code, stdout, stderr). The blocking waits run on
+    /// a dedicated thread, never on the cooperative pool that serves the fake API's handlers.
+    func run(_ args: [String], dir: String) async throws -> (Int32, String, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.kubectl!)
+        process.arguments = args + ["--kubeconfig", dir + "/kubeconfig", "--cache-dir", dir + "/cache", "--request-timeout", "20s"]
+        process.environment = ["HOME": dir, "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        return await withCheckedContinuation { continuation in
+            let thread = Thread {
+                let group = DispatchGroup()
+                nonisolated(unsafe) var stderr = Data()
+                group.enter()
+                DispatchQueue.global().async {
+                    stderr = err.fileHandleForReading.readDataToEndOfFile()
+                    group.leave()
+                }
+                let stdout = out.fileHandleForReading.readDataToEndOfFile()
+                group.wait()
+                process.waitUntilExit()
+                continuation.resume(
+                    returning: (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)))
+            }
+            thread.start()
+        }
+    }
+
+    @Test("kubectl get node X -o json, and kubectl get pdb -o json, decode to what the fake holds",
+          .enabled(if: kubectl != nil), .timeLimit(.minutes(2)))
+    func kubectlGet() async throws {
+        let server = try await FakeKubeServer.start(logger: quietLogger)
+        let dir = try temporaryDirectory()
+        try server.writeKubeconfig(to: dir + "/kubeconfig")
+        server.state.addNode("n1", controlPlane: true, kernelVersion: "6.6.30", bootID: "boot-xyz")
+        server.state.addPod(name: "web-1", node: "n1", labels: ["app": "web"])
+        server.state.addPodDisruptionBudget(name: "web-pdb", matchLabels: ["app": "web"], minAvailable: .int(1))
+
+        let (code, stdout, stderr) = try await run(["get", "node", "n1", "-o", "json"], dir: dir)
+        #expect(code == 0, "kubectl failed: \(stderr)")
+        let node = try JSONDecoder().decode(Node.self, from: Data(stdout.utf8))
+        #expect(node.name == "n1")
+        #expect(node.bootID == "boot-xyz")
+        #expect(node.readyCondition?.reason == "KubeletReady")
+
+        let (pcode, pout, perr) = try await run(["get", "pdb", "web-pdb", "-n", "default", "-o", "json"], dir: dir)
+        #expect(pcode == 0, "kubectl failed: \(perr)")
+        let pdb = try JSONDecoder().decode(PodDisruptionBudget.self, from: Data(pout.utf8))
+        #expect(pdb.status?.disruptionsAllowed == 0)
+        #expect(pdb.status?.currentHealthy == 1)
+
+        let (mcode, _, merr) = try await run(["get", "node", "ghost", "-o", "json"], dir: dir)
+        #expect(mcode != 0)
+        #expect(merr.contains("nodes \"ghost\" not found"))
+        await server.shutdown()
+    }
+}

@@ -233,6 +233,59 @@ struct BootstrapSSHTests {
     }
 }
 
+@Suite("nk3 bootstrap wired to a real PKI and inventory", .serialized, .timeLimit(.minutes(3)))
+struct BootstrapSessionTests {
+    @Test("the session's PKI issues the agent certificate once and the rendered bundle lands as is",
+          .enabled(if: SSHDHarness.available, SSHDHarness.skipReason))
+    func sessionMaterials() async throws {
+        let h = try SSHDHarness()
+        defer { h.stop() }
+        let pki = PKIStore(directory: h.dir + "/pki")
+        try pki.initialize(cluster: "bootstrap-test")
+        try """
+            { config, pkgs, ... }:
+            { imports = [ ./hardware-configuration.nix ./nk3-agent.nix ]; networking.hostName = "{{ node.name }}"; }
+
+            """.write(toFile: h.dir + "/configuration.nix.j2", atomically: true, encoding: .utf8)
+        try """
+            join_address: 127.0.0.1
+            join_token: t
+            nix_channel: nixos-25.11
+            pki_dir: \(h.dir)/pki
+            template: \(h.dir)/configuration.nix.j2
+            nodes:
+              127.0.0.1:
+                hostname: n1
+
+            """.write(toFile: h.dir + "/inventory.yaml", atomically: true, encoding: .utf8)
+        let session = try ClusterSession.load(inventoryPath: h.dir + "/inventory.yaml", logger: Logger(label: "test"))
+        let target = try #require(session.bootstrapTarget("n1"))
+        #expect(target == BootstrapTarget(name: "n1", address: "127.0.0.1", agentPort: 7443))
+        #expect(session.bootstrapTarget("127.0.0.1") == target, "an address names the node too")
+
+        let materials = SessionBootstrapMaterials(session: session)
+        let outcome = try await bootstrapper(h, ClosureMaterialSource(
+            tls: { try await materials.tlsMaterial(for: $0) },
+            files: { try await materials.configurationFiles(for: $0) })).bootstrap(target)
+        guard case .enrolled = outcome else {
+            Issue.record("expected .enrolled, got \(outcome)")
+            return
+        }
+        // The certificate was issued into the PKI (SAN includes the address) and that very file landed.
+        let issued = try String(contentsOfFile: pki.agentFiles(node: "n1").certificatePath, encoding: .utf8)
+        #expect(read(h.root + "/var/lib/nk3-agent/tls/agent.crt") == issued)
+        #expect(read(h.root + "/var/lib/nk3-agent/tls/ca.crt") == (try String(contentsOfFile: pki.caCertificatePath, encoding: .utf8)))
+        // Issued once: asking again returns the same certificate (a re-run ships identical files).
+        #expect(try await materials.tlsMaterial(for: target).certificatePEM == issued)
+        // The bundle is the renderer's: template output, generated nk3-agent.nix, the embedded module.
+        #expect(read(h.root + "/etc/nixos/configuration.nix")?.contains("networking.hostName = \"n1\"") == true)
+        let agentNix = try #require(read(h.root + "/etc/nixos/nk3-agent.nix"))
+        #expect(agentNix.contains(try pki.signingPublicKey()))
+        #expect(agentNix.contains("/var/lib/nk3-agent/tls/agent.key"))
+        #expect(read(h.root + "/etc/nixos/nk3-agent-module.nix") == NixAgentModule.source)
+    }
+}
+
 @Suite("bootstrap remote scripts (pure)")
 struct BootstrapScriptTests {
     @Test func quotingSurvivesSingleQuotes() {

@@ -18,10 +18,12 @@
 # imported by the host-side node definition so both evaluate to the same system) and vm-extra.nix (store paths
 # of the agent package and the test PKI), both copied into /etc/nixos by the test before the first apply.
 #
-# CLI surface this test assumes (keep in sync with Sources/nk3 when those commands land):
-#   nk3 certs init  --pki-dir DIR --cluster NAME      -> DIR/ca.crt, DIR/signing.pub (base64 Ed25519), client certs
-#   nk3 certs agent --pki-dir DIR --node NAME --address IP --out OUTDIR  -> OUTDIR/{agent.crt,agent.key,ca.crt}
-#   nk3 apply --inventory FILE                          -> exit 0 when the rollout completes, non-zero on abort
+# nk3 CLI used (Sources/nk3; PKI layout of PKIStore):
+#   nk3 certs init --dir DIR --cluster NAME            -> DIR/{ca.crt,ca.key,signing.key,signing.pub,clients/operator.*}
+#   nk3 certs issue-agent NODE --address IP --dir DIR  -> DIR/agents/NODE.{crt,key}
+#   nk3 apply --inventory FILE --action switch         -> exit 0 when the rollout completes, non-zero on abort
+# (--action switch: the VMs boot their kernel directly, so a boot+reboot rollout would not exercise the new
+# generation, nixos-facts §7.)
 # The test PKI is minted at build time, so its private keys sit in the VM's Nix store: acceptable for a
 # throwaway test cluster only. Real nodes get their keys from `nk3 bootstrap` into /var/lib/nk3-agent/tls.
 { pkgs
@@ -44,9 +46,9 @@ let
 
   # The cluster's test PKI, minted with nk3 itself (see the header for the assumed CLI).
   pki = pkgs.runCommand "nk3-vm-test-pki" { nativeBuildInputs = [ nk3 ]; } ''
-    nk3 certs init --pki-dir $out --cluster vm-test
+    nk3 certs init --dir $out --cluster vm-test
     ${lib.concatStrings (lib.mapAttrsToList (name: n: ''
-      nk3 certs agent --pki-dir $out --node ${name} --address ${n.ip} --out $out/agents/${name}
+      nk3 certs issue-agent ${name} --address ${n.ip} --dir $out
     '') nodes)}
   '';
   # Import from derivation: the public signing key is needed at evaluation time for the module option.
@@ -193,7 +195,9 @@ pkgs.testers.runNixOSTest {
         m.wait_for_unit("multi-user.target")
         m.succeed(
             "install -d -m 0700 /var/lib/nk3-agent/tls",
-            f"install -m 0600 ${pki}/agents/{name}/agent.crt ${pki}/agents/{name}/agent.key ${pki}/agents/{name}/ca.crt /var/lib/nk3-agent/tls/",
+            f"install -m 0600 ${pki}/agents/{name}.crt /var/lib/nk3-agent/tls/agent.crt",
+            f"install -m 0600 ${pki}/agents/{name}.key /var/lib/nk3-agent/tls/agent.key",
+            "install -m 0600 ${pki}/ca.crt /var/lib/nk3-agent/tls/ca.crt",
             "systemctl restart nk3-agent",
         )
         m.wait_for_open_port(7443)
@@ -210,25 +214,27 @@ pkgs.testers.runNixOSTest {
     )
 
     # Coordinator: the PKI directory and a kubeconfig pointing at n1.
-    coordinator.succeed("cp -r ${pki} /root/pki && chmod -R u+w /root/pki && chmod 0600 /root/pki/*.key")
+    coordinator.succeed(
+        "cp -r ${pki} /root/pki && chmod -R u+w,go-rwx /root/pki && find /root/pki -name '*.key' -exec chmod 0600 {} +"
+    )
     kubeconfig = n1.succeed("cat /etc/rancher/k3s/k3s.yaml").replace("127.0.0.1", "${nodes.n1.ip}")
     coordinator.succeed(f"cat > /root/kubeconfig.yaml <<'EOF'\n{kubeconfig}\nEOF\nchmod 0600 /root/kubeconfig.yaml")
 
     with subtest("first apply lands nk3's files everywhere and passes"):
-        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 1; }} >&2")
+        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 1; }} --action switch >&2")
         for m in nodes.values():
             m.succeed("grep -q nk3-agent-module.nix /etc/nixos/nk3-agent.nix")
             m.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 1")
 
     with subtest("a harmless change rolls through all three nodes"):
-        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 2; }} >&2")
+        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 2; }} --action switch >&2")
         for m in nodes.values():
             m.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 2")
             m.succeed("systemctl is-active k3s")
 
     with subtest("breaking the kubelet on n2 aborts the rollout and n2 rolls back by itself"):
         gen_before = n2.succeed("readlink /nix/var/nix/profiles/system").strip()
-        coordinator.fail("nk3 apply --inventory ${inventory { revision = 3; breakOn = "n2"; }} >&2")
+        coordinator.fail("nk3 apply --inventory ${inventory { revision = 3; breakOn = "n2"; }} --action switch >&2")
         # n1 took revision 3; n3 was never touched, because the rollout stopped at n2.
         n1.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 3")
         n3.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 2")

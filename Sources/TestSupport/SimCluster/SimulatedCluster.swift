@@ -260,9 +260,13 @@ public final class SimulatedCluster: Sendable {
     public func shutdown() async {
         workloads.stop()
         for m in members { m.node.shutdown() }
-        for m in members {
-            m.slot.enqueue { await m.slot.stop(reason: "simulation shut down") }
-            await m.slot.settle()
+        await withTaskGroup(of: Void.self) { group in
+            for m in members {
+                group.addTask {
+                    m.slot.enqueue { await m.slot.stop(reason: "simulation shut down") }
+                    await m.slot.settle()
+                }
+            }
         }
         await kube.shutdown()
     }

@@ -15,7 +15,8 @@ import Synchronization
 /// - DaemonSet and Deployment status are derived from the pods (kubernetes-facts §6; a Deployment is Available
 ///   when at least replicas − 25% (rounded down) are available, the default maxUnavailable);
 /// - the Rook CephCluster's health is refreshed every `cephCheckInterval` (kubernetes-facts §9: about once a
-///   minute, `lastChecked` advancing each time): HEALTH_WARN while any node is down or NotReady, else HEALTH_OK.
+///   minute, `lastChecked` advancing each time; at `.instant` once a real second plus right after a node goes down or
+///   returns): HEALTH_WARN while any node is down or NotReady, else HEALTH_OK.
 final class SimulatedWorkloads: Sendable {
     enum Kind: Sendable, Hashable {
         case deployment(replicas: Int)
@@ -48,6 +49,7 @@ final class SimulatedWorkloads: Sendable {
     let cephName = "rook-ceph"
     let cephCheckInterval: TimeInterval
     let state = Mutex(State())
+    let reconcileLock = Mutex(())
 
     init(
         kube: FakeKubeState, nodes: [SimulatedNode], speed: SimulationSpeed, timings: SimulatedTimings,
@@ -107,7 +109,8 @@ final class SimulatedWorkloads: Sendable {
         checkCeph()
         spawn { w in
             while true {
-                let real = max(w.speed.realSeconds(w.cephCheckInterval), 0.05)
+                // At `.instant` the operator still checks once a second (no busy loop); node events add checks.
+                let real = w.speed == .instant ? 1 : max(w.speed.realSeconds(w.cephCheckInterval), 0.02)
                 try await w.clock.sleep(until: w.clock.now().addingTimeInterval(real))
                 w.reconcile()
                 w.checkCeph()
@@ -175,6 +178,21 @@ final class SimulatedWorkloads: Sendable {
     /// Brings every Deployment back to its replica count on schedulable nodes (fewest pods of it first).
     func reconcile(avoiding: String? = nil) {
         let workloads = state.withLock { $0.workloads }
+        // One reconcile at a time (the periodic loop, evictions and node events all call it): two concurrent
+        // passes would both see a missing replica and create two.
+        let created: [(Workload, Pod)] = reconcileLock.withLock { _ in createMissingPods(workloads, avoiding: avoiding) }
+        for (w, pod) in created {
+            let name = pod.metadata.name ?? ""
+            spawn { me in
+                try await me.speed.sleep(me.timings.podStartup, on: me.clock)
+                me.kube.setPodReady(namespace: w.namespace, name: name, true)
+                me.syncStatus()
+            }
+        }
+        syncStatus()
+    }
+
+    private func createMissingPods(_ workloads: [Workload], avoiding: String?) -> [(Workload, Pod)] {
         var created: [(Workload, Pod)] = []
         for w in workloads {
             guard case .deployment(let replicas) = w.kind else { continue }
@@ -193,15 +211,7 @@ final class SimulatedWorkloads: Sendable {
                 logger.info("[simulation] scheduled \(w.namespace)/\(pod.metadata.name ?? "?") on \(target)")
             }
         }
-        for (w, pod) in created {
-            let name = pod.metadata.name ?? ""
-            spawn { me in
-                try await me.speed.sleep(me.timings.podStartup, on: me.clock)
-                me.kube.setPodReady(namespace: w.namespace, name: name, true)
-                me.syncStatus()
-            }
-        }
-        syncStatus()
+        return created
     }
 
     /// Derives DaemonSet and Deployment status from the pods (kubernetes-facts §6).
@@ -232,6 +242,7 @@ final class SimulatedWorkloads: Sendable {
             kube.setNodeUnknown(name)
             setPods(onNode: name, ready: false)
             syncStatus()
+            if speed == .instant { checkCeph() }
         case .booted(let bootID, let kernel):
             let version = nodes[name]?.snapshot.nixosVersion
             kube.update(.nodes, name: name, as: Node.self) { n in
@@ -250,6 +261,9 @@ final class SimulatedWorkloads: Sendable {
                     try await me.speed.sleep(me.timings.podStartup, on: me.clock)
                     me.setPods(onNode: name, ready: true)
                     me.reconcile()
+                    // With instant operations a Ceph check follows the return at once, so gates need not wait
+                    // for the once-a-second check; otherwise the periodic check (kubernetes-facts §9) sees it.
+                    if me.speed == .instant { me.checkCeph() }
                 }
             } else {
                 setPods(onNode: name, ready: false)

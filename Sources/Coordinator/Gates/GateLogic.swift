@@ -81,7 +81,7 @@ public enum GateLogic {
     }
 
     /// Ceph is healthy per Rook's CephCluster status (kubernetes-facts §9): HEALTH_OK, or HEALTH_WARN whose
-    /// every check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
+    /// single check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
     /// is strictly later than `checkedAfter` (the moment the node came back): Rook refreshes about every
     /// 60 s, so an older HEALTH_OK says nothing about the node that just returned.
     public static func ceph(
@@ -110,7 +110,8 @@ public enum GateLogic {
         switch health {
         case "HEALTH_OK":
             return GateResult(passed: true, lines: [GateReport(status: .ok, message: line)])
-        case "HEALTH_WARN" where !checks.isEmpty && checks.allSatisfy(tolerated.contains):
+        // design.md: "a lone MON_CLOCK_SKEW or RECENT_CRASH warning tolerated" — one check, and a tolerated one.
+        case "HEALTH_WARN" where checks.count == 1 && tolerated.contains(checks[0]):
             return GateResult(passed: true, lines: [GateReport(status: .warning, message: "\(line) (tolerated: \(checks.joined(separator: ", ")))")])
         default:
             let detail = checks.map { key in "\(key): \(ceph.details?[key]?.message ?? "")" }.joined(separator: "; ")

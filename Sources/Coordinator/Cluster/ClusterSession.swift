@@ -64,8 +64,11 @@ public struct ClusterSession: Sendable {
             // A per-node `agent_port` hostvar overrides the inventory's (several agents on one host, e.g. a lab).
             var port = inventory.agentPort
             if case .int(let p)? = node[hostvar: "agent_port"] { port = p }
+            // `agent_address` connects elsewhere than the inventory key (e.g. nodes keyed by hostname, several
+            // agents behind one address); the certificate is still checked against the inventory key.
+            let host = node[hostvar: "agent_address"]?.stringValue ?? node.address
             clients[node.name] = AgentClient(
-                endpoint: AgentEndpoint(host: node.address, port: port, expectedName: node.address), tls: tls,
+                endpoint: AgentEndpoint(host: host, port: port, expectedName: node.address), tls: tls,
                 timeout: overrides.agentTimeout, logger: logger)
         }
         return ClusterSession(

@@ -107,7 +107,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             }
             if let other = lease.spec.holderIdentity, other != holder, !other.isEmpty {
                 let expires = Self.expiry(of: lease)
-                if let expires, expires > now, !Self.isDeadLocalHolder(other, me: holder) {
+                if let expires, expires > now, !LeaseHolders.isDeadLocalHolder(other, me: holder) {
                     throw RolloutLeaseHeld(holder: other, expiresAt: expires)
                 }
                 lease.spec.leaseTransitions = (lease.spec.leaseTransitions ?? 0) + 1
@@ -198,22 +198,26 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         throw CoordinatorError(.other, "the rollout Lease \(leaseNamespace)/\(leaseName) kept changing; retry")
     }
 
-    /// A holder `user@host/pid` on this very host whose process no longer exists (a killed `nk3`): its lease
-    /// is stale and may be taken over at once instead of waiting out the TTL. Holders on other hosts are
-    /// never second-guessed.
-    static func isDeadLocalHolder(_ other: String, me: String) -> Bool {
-        guard let slash = other.lastIndex(of: "/"), let mySlash = me.lastIndex(of: "/"),
-            other[..<slash] == me[..<mySlash], let pid = Int32(other[other.index(after: slash)...]), pid > 0
-        else { return false }
-        return kill(pid, 0) != 0 && errno == ESRCH
-    }
-
     static func seconds(_ d: Duration) -> Int { max(1, Int(d.components.seconds)) }
 
     static func expiry(of lease: Lease) -> Date? {
         guard let renew = lease.spec.renewTime.flatMap(MicroTime.parse) else { return nil }
         return renew.addingTimeInterval(Double(lease.spec.leaseDurationSeconds ?? 0))
     }
+}
+
+/// Rules about rollout Lease holders (`user@host/pid`).
+public enum LeaseHolders {
+    /// A holder `user@host/pid` on this very host whose process no longer exists (a killed `nk3`): its lease
+    /// is stale and may be taken over at once instead of waiting out the TTL. Holders on other hosts are
+    /// never second-guessed.
+    public static func isDeadLocalHolder(_ other: String, me: String) -> Bool {
+        guard let slash = other.lastIndex(of: "/"), let mySlash = me.lastIndex(of: "/"),
+            other[..<slash] == me[..<mySlash], let pid = Int32(other[other.index(after: slash)...]), pid > 0
+        else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
+    }
+
 }
 
 /// Kubernetes `MicroTime` (RFC 3339 with microseconds, UTC), as Lease renewTime/acquireTime use.

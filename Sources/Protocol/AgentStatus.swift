@@ -211,3 +211,12 @@ public struct LandedFiles: Codable, Sendable, Hashable {
     public var files: [String: String]
     public init(files: [String: String]) { self.files = files }
 }
+
+extension AgentStatus {
+    /// Boot id an agent reports when it cannot read its machine's facts (e.g. mid-shutdown).
+    public static let unknownBootID = "unknown"
+
+    /// Whether `bootID` is a real boot id. An agent that cannot read its own boot id says nothing about
+    /// whether the machine rebooted, so a coordinator must keep waiting.
+    public var isBootIDKnown: Bool { !bootID.isEmpty && bootID != Self.unknownBootID }
+}

@@ -57,12 +57,11 @@ struct GlobalOptions: ParsableArguments {
     func sink() -> any RolloutEventSink {
         let out = FileDescriptorWriter(fd: 1)
         switch output {
-        case .json: return JSONLinesEventSink(out: { out.write($0 + "\n") })
+        case .json: return JSONLinesEventSink(out: { out.write($0) })
         case .human:
             let err = FileDescriptorWriter(fd: 2)
             return HumanEventSink(
-                useColor: DiffColor.shouldColorStandardOutput(), out: { out.write($0 + "\n") },
-                err: { err.write($0 + "\n") })
+                useColor: DiffColor.shouldColorStandardOutput(), out: { out.write($0) }, err: { err.write($0) })
         }
     }
 

@@ -29,7 +29,7 @@ public actor ApplyEngine: AgentEngine, Service {
     private var work: Task<Void, Never>?
     private var deadlineTask: Task<Void, Never>?
     private var deadlineDate: Date?
-    /// Kubelet probe result, reused for 2 s of real (monotonic) time so a burst of status requests runs one
+    /// Kubelet probe result, reused for 250 ms of real (monotonic) time so a burst of status requests runs one
     /// `systemctl is-active` and one healthz GET; not the agent clock, which a simulation may hold still.
     private var kubeletCache: (at: ContinuousClock.Instant, state: KubeletState)?
 
@@ -110,7 +110,7 @@ public actor ApplyEngine: AgentEngine, Service {
 
     public func status() async -> AgentStatus {
         let facts = (try? await system.facts()) ?? NodeFacts(
-            hostname: "unknown", kernel: "unknown", nixosVersion: nil, bootID: "unknown", uptimeSeconds: 0)
+            hostname: "unknown", kernel: "unknown", nixosVersion: nil, bootID: AgentStatus.unknownBootID, uptimeSeconds: 0)
         let gens = try? await system.generations()
         let files = (try? await system.readConfigFiles()) ?? [:]
         let channel = try? await system.channelState()
@@ -380,7 +380,7 @@ public actor ApplyEngine: AgentEngine, Service {
     }
 
     private func kubeletState() async -> KubeletState {
-        if let c = kubeletCache, ContinuousClock.now - c.at < .seconds(2) { return c.state }
+        if let c = kubeletCache, ContinuousClock.now - c.at < .milliseconds(250) { return c.state }
         let s = await system.kubelet(unit: k3sUnit)
         kubeletCache = (ContinuousClock.now, s)
         return s

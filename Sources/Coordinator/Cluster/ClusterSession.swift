@@ -141,14 +141,14 @@ public struct ClusterSession: Sendable {
 
     /// Probes every agent and emits "X is reachable"; throws (exit code 3) naming every unreachable node
     /// before anything has been changed.
-    public func preflight(sink: any RolloutEventSink) async throws -> [String: AgentStatus] {
+    public func preflight(sink: any RolloutEventSink, announce: Bool = true) async throws -> [String: AgentStatus] {
         var statuses: [String: AgentStatus] = [:]
         var unreachable: [String] = []
         for p in await probeAll() {
             switch p.result {
             case .success(let s):
                 statuses[p.node] = s
-                sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .preflight, status: .ok, message: "\(p.node) is reachable"))
+                if announce { sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .preflight, status: .ok, message: "\(p.node) is reachable")) }
             case .failure(let e):
                 unreachable.append("\(p.node) (\(p.address)): \(e.message)")
                 sink.emit(RolloutEvent(timestamp: Date(), node: p.node, phase: .preflight, status: .failed, message: "\(p.node) is unreachable: \(e.message)"))
@@ -249,7 +249,8 @@ public struct ClusterSession: Sendable {
         _ kind: RolloutKind, options: RolloutPlan.Options, sink: any RolloutEventSink, clock: C,
         pollInterval: Duration = .milliseconds(100), holder: String = ClusterSession.defaultHolder()
     ) async throws -> RolloutSummary {
-        let statuses = try await preflight(sink: sink)
+        // The executor announces reachability itself; this pass only refuses early and feeds the plan.
+        let statuses = try await preflight(sink: sink, announce: false)
         var rendered: [String: [String: String]] = [:]
         var plans: [NodePlan] = []
         if kind != .reboot {
@@ -277,7 +278,8 @@ public struct ClusterSession: Sendable {
     /// `user@host/pid`: who holds the rollout Lease.
     public static func defaultHolder() -> String {
         let env = ProcessInfo.processInfo.environment
-        let user = env["USER"] ?? env["LOGNAME"] ?? "unknown"
-        return "\(user)@\(ProcessInfo.processInfo.hostName)/\(getpid())"
+        var user = env["USER"] ?? env["LOGNAME"]
+        if user == nil, let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { user = String(cString: name) }
+        return "\(user ?? "uid\(getuid())")@\(ProcessInfo.processInfo.hostName)/\(getpid())"
     }
 }

@@ -325,7 +325,7 @@ public struct RolloutMachine: Sendable {
             case .awaitingConfirm:
                 if run.action == .boot {
                     let before = op.bootIDAtRebuild ?? rec?.bootIDBeforeReboot
-                    if let before, status.bootID != before {
+                    if let before, status.isBootIDKnown, status.bootID != before {
                         run.bootIDBeforeReboot = before
                         run.kernelAfter = status.kernel
                         run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates, .confirm]
@@ -369,7 +369,7 @@ public struct RolloutMachine: Sendable {
 
         // 3. A reboot rollout killed mid-node.
         if plan.kind == .reboot, let rec, after == .pending {
-            if let before = rec.bootIDBeforeReboot, status.bootID != before {
+            if let before = rec.bootIDBeforeReboot, status.isBootIDKnown, status.bootID != before {
                 run.kernelAfter = status.kernel
                 run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates]
                 run.inDisruption = true
@@ -451,8 +451,9 @@ public struct RolloutMachine: Sendable {
 
         case .agentReachable(let name, let status, _):
             guard var run = expect(name, .waitReachable) else { return unexpected(input) }
-            if let old = run.bootIDBeforeReboot, status.bootID == old {
-                // Answering with the old boot id is not a reboot: keep waiting until the reboot timeout.
+            if let old = run.bootIDBeforeReboot, status.bootID == old || !status.isBootIDKnown {
+                // Answering with the old boot id (or none: an agent that cannot read its machine mid-shutdown)
+                // is not a reboot: keep waiting until the reboot timeout.
                 run.sawOldBootID = true
                 running[name] = run
                 return [.waitReachable(node: name, oldBootID: old)]

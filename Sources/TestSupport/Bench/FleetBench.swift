@@ -1,0 +1,191 @@
+import Foundation
+import Logging
+import NK3Coordinator
+import NK3Kube
+
+/// Scenarios `status` and `rollout` on a `SimulatedCluster` at `.instant` speed: real agents (mutual TLS,
+/// signed envelopes, HTTP) over in-memory NixOS machines, and the fake Kubernetes API — all in this process,
+/// so CPU figures count both ends.
+struct FleetBench {
+    let options: BenchRunner.Options
+    let logger: Logger
+
+    /// Real time the simulated agent waits after answering a reboot before its machine goes down (so the answer
+    /// leaves first). The one real wait left in an instant simulation besides nk3's own polling.
+    static let agentRebootDelay: Duration = .milliseconds(10)
+
+    private func startCluster(nodes: Int, servers: Int? = nil, in dir: URL) async throws -> SimulatedCluster {
+        var o = SimulatedCluster.Options()
+        o.announce = false
+        o.agentRebootDelay = Self.agentRebootDelay
+        return try await SimulatedCluster.start(
+            nodes: nodes, servers: servers, speed: .instant, in: dir, options: o, logger: logger)
+    }
+
+    // MARK: status
+
+    func status(into result: inout BenchScenarioResult, in dir: URL) async throws {
+        let clock = ContinuousClock()
+        var perAgent: [(Int, Double)] = []
+        for size in options.fleetSizes {
+            let cluster = try await startCluster(nodes: size, in: dir.appendingPathComponent("status-\(size)"))
+            var probeWall: [Double] = []
+            var fullWall: [Double] = []
+            var cpu: [Double] = []
+            do {
+                // One unmeasured run: lazy initialisation of the process, not of `nk3 status`.
+                _ = try await ClusterSession.load(inventoryPath: cluster.inventoryPath, logger: logger).probeAll()
+                for _ in 0..<options.statusRuns {
+                    let cpu0 = BenchProcess.selfCPUSeconds()
+                    let t0 = clock.now
+                    let session = try ClusterSession.load(inventoryPath: cluster.inventoryPath, logger: logger)
+                    let probes = await session.probeAll()
+                    let t1 = clock.now
+                    // The rest of `nk3 status`: render to compare hashes, one node list for the cordon column.
+                    let rendered = try session.render()
+                    let nodes = try await KubeClient.withClient(config: try session.kubeConfig(), logger: logger) {
+                        try await $0.listNodes()
+                    }
+                    let rows = probes.map { NodeStatusRow(probe: $0, rendered: rendered[$0.node], cordoned: nil) }
+                    _ = StatusTable.render(rows)
+                    let t2 = clock.now
+                    cpu.append((BenchProcess.selfCPUSeconds() - cpu0) * 1000)
+                    let failed = probes.filter { if case .failure = $0.result { return true } else { return false } }
+                    guard failed.isEmpty, nodes.count == size else {
+                        throw BenchError("status of \(size) agents: \(failed.count) unreachable, \(nodes.count) nodes listed")
+                    }
+                    probeWall.append(t0.duration(to: t1).milliseconds)
+                    fullWall.append(t0.duration(to: t2).milliseconds)
+                }
+            } catch {
+                await cluster.shutdown()
+                throw error
+            }
+            await cluster.shutdown()
+            let big = size >= 100
+            result.figures.append(
+                BenchFigure(
+                    "\(size) agents: load + probeAll", unit: "ms", samples: probeWall,
+                    target: big ? "≤ 500 ms" : nil, met: big ? { $0 <= 500 } : nil))
+            result.figures.append(
+                BenchFigure("\(size) agents: + render, kube node list, table", unit: "ms", samples: fullWall,
+                    target: big ? "≤ 500 ms" : nil, met: big ? { $0 <= 500 } : nil))
+            result.figures.append(BenchFigure("\(size) agents: CPU (coordinator + agents)", unit: "ms", samples: cpu))
+            perAgent.append((size, BenchFigure("", unit: "", samples: probeWall).median / Double(size)))
+        }
+        result.notes.append(
+            "growth, probeAll wall per agent: "
+                + perAgent.map { "\($0.0) → \(String(format: "%.2f", $0.1)) ms" }.joined(separator: ", ")
+                + " (probeAll keeps at most 64 in flight; every probe is a fresh TLS 1.3 handshake with client certificate)")
+        result.notes.append("the agents run in this process: CPU counts both ends of every handshake")
+    }
+
+    // MARK: rollout
+
+    func rollout(into result: inout BenchScenarioResult, in dir: URL) async throws {
+        // nk3's own poll (what `nk3 apply` uses). A shorter poll would isolate the coordinator's work better, but
+        // polling a rebooting agent that fast trips a swift-nio trap in the agent's server shutdown
+        // (apple/swift-nio#2813; see BENCHMARKS.md), which would take the whole in-process simulation down.
+        let poll = Duration.milliseconds(100)
+        let tag = "poll \(Int(poll.milliseconds)) ms"
+        for size in options.rolloutSizes {
+            let r = try await rolloutRuns(nodes: size, budget: 1, poll: poll, runs: options.rolloutRuns, in: dir, tag: "\(size)")
+            result.figures.append(
+                BenchFigure(
+                    "\(tag), \(size) nodes, budget 1: wall per node", unit: "ms", samples: r.perNode,
+                    target: "≤ 20 ms", met: { $0 <= 20 }))
+            result.figures.append(BenchFigure("\(tag), \(size) nodes, budget 1: CPU per node", unit: "ms", samples: r.cpuPerNode))
+        }
+        if let size = options.rolloutSizes.first {
+            let r = try await rolloutRuns(
+                nodes: size, budget: 1, poll: poll, runs: options.rolloutRuns, in: dir, tag: "ceph-\(size)", ceph: true)
+            result.figures.append(
+                BenchFigure("\(tag), \(size) nodes, budget 1, WITH Ceph gate: wall per node", unit: "ms", samples: r.perNode))
+        }
+        for budget in options.budgets {
+            let n = options.budgetNodes
+            let r = try await rolloutRuns(nodes: n, budget: budget, poll: poll, runs: options.rolloutRuns, in: dir, tag: "b\(budget)")
+            result.figures.append(
+                BenchFigure(
+                    "\(tag), \(n) nodes, budget \(budget): wall per node", unit: "ms", samples: r.perNode,
+                    target: "≤ 20 ms", met: { $0 <= 20 }))
+            result.figures.append(BenchFigure("\(tag), \(n) nodes, budget \(budget): CPU per node", unit: "ms", samples: r.cpuPerNode))
+            result.figures.append(BenchFigure("\(tag), \(n) nodes, budget \(budget): rollout wall", unit: "s", samples: r.wall))
+        }
+        result.notes.append(
+            "apply(.boot) of a template change to every node: send bundle → rebuild → drain → reboot → agent back → "
+                + "kubelet Ready → uncordon → gates → confirm; speed .instant (rebuild, activation, reboot downtime, "
+                + "kubelet ready, pod start: 0 s; Ceph re-checked right after each node event)")
+        result.notes.append(
+            "real waits left in the simulation: the agent's reboot delay \(Self.agentRebootDelay) per node (hidden by "
+                + "the first waitReachable poll, which sleeps one pollInterval before asking)")
+        result.notes.append(
+            "Ceph gate off except in the WITH Ceph row: Rook's status.ceph.lastChecked has whole-second resolution and "
+                + "the gate (rightly) wants a check strictly after the node came back, so each node waits for the next "
+                + "second boundary — up to 1 s real per node at any simulation speed")
+        result.notes.append("first 3 nodes are k3s servers (quorum: one server at a time whatever the budget)")
+        result.notes.append("CPU per node counts this whole process: coordinator, agents, simulated machines, fake API")
+    }
+
+    struct RolloutFigures {
+        var perNode: [Double] = []
+        var cpuPerNode: [Double] = []
+        var wall: [Double] = []
+    }
+
+    private func rolloutRuns(
+        nodes: Int, budget: Int, poll: Duration, runs: Int, in dir: URL, tag: String, ceph: Bool = false
+    ) async throws -> RolloutFigures {
+        options.progress("bench: rollout \(tag): \(nodes) nodes, budget \(budget), poll \(poll) × \(runs)")
+        let cluster = try await startCluster(nodes: nodes, in: dir.appendingPathComponent("rollout-\(tag)"))
+        var figures = RolloutFigures()
+        do {
+            let clock = ContinuousClock()
+            let templatePath = URL(fileURLWithPath: cluster.inventoryPath).deletingLastPathComponent()
+                .appendingPathComponent("template.nix.j2").path
+            var yaml = try String(contentsOfFile: cluster.inventoryPath, encoding: .utf8)
+            yaml += (yaml.hasSuffix("\n") ? "" : "\n") + "template: template.nix.j2\n"
+            if !ceph {
+                // Rook stamps `lastChecked` in whole seconds and the gate wants a check after the node returned:
+                // a real wait of up to 1 s per node that no simulation speed removes (see the notes).
+                let on = "ceph:\n  enabled: true\n"
+                guard yaml.contains(on) else { throw BenchError("the simulated inventory's ceph section changed shape") }
+                yaml = yaml.replacingOccurrences(of: on, with: "ceph:\n  enabled: false\n")
+            }
+            try yaml.write(toFile: cluster.inventoryPath, atomically: true, encoding: .utf8)
+            let anchor = "  boot.kernelModules = [ \"rbd\" ];\n"
+            guard DefaultTemplate.source.contains(anchor) else { throw BenchError("the default template changed shape") }
+            for run in 0..<runs {
+                // A configuration change, as `nk3 demo` makes one: a line added to the template.
+                let changed = DefaultTemplate.source.replacingOccurrences(
+                    of: anchor, with: anchor + "  # nk3 bench revision \(run + 1)\n")
+                try changed.write(toFile: templatePath, atomically: true, encoding: .utf8)
+                await cluster.settleAgents()
+                let session = try ClusterSession.load(inventoryPath: cluster.inventoryPath, logger: logger)
+                let cpu0 = BenchProcess.selfCPUSeconds()
+                let t0 = clock.now
+                let summary = try await session.rollout(
+                    .apply(.boot), options: RolloutPlan.Options(disruptionBudget: budget), sink: NullEventSink(),
+                    clock: clock, pollInterval: poll)
+                let wall = t0.duration(to: clock.now).milliseconds
+                let cpu = (BenchProcess.selfCPUSeconds() - cpu0) * 1000
+                guard summary.updated.count == nodes else {
+                    throw BenchError("rollout updated \(summary.updated.count) of \(nodes) nodes")
+                }
+                figures.perNode.append(wall / Double(nodes))
+                figures.cpuPerNode.append(cpu / Double(nodes))
+                figures.wall.append(wall / 1000)
+            }
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
+        await cluster.shutdown()
+        return figures
+    }
+}
+
+/// Drops rollout events (the benchmark times the rollout, not the terminal).
+struct NullEventSink: RolloutEventSink {
+    func emit(_ event: RolloutEvent) {}
+}

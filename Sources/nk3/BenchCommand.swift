@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import NK3Coordinator
+import NK3TestSupport
+
+/// `nk3 bench`: the benchmarks of design.md's targets, in one command (run it from a release build).
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure nk3 against its design targets on SIMULATED clusters; print a table, write JSON.",
+        discussion: """
+            Scenarios: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")). Each figure is the median \
+            of repeated runs with [min … max]. Run it from a release build (scripts/bench.sh builds and runs it); \
+            a debug build says so in the table. See BENCHMARKS.md for what each scenario measures and why.
+            """)
+
+    @Flag(help: "Tiny sizes and repetitions (a smoke run; the figures mean nothing).")
+    var quick = false
+
+    @Option(help: "Also write the report as JSON to this path.")
+    var json: String?
+
+    @Option(name: .customLong("scenario"), parsing: .upToNextOption, help: "Scenarios to run (default: all).")
+    var scenarios: [String] = []
+
+    @Option(help: "The nk3-agent executable (default: next to this nk3).")
+    var agentBinary: String?
+
+    @Option(help: "kubectl to compare with (a name on PATH or a path).")
+    var kubectl: String = "kubectl"
+
+    func validate() throws {
+        for s in scenarios where BenchScenario(rawValue: s) == nil {
+            throw ValidationError(
+                "unknown scenario '\(s)'; scenarios are \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() async throws {
+        LoggingBootstrap.once(level: .error)
+        var options = BenchRunner.Options()
+        options.quick = quick
+        if !scenarios.isEmpty { options.scenarios = scenarios.compactMap(BenchScenario.init(rawValue:)) }
+        options.kubectl = kubectl
+        options.agentBinary = agentBinary ?? Self.siblingAgent()
+        let stderr = FileDescriptorWriter(fd: 2)
+        options.progress = { stderr.write($0 + "\n") }
+        let report = await BenchRunner(options: options).run()
+        print(report.table())
+        if let json {
+            try report.json().write(to: URL(fileURLWithPath: json))
+            print("\nJSON written to \(json)")
+        }
+        if report.scenarios.contains(where: { $0.error != nil }) { throw ExitCode(1) }
+    }
+
+    /// `nk3-agent` in the directory of this executable (SwiftPM puts both products there).
+    static func siblingAgent() -> String {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map(URL.init(fileURLWithPath:)) ?? me
+        return exe.deletingLastPathComponent().appendingPathComponent("nk3-agent").path
+    }
+}

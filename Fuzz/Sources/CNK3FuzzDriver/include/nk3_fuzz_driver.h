@@ -1,0 +1,6 @@
+// libFuzzer's driver entry (compiler-rt FuzzerDriver.cpp), called from nk3-fuzz's main: SwiftPM links an
+// executable target's entry as <module>_main, so the harness runs the driver itself.
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));

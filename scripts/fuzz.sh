@@ -39,8 +39,13 @@ run_one() {
     mkdir -p "$work" "$art" "$(dirname "$log")"
     local limit=(-max_total_time="$SECS")
     [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
+    # agent-http awaits the server's async respond(to:) from the synchronous callback; the Task is freed
+    # after the callback returns, so libFuzzer's malloc/free balance check would run a full leak scan on
+    # every input (30x slower). ASan still checks every access; leaks are left to the other targets.
+    local leaks=1
+    [ "$t" = agent-http ] && leaks=0
     local rc=0
-    NK3_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=1 "$BIN" "${limit[@]}" -timeout=10 -rss_limit_mb=4096 \
+    NK3_FUZZ_TARGET=$t "$BIN" "${limit[@]}" -detect_leaks=$leaks -timeout=10 -rss_limit_mb=4096 \
         -max_len=65536 -print_final_stats=1 -artifact_prefix="$art/" "$work" "$ROOT/Fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
     local execs
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

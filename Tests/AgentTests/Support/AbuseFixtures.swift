@@ -1,0 +1,195 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import NK3Agent
+import NK3Common
+import NK3Coordinator
+import NK3Protocol
+import Synchronization
+
+/// An engine with fixed answers whose landed files can be made large (for slow-reader tests), and that
+/// records the commands it is handed. Test support only: no apply logic.
+final class AbuseEngine: AgentEngine {
+    let files: [String: String]
+    let handled = Mutex<[UInt64]>([])
+
+    /// `landedBytes`: total size of the landed files it reports (split over 1 MiB files).
+    init(landedBytes: Int = 0) {
+        var files = ["configuration.nix": "{ }"]
+        var left = landedBytes
+        var i = 0
+        while left > 0 {
+            let n = min(left, 1 << 20)
+            files["big-\(i).nix"] = String(repeating: "x", count: n)
+            left -= n
+            i += 1
+        }
+        self.files = files
+    }
+
+    func status() async -> AgentStatus {
+        AgentStatus(
+            hostname: "node-a", kernel: "6.6.0", nixosVersion: "24.05", currentSystem: "/nix/store/x-system",
+            bootedSystem: "/nix/store/x-system", currentGeneration: 3, bootedGeneration: 3, profileGeneration: 3,
+            bootID: "boot-1", uptimeSeconds: 12, configHash: ConfigFiles.hash(files: ["configuration.nix": "{ }"]),
+            files: ConfigFiles.digests(["configuration.nix": "{ }"]), channel: nil, lastAcceptedSerial: nil,
+            operation: nil, lastResult: nil, kubelet: KubeletState(unit: "k3s", unitActive: true, healthz: true))
+    }
+
+    func landedFiles() async -> [String: String] { files }
+    func operation(id: String) async -> OperationReport? { nil }
+    func metricsText() async -> String { "" }
+
+    func handle(_ payload: CommandPayload) async throws(WireError) -> EnvelopeReceipt {
+        handled.withLock { $0.append(payload.serial) }
+        return EnvelopeReceipt(
+            serial: payload.serial, kind: payload.command.kind, operationID: "op-\(payload.serial)", phase: .received,
+            message: "recorded")
+    }
+}
+
+/// A real agent server on 127.0.0.1 with fresh PKI (ClusterCA), a short idle timeout, and clients.
+struct AbuseAgent {
+    static let node = "node-a"
+    let ca: ClusterCA
+    let operatorCert: IssuedCertificate
+    let signer: EnvelopeSigner
+    let stateDir: String
+    let engine: AbuseEngine
+    let server: AgentServer
+    let clientTLS: NIOSSLContext
+
+    static func start(idleTimeout: Duration = .seconds(60), landedBytes: Int = 0) async throws -> AbuseAgent {
+        let ca = try ClusterCA.create(cluster: "abuse")
+        let agentCert = try ca.issueAgent(hostname: node, addresses: ["127.0.0.1"])
+        let operatorCert = try ca.issueClient(name: "alice", role: .operator)
+        let signer = EnvelopeSigner(privateKey: Curve25519.Signing.PrivateKey())
+        let stateDir = try channelTempDir("abuse-state")
+        let engine = AbuseEngine(landedBytes: landedBytes)
+        let config = AgentServerConfig(
+            host: "127.0.0.1", port: 0, certificate: .pem(agentCert.certificatePEM),
+            privateKey: .pem(agentCert.privateKeyPEM), clientCA: .pem(try ca.certificatePEM),
+            signingPublicKeys: [signer.privateKey.publicKey.rawRepresentation.base64EncodedString()], nodeName: node,
+            stateDirectory: stateDir,
+            limits: HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes, idleTimeout: idleTimeout))
+        let server = try AgentServer(config: config, engine: engine, logger: channelQuietLogger())
+        try await server.start()
+        let identity = try TLSIdentity(certificatePEM: operatorCert.certificatePEM, privateKeyPEM: operatorCert.privateKeyPEM)
+        let clientTLS = try TLSConfigs.clientContext(trustRoots: try TLSConfigs.trustRoots(pem: try ca.certificatePEM), identity: identity)
+        return AbuseAgent(
+            ca: ca, operatorCert: operatorCert, signer: signer, stateDir: stateDir, engine: engine, server: server,
+            clientTLS: clientTLS)
+    }
+
+    var port: Int { server.port! }
+
+    /// An nk3 client (fresh mTLS connection per call) with the operator certificate.
+    func client(timeout: Duration = .seconds(20)) -> AgentClient {
+        AgentClient(
+            endpoint: AgentEndpoint(host: "127.0.0.1", port: port, expectedName: "127.0.0.1"), tls: clientTLS,
+            timeout: timeout, logger: channelQuietLogger())
+    }
+
+    /// Opens a raw mTLS connection (operator certificate) and waits for the handshake to complete.
+    func rawConnection() async throws -> AbuseTLSConnection {
+        try await AbuseTLSConnection.connect(port: port, tls: clientTLS)
+    }
+
+    /// Every entry of the state directory with its size, mtime and content digest (to prove nothing changed).
+    func stateSnapshot() throws -> [String: String] {
+        var out: [String: String] = [:]
+        let fm = FileManager.default
+        for name in try fm.contentsOfDirectory(atPath: stateDir) {
+            let path = stateDir + "/" + name
+            let attrs = try fm.attributesOfItem(atPath: path)
+            var st = stat()
+            stat(path, &st)
+            let digest = SHA256.hash(data: fm.contents(atPath: path) ?? Data()).map { String(format: "%02x", $0) }.joined()
+            out[name] = "size=\(attrs[.size] ?? "?") mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) ino=\(st.st_ino) sha256=\(digest)"
+        }
+        return out
+    }
+}
+
+/// A raw TLS client connection (bytes in, bytes out) for abusive request shapes.
+struct AbuseTLSConnection {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func connect(port: Int, tls: NIOSSLContext) async throws -> AbuseTLSConnection {
+        let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    try sync.addHandler(HandshakeWaiter(promise: handshake))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        try await handshake.futureResult.get()
+        return AbuseTLSConnection(channel: channel)
+    }
+
+    /// Completes the promise when the TLS handshake completes (fails it if the channel goes first).
+    final class HandshakeWaiter: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let promise: EventLoopPromise<Void>
+        init(promise: EventLoopPromise<Void>) { self.promise = promise }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case .handshakeCompleted = event as? TLSUserEvent { promise.succeed(()) }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            promise.fail(ChannelError.ioOnClosedChannel)
+            context.fireChannelInactive()
+        }
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            promise.fail(error)
+            context.fireErrorCaught(error)
+        }
+    }
+}
+
+/// Resident set size of this process (VmRSS of /proc/self/status), in bytes.
+func abuseResidentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}
+
+/// Polls `condition` until it holds or `deadline` passes (no fixed sleeps: short yields between polls).
+func abuseWait(
+    _ what: String, deadline: Duration = .seconds(30), condition: @Sendable () async -> Bool
+) async throws {
+    let clock = ContinuousClock()
+    let end = clock.now + deadline
+    while !(await condition()) {
+        guard clock.now < end else { throw AbuseTimeout(what: what) }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// A wait that did not finish before its deadline.
+struct AbuseTimeout: Error, CustomStringConvertible {
+    var what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+/// Appends a measured line to the shared measurement log, so the numbers can be copied into docs.
+func abuseReport(_ line: String) {
+    print("[abuse] \(line)")
+}
+
+/// A lock-protected value that tasks share (a `Mutex` cannot be captured by escaping closures).
+final class AbuseBox<Value: Sendable>: Sendable {
+    private let storage: Mutex<Value>
+    init(_ value: Value) { storage = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { storage.withLock { body(&$0) } }
+}

@@ -1,0 +1,1 @@
+../../../Fuzz/Sources/NK3FuzzHarness/NK3FuzzHarness.swift

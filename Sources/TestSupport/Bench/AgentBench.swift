@@ -33,15 +33,25 @@ struct AgentBench {
         var busyRSS: [Double] = []
         var idleCPU: [Double] = []
         var requestWall: [Double] = []
+        var anonymous: [Double] = []
+        var fileBacked: [Double] = []
         for run in 0..<runs {
             let m = try await measureProcess(binary: binary, in: dir.appendingPathComponent("run-\(run)"))
             idleRSS.append(m.idleRSS)
             busyRSS.append(m.busyRSS)
             idleCPU.append(m.idleCPU)
             requestWall.append(m.requestsSeconds)
+            if let split = m.idleSplit {
+                anonymous.append(Double(split.anonymous) / 1024)
+                fileBacked.append(Double(split.file) / 1024)
+            }
         }
         result.figures.append(
             BenchFigure("RSS at idle after start", unit: "MiB", samples: idleRSS, target: "≤ 20 MB", met: { $0 * 1.048576 <= 20 }))
+        if !anonymous.isEmpty {
+            result.figures.append(BenchFigure("  idle RSS part: anonymous (heap, stacks)", unit: "MiB", samples: anonymous))
+            result.figures.append(BenchFigure("  idle RSS part: file-backed (code, libraries)", unit: "MiB", samples: fileBacked))
+        }
         result.figures.append(
             BenchFigure(
                 "RSS after \(options.agentRequests) status requests (mTLS)", unit: "MiB", samples: busyRSS, target: "≤ 20 MB",
@@ -70,7 +80,7 @@ struct AgentBench {
         } else {
             result.notes.append("strip not found: stripped size not measured")
         }
-        result.notes.append("binary: \(binary)")
+        result.notes.append("binary: \(binary) (dynamically linked: the Swift runtime and Foundation .so files are not in this size)")
         result.notes.append(
             "RSS = VmRSS from /proc/PID/status; idle CPU = utime+stime delta from /proc/PID/stat (10 ms ticks) — "
                 + "the agent's kubelet probe runs only when status is asked")
@@ -81,6 +91,7 @@ struct AgentBench {
         var busyRSS: Double
         var idleCPU: Double
         var requestsSeconds: Double
+        var idleSplit: (anonymous: Int, file: Int)?
     }
 
     private func measureProcess(binary: String, in dir: URL) async throws -> Measured {
@@ -126,6 +137,7 @@ struct AgentBench {
         }
         try await Task.sleep(for: .seconds(options.quick ? 0.2 : 1))
         let idleRSS = Double(BenchProcess.rssKiB(pid) ?? 0) / 1024
+        let idleSplit = BenchProcess.rssSplitKiB(pid)
 
         let client = try AgentClient(
             endpoint: AgentEndpoint(host: "127.0.0.1", port: port, expectedName: "bench-node"),
@@ -153,7 +165,8 @@ struct AgentBench {
         let cpu0 = BenchProcess.cpuSeconds(pid) ?? 0
         try await Task.sleep(for: .seconds(options.agentIdleSeconds))
         let cpu1 = BenchProcess.cpuSeconds(pid) ?? 0
-        return Measured(idleRSS: idleRSS, busyRSS: busyRSS, idleCPU: (cpu1 - cpu0) * 1000, requestsSeconds: requestsSeconds)
+        return Measured(idleRSS: idleRSS, busyRSS: busyRSS, idleCPU: (cpu1 - cpu0) * 1000, requestsSeconds: requestsSeconds,
+            idleSplit: idleSplit)
     }
 
     static func format(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(v) }

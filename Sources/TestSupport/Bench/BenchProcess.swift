@@ -82,6 +82,19 @@ enum BenchProcess {
         return nil
     }
 
+    /// From /proc/PID/smaps_rollup: (anonymous KiB, file-backed KiB) of the resident set — heap and stacks
+    /// versus mapped code and libraries.
+    static func rssSplitKiB(_ pid: pid_t) -> (anonymous: Int, file: Int)? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return nil }
+        var fields: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let v = Int(parts[1]) { fields[String(parts[0].dropLast())] = v }
+        }
+        guard let rss = fields["Rss"], let anon = fields["Anonymous"] else { return nil }
+        return (anon, rss - anon)
+    }
+
     /// utime + stime of `pid` in seconds, from /proc/PID/stat (fields 14 and 15, in clock ticks).
     static func cpuSeconds(_ pid: pid_t) -> Double? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

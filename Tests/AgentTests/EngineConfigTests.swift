@@ -76,7 +76,7 @@ struct EngineConfigTests {
         let agentCert = try ca.issueAgent(hostname: "node1", addresses: ["127.0.0.1"])
         try ca.certificatePEM.write(toFile: fake.root + "/ca.crt", atomically: true, encoding: .utf8)
         try agentCert.certificatePEM.write(toFile: fake.root + "/agent.crt", atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: fake.root + "/agent.key", contents: Data(agentCert.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: fake.root + "/agent.key", contents: Data(agentCert.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600])
         var config = fake.agentConfig(signingKey: key)
         config.tls = .init(certFile: fake.root + "/agent.crt", keyFile: fake.root + "/agent.key", caFile: fake.root + "/ca.crt")
         config.listenAddress = "127.0.0.1"
@@ -88,7 +88,7 @@ struct EngineConfigTests {
         p.executableURL = URL(fileURLWithPath: EngineKit.agentBinary)
         p.arguments = ["--config", path]
         let log = fake.root + "/serve.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: log)
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()

@@ -367,7 +367,7 @@ public actor ApplyEngine: AgentEngine, Service {
         let clock = self.clock
         deadlineTask = Task {
             do { try await clock.sleep(until: date) } catch { return }
-            await self.deadlineReached(date)
+            self.deadlineReached(date)
         }
     }
 

@@ -104,31 +104,25 @@ final class EngineMetrics: Sendable {
     static let allOutcomes: [OperationResult.Outcome] = [.unchanged, .committed, .failed, .rolledBack, .rebooted]
 
     init() {
-        generation = registry.makeGauge(
-            name: "nk3_agent_system_generation", help: "Generation number the system profile points at")
-        bootedGeneration = registry.makeGauge(
-            name: "nk3_agent_booted_generation", help: "Generation number of the booted system (-1 if unknown)")
-        rollbacks = registry.makeCounter(
-            name: "nk3_agent_rollbacks_total", help: "Applies rolled back (deadline passed or rollback requested)")
-        lastResultTimestamp = registry.makeGauge(
-            name: "nk3_agent_last_result_timestamp_seconds", help: "When the last operation finished (unix time)")
+        generation = registry.makeGauge(descriptor: Self.metric("nk3_agent_system_generation", "Generation number the system profile points at"))
+        bootedGeneration = registry.makeGauge(descriptor: Self.metric("nk3_agent_booted_generation", "Generation number of the booted system (-1 if unknown)"))
+        rollbacks = registry.makeCounter(descriptor: Self.metric("nk3_agent_rollbacks_total", "Applies rolled back (deadline passed or rollback requested)"))
+        lastResultTimestamp = registry.makeGauge(descriptor: Self.metric("nk3_agent_last_result_timestamp_seconds", "When the last operation finished (unix time)"))
         var last: [OperationResult.Outcome: Gauge] = [:]
         var counts: [OperationResult.Outcome: Counter] = [:]
         for o in Self.allOutcomes {
-            last[o] = registry.makeGauge(
-                name: "nk3_agent_last_result", labels: [("outcome", o.rawValue)],
-                help: "1 for the outcome of the last finished operation, 0 for the others")
-            counts[o] = registry.makeCounter(
-                name: "nk3_agent_operations_total", labels: [("outcome", o.rawValue)],
-                help: "Finished operations by outcome (since agent start)")
+            last[o] = registry.makeGauge(descriptor: Self.metric("nk3_agent_last_result", "1 for the outcome of the last finished operation, 0 for the others"), labels: [("outcome", o.rawValue)])
+            counts[o] = registry.makeCounter(descriptor: Self.metric("nk3_agent_operations_total", "Finished operations by outcome (since agent start)"), labels: [("outcome", o.rawValue)])
         }
         lastResult = last
         outcomes = counts
-        applyDuration = registry.makeValueHistogram(
-            name: "nk3_agent_apply_duration_seconds", buckets: [10, 30, 60, 120, 300, 600, 1200, 3600, 7200],
-            help: "Time from accepting an apply to its final outcome")
-        applyInProgress = registry.makeGauge(
-            name: "nk3_agent_apply_in_progress", help: "1 while an apply is in flight (including awaiting confirm)")
+        applyDuration = registry.makeValueHistogram(descriptor: Self.metric("nk3_agent_apply_duration_seconds", "Time from accepting an apply to its final outcome"), buckets: [10, 30, 60, 120, 300, 600, 1200, 3600, 7200])
+        applyInProgress = registry.makeGauge(descriptor: Self.metric("nk3_agent_apply_in_progress", "1 while an apply is in flight (including awaiting confirm)"))
+    }
+
+    /// A metric name without unit suffix (the names above already end in their unit).
+    static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     func record(_ result: OperationResult, duration: TimeInterval?, countOutcome: Bool = true) {

@@ -75,7 +75,7 @@ public final class FakeKubeState: Sendable {
             body(&typed)
             guard let changed = try? JSONValue.from(typed) else { return }
             // Keep fields the typed model does not know: merge the typed view over the stored JSON.
-            s.store(resource, v.merging(patch: changed))
+            _ = s.store(resource, v.merging(patch: changed))
         }
     }
 
@@ -334,7 +334,7 @@ public final class FakeKubeState: Sendable {
             cluster.status = CephClusterStatus(phase: "Ready", state: "Created", message: "Cluster created successfully", ceph: ceph)
             if let v = try? JSONValue.from(cluster) {
                 // details are replaced, not merged: write the whole object.
-                s.store(.cephclusters, v)
+                _ = s.store(.cephclusters, v)
             }
         }
     }

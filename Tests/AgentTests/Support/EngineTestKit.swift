@@ -116,7 +116,7 @@ enum EngineKit {
             p.environment = environment
             p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
             let log = fake.root + "/agent-\(serial)-\(UUID().uuidString.prefix(6)).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             p.standardError = FileHandle(forWritingAtPath: log)
             try p.run()
             return p

@@ -157,6 +157,29 @@ import Testing
         #expect(!sim.messages.contains("n1 is reachable"))
     }
 
+    @Test("an agent answering with an unknown boot id (it cannot read its machine mid-shutdown) is not a reboot")
+    func unknownBootIDIsNotAReboot() throws {
+        var sim = MachineSim(plan: RT.applyPlan(agents: ["n1"]))
+        var answered = 0
+        sim.override = { action, sim in
+            switch action {
+            case .reboot(let n): return .rebootIssued(node: n)
+            case .waitReachable(let n, _):
+                answered += 1
+                var status = sim.status(n)
+                status.bootID = AgentStatus.unknownBootID
+                status.kernel = "unknown"
+                if answered <= 2 { return .agentReachable(node: n, status: status, at: RT.t0) }
+                return .timedOut(node: n, step: .waitReachable, after: .seconds(900))
+            default: return nil
+            }
+        }
+        sim.run(RT.start(["n1"]))
+        #expect(!sim.trace.contains { if case .waitReady = $0 { return true } else { return false } })
+        #expect(!sim.messages.contains { $0.hasPrefix("Kernel upgraded") })
+        #expect(sim.failure?.step == .waitReachable)
+    }
+
     @Test func agentNeverBackIsUnreachable() {
         var sim = MachineSim(plan: RT.applyPlan(agents: ["n1"]))
         sim.override = { action, _ in

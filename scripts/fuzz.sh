@@ -45,7 +45,8 @@ run_one() {
     local leaks=1
     [ "$t" = agent-http ] && leaks=0
     local rc=0
-    NK3_FUZZ_TARGET=$t "$BIN" "${limit[@]}" -detect_leaks=$leaks -timeout=10 -rss_limit_mb=4096 \
+    # SWIFT_BACKTRACE off: the Swift runtime backtracer trips ASan after a trap; libFuzzer prints the stack.
+    SWIFT_BACKTRACE=enable=no NK3_FUZZ_TARGET=$t "$BIN" "${limit[@]}" -detect_leaks=$leaks -timeout=10 -rss_limit_mb=4096 \
         -max_len=65536 -print_final_stats=1 -artifact_prefix="$art/" "$work" "$ROOT/Fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
     local execs
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

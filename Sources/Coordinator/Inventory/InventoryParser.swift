@@ -40,12 +40,33 @@ struct InventoryParser {
         let node = Node.scalar(s)
         switch node.tag.description {
         case Tag.Name.bool.rawValue: if let b = node.bool { return .bool(b) }
-        case Tag.Name.int.rawValue: if let i = node.int { return .int(i) }
+        case Tag.Name.int.rawValue:
+            // Yams computes YAML 1.1 base-60 integers ("1:30" = 90) with unchecked arithmetic and traps on
+            // overflow (found by fuzzing: Fuzz/regressions/inventory/); compute those here, checked.
+            if s.string.contains(":") { return Self.sexagesimal(s.string).map(InventoryValue.int) ?? .string(s.string) }
+            if let i = node.int { return .int(i) }
         case Tag.Name.float.rawValue: if let f = node.float { return .float(f) }
         case Tag.Name.null.rawValue: return .null
         default: break
         }
         return .string(s.string)
+    }
+
+    /// A YAML 1.1 base-60 integer (`[-+]?digits(:digits)+`, `_` ignored) as PyYAML reads it; nil if it is
+    /// not one or does not fit in an Int.
+    static func sexagesimal(_ text: String) -> Int? {
+        var t = text.replacingOccurrences(of: "_", with: "")
+        var sign = 1
+        if t.hasPrefix("-") { sign = -1; t.removeFirst() } else if t.hasPrefix("+") { t.removeFirst() }
+        var value = 0
+        for part in t.split(separator: ":", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.allSatisfy({ $0.isASCII && $0.isNumber }), let digit = Int(part) else { return nil }
+            let (shifted, o1) = value.multipliedReportingOverflow(by: 60)
+            let (sum, o2) = shifted.addingReportingOverflow(digit)
+            guard !o1, !o2 else { return nil }
+            value = sum
+        }
+        return sign * value
     }
 
     /// A mapping's pairs with string keys; a repeated key is an error (YAML parsers keep the last silently).

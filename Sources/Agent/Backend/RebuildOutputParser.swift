@@ -18,24 +18,24 @@ public enum RebuildOutputParser {
             let line = raw.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
             if counting != .none {
                 if line.hasPrefix("  /nix/store/") || line.hasPrefix("  ") && line.contains("/nix/store/") {
-                    if counting == .derivations { derivations = (derivations ?? 0) + 1 } else { paths = (paths ?? 0) + 1 }
+                    if counting == .derivations { derivations = add(derivations, 1) } else { paths = add(paths, 1) }
                     continue
                 }
                 counting = .none
             }
             let t = line.trimmingCharacters(in: .whitespaces)
             if t.hasPrefix("this derivation will be built") {
-                derivations = (derivations ?? 0) + 1
+                derivations = add(derivations, 1)
             } else if t.hasPrefix("this path will be fetched") {
-                paths = (paths ?? 0) + 1
+                paths = add(paths, 1)
             } else if t.hasPrefix("these ") {
                 let words = t.split(separator: " ")
                 guard words.count >= 2 else { continue }
                 let isDerivations = t.contains(" will be built")
                 let isPaths = t.contains(" will be fetched")
                 guard isDerivations || isPaths else { continue }
-                if let n = Int(words[1]) {
-                    if isDerivations { derivations = (derivations ?? 0) + n } else { paths = (paths ?? 0) + n }
+                if let n = Int(words[1]), n >= 0 {
+                    if isDerivations { derivations = add(derivations, n) } else { paths = add(paths, n) }
                 } else {
                     // Nix ≤ 2.3: no count in the header; count the listed store paths.
                     counting = isDerivations ? .derivations : .paths
@@ -44,5 +44,12 @@ public enum RebuildOutputParser {
             }
         }
         return (derivations, paths)
+    }
+
+    /// `count + n`, saturating: counts from hostile or garbled output must not trap (found by fuzzing,
+    /// Fuzz/regressions/rebuild-output/).
+    private static func add(_ count: Int?, _ n: Int) -> Int {
+        let (sum, overflow) = (count ?? 0).addingReportingOverflow(n)
+        return overflow ? Int.max : sum
     }
 }

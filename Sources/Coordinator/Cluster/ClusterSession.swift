@@ -110,33 +110,40 @@ public struct ClusterSession: Sendable {
     /// Fetches every agent's status concurrently (at most `concurrency` in flight), in inventory order.
     public func probeAll(concurrency: Int = 64) async -> [Probe] {
         let nodes = inventory.nodes
-        var results = [Probe?](repeating: nil, count: nodes.count)
-        await withTaskGroup(of: (Int, Probe).self) { group in
+        // The group returns its results rather than writing into an array captured from outside: that shape
+        // (`results[i] = p` in the `for await` loop) trapped in release builds (Swift 6.3, -O) in
+        // Array.subscript.modify on every call — found by `nk3 bench`.
+        let collected = await withTaskGroup(of: (Int, Probe).self, returning: [(Int, Probe)].self) { group in
             var next = 0
             func add(_ i: Int) {
                 let node = nodes[i]
                 let client = clients[node.name]!
                 group.addTask {
+                    let result: Result<AgentStatus, AgentClientError>
                     do throws(AgentClientError) {
-                        return (i, Probe(node: node.name, address: node.address, result: .success(try await client.status())))
+                        result = .success(try await client.status())
                     } catch {
-                        return (i, Probe(node: node.name, address: node.address, result: .failure(error)))
+                        result = .failure(error)
                     }
+                    return (i, Probe(node: node.name, address: node.address, result: result))
                 }
             }
             while next < nodes.count && next < concurrency {
                 add(next)
                 next += 1
             }
-            for await (i, p) in group {
-                results[i] = p
+            var out: [(Int, Probe)] = []
+            out.reserveCapacity(nodes.count)
+            for await item in group {
+                out.append(item)
                 if next < nodes.count {
                     add(next)
                     next += 1
                 }
             }
+            return out
         }
-        return results.map { $0! }
+        return collected.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
     /// Probes every agent and emits "X is reachable"; throws (exit code 3) naming every unreachable node

@@ -95,6 +95,9 @@ struct FleetBench {
                     "\(tag), \(size) nodes, budget 1: wall per node", unit: "ms", samples: r.perNode,
                     target: "≤ 20 ms", met: { $0 <= 20 }))
             result.figures.append(BenchFigure("\(tag), \(size) nodes, budget 1: CPU per node", unit: "ms", samples: r.cpuPerNode))
+            result.notes.append(
+                "\(size) nodes, budget 1, wall per node by phase reached: "
+                    + r.phases.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ") + " ms")
         }
         if let size = options.rolloutSizes.first {
             let r = try await rolloutRuns(
@@ -131,6 +134,20 @@ struct FleetBench {
         var perNode: [Double] = []
         var cpuPerNode: [Double] = []
         var wall: [Double] = []
+        /// Wall time per node spent before each phase's events (gaps between consecutive events, attributed to
+        /// the later event's phase), from the last run.
+        var phases: [(String, Double)] = []
+    }
+
+    static func phaseBreakdown(_ events: [RolloutEvent], nodes: Int) -> [(String, Double)] {
+        var total: [String: Double] = [:]
+        var order: [String] = []
+        for (a, b) in zip(events, events.dropFirst()) {
+            let key = "\(b.phase)"
+            if total[key] == nil { order.append(key) }
+            total[key, default: 0] += b.timestamp.timeIntervalSince(a.timestamp) * 1000 / Double(nodes)
+        }
+        return order.map { ($0, total[$0]!) }
     }
 
     private func rolloutRuns(
@@ -164,8 +181,9 @@ struct FleetBench {
                 let session = try ClusterSession.load(inventoryPath: cluster.inventoryPath, logger: logger)
                 let cpu0 = BenchProcess.selfCPUSeconds()
                 let t0 = clock.now
+                let sink = CollectingEventSink()
                 let summary = try await session.rollout(
-                    .apply(.boot), options: RolloutPlan.Options(disruptionBudget: budget), sink: NullEventSink(),
+                    .apply(.boot), options: RolloutPlan.Options(disruptionBudget: budget), sink: sink,
                     clock: clock, pollInterval: poll)
                 let wall = t0.duration(to: clock.now).milliseconds
                 let cpu = (BenchProcess.selfCPUSeconds() - cpu0) * 1000
@@ -175,6 +193,7 @@ struct FleetBench {
                 figures.perNode.append(wall / Double(nodes))
                 figures.cpuPerNode.append(cpu / Double(nodes))
                 figures.wall.append(wall / 1000)
+                figures.phases = Self.phaseBreakdown(sink.events, nodes: nodes)
             }
         } catch {
             await cluster.shutdown()

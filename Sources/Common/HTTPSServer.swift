@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 import X509
 
 /// One HTTP request as the server hands it to its handler: fully read, within the size limits.
@@ -138,16 +139,54 @@ public final class HTTPSServer: Sendable {
 
     private let serverChannel: NIOAsyncChannel<Connection, Never>
     private let runTask: Task<Void, Never>
+    private let connections: Connections
     /// The bound port (useful with port 0).
     public let port: Int
     /// The bound host.
     public let host: String
 
-    private init(serverChannel: NIOAsyncChannel<Connection, Never>, runTask: Task<Void, Never>, host: String, port: Int) {
+    private init(
+        serverChannel: NIOAsyncChannel<Connection, Never>, runTask: Task<Void, Never>, connections: Connections,
+        host: String, port: Int
+    ) {
         self.serverChannel = serverChannel
         self.runTask = runTask
+        self.connections = connections
         self.host = host
         self.port = port
+    }
+
+    /// The open connections, so that `shutdown()` can close them instead of cancelling the accept loop.
+    /// Cancelling it drops connections NIO has accepted but the loop has not taken yet; their
+    /// `NIOAsyncChannel` is then deinited without `executeThenClose` and NIO traps ("Deinited NIOAsyncWriter
+    /// without calling finish()", apple/swift-nio#2637, #3481) — the whole process dies. It did, in the
+    /// simulation, when an agent stopped for a reboot while the coordinator was connecting.
+    final class Connections: Sendable {
+        private let state = Mutex<(stopping: Bool, open: [ObjectIdentifier: any Channel])>((false, [:]))
+
+        /// Registers an accepted connection; false (and it is closed) if the server is stopping.
+        func add(_ channel: any Channel) -> Bool {
+            let accepted = state.withLock { s -> Bool in
+                guard !s.stopping else { return false }
+                s.open[ObjectIdentifier(channel)] = channel
+                return true
+            }
+            if !accepted { channel.close(promise: nil) }
+            return accepted
+        }
+
+        func remove(_ channel: any Channel) {
+            _ = state.withLock { $0.open.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+
+        /// Marks the server stopping and closes every open connection.
+        func stop() {
+            let open = state.withLock { s -> [any Channel] in
+                s.stopping = true
+                return Array(s.open.values)
+            }
+            for c in open { c.close(promise: nil) }
+        }
     }
 
     /// Binds `host:port` (port 0: an ephemeral port, see `port`) and serves requests with `handler` until
@@ -188,13 +227,21 @@ public final class HTTPSServer: Sendable {
         log[metadataKey: "http.port"] = "\(boundPort)"
         let serverLogger = log
         let isTLS = tls != nil
+        let connections = Connections()
         let task = Task {
             do {
                 try await channel.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
+                        // Ends once the server channel is closed and every connection it accepted was taken.
                         for try await connection in inbound {
                             group.addTask {
+                                guard connections.add(connection.channel) else {
+                                    // Accepted while stopping: still through executeThenClose (see Connections).
+                                    try? await connection.executeThenClose { _, _ in }
+                                    return
+                                }
                                 await serve(connection, tls: isTLS, limits: limits, logger: serverLogger, handler: handler)
+                                connections.remove(connection.channel)
                             }
                         }
                     }
@@ -204,14 +251,15 @@ public final class HTTPSServer: Sendable {
             }
         }
         logger.debug("http server listening", metadata: ["http.host": "\(host)", "http.port": "\(boundPort)"])
-        return HTTPSServer(serverChannel: channel, runTask: task, host: host, port: boundPort)
+        return HTTPSServer(serverChannel: channel, runTask: task, connections: connections, host: host, port: boundPort)
     }
 
-    /// Stops accepting, closes every connection (cancelling handlers and streams in progress) and waits
-    /// until all of them are done.
+    /// Stops accepting, closes every connection (ending handlers' connections and streams in progress) and
+    /// waits until all of them are done. Never cancels the accept loop (see `Connections`).
     public func shutdown() async {
-        runTask.cancel()
+        connections.stop()
         try? await serverChannel.channel.close()
+        connections.stop()  // any accepted between the first stop and the close
         await runTask.value
     }
 

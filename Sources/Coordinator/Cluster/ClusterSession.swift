@@ -216,12 +216,15 @@ public struct ClusterSession: Sendable {
         case reboot
     }
 
-    /// Builds the plan for `kind`. Nodes whose rendered files are already landed get no bundle for `.apply`
-    /// (so the rollout says "No action needed"); for `.upgrade` every node gets a bundle with `upgrade`.
+    /// Builds the plan for `kind`. For `.apply` every node carries its rendered bundle: the rollout machine
+    /// compares it with what the agent reports and says "No action needed" for a node already in sync — and
+    /// resumes a node whose files landed but whose apply is still open (a killed or failed earlier run), which
+    /// it can only do with the bundle in hand. (A plan without bundles is refused as invalid by
+    /// `RolloutPlan.validationProblem`: every rerun after a partial rollout failed that way.)
+    /// For `.upgrade` every node gets a bundle with `upgrade`.
     public func rolloutPlan(
         kind: RolloutKind, rendered: [String: [String: String]], plans: [NodePlan], options: RolloutPlan.Options
     ) -> RolloutPlan {
-        let changed = Set(plans.filter(\.needsApply).map(\.node))
         let confirm = Int(inventory.timeouts.confirm.components.seconds)
         var nodes: [RolloutPlan.Node] = []
         for n in inventory.nodes {
@@ -229,8 +232,7 @@ public struct ClusterSession: Sendable {
             case .reboot:
                 nodes.append(.init(name: n.name, isServer: n.isServer, bundle: nil))
             case .apply(let action):
-                let bundle = changed.contains(n.name)
-                    ? ApplyBundle(files: rendered[n.name] ?? [:], action: action, confirmTimeoutSeconds: confirm) : nil
+                let bundle = ApplyBundle(files: rendered[n.name] ?? [:], action: action, confirmTimeoutSeconds: confirm)
                 nodes.append(.init(name: n.name, isServer: n.isServer, bundle: bundle))
             case .upgrade(let action):
                 nodes.append(
@@ -262,7 +264,9 @@ public struct ClusterSession: Sendable {
         var plans: [NodePlan] = []
         if kind != .reboot {
             (rendered, plans) = try await plan(statuses: statuses)
-            if case .apply = kind { Self.emit(plans: plans, sink: sink) }
+            // The diffs of changed nodes; "No action needed on X" comes from the rollout, which knows about
+            // nodes an interrupted run left half-way.
+            if case .apply = kind { Self.emit(plans: plans.filter(\.needsApply), sink: sink) }
         }
         let plan = rolloutPlan(kind: kind, rendered: rendered, plans: plans, options: options)
         return try await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in

@@ -234,7 +234,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                         emit(notice)
                     case .saveProgress(let p):
                         do {
-                            try await cluster.saveProgress(p)
+                            try await saveProgress(p)
                         } catch {
                             if Task.isCancelled { throw CancellationError() }
                             group.cancelAll()
@@ -263,6 +263,26 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                 }
                 outstanding -= 1
                 actions = machine.handle(input)
+            }
+        }
+    }
+
+    /// Saves progress, retrying while the Kubernetes API fails — for as long as the lease may go unrenewed
+    /// (`leaseTTL`), the same tolerance `keepLease` has. A k3s server restarting (the one the kubeconfig
+    /// names may be the node just rebooted) made every rollout abort here on its first failed save.
+    private func saveProgress(_ progress: RolloutProgress) async throws {
+        let start = clock.now
+        var delay = configuration.pollInterval
+        while true {
+            do {
+                try await cluster.saveProgress(progress)
+                return
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                if start.duration(to: clock.now) >= configuration.leaseTTL { throw error }
+                logger.warning("could not save rollout progress, retrying", metadata: ["rollout.error": "\(error)"])
+                try await clock.sleep(until: clock.now.advanced(by: delay), tolerance: nil)
+                delay = min(delay * 2, .seconds(2))
             }
         }
     }
@@ -393,15 +413,27 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
             }
 
         case .waitReady(let node):
+            var lastError: (any Error)?
             while true {
                 do {
                     if try await withTimeout(t.agentCall, { try await cluster.nodeReady(node) }) {
                         return .nodeReady(node: node, at: now())
                     }
+                    lastError = nil
                 } catch {
                     try rethrowCancellation(error)  // the API may be down while a server reboots: keep polling
+                    lastError = error
                 }
-                if let deadline, clock.now >= deadline { return .timedOut(node: node, step: .waitReady, after: t.ready) }
+                if let deadline, clock.now >= deadline {
+                    // Say so when it was the API, not the kubelet, that never answered "Ready".
+                    if let lastError {
+                        return .failed(
+                            node: node, step: .waitReady, kind: .timeout,
+                            cause: "kubelet did not become Ready within \(RolloutDurations.describe(t.ready)): the "
+                                + "Kubernetes API failed the last check: \(lastError)")
+                    }
+                    return .timedOut(node: node, step: .waitReady, after: t.ready)
+                }
                 try await clock.sleep(until: clock.now.advanced(by: configuration.pollInterval), tolerance: nil)
             }
 

@@ -19,7 +19,7 @@ import Testing
 final class E2ECluster: Sendable {
     let sim: SimulatedCluster
     let directory: URL
-    /// The agents' clock (a `ManualAgentClock` when the test drives confirm deadlines).
+    /// The agents' clock (an `E2EJumpClock` when the test waits out confirm deadlines).
     let agentClock: any AgentClock
     private let ticker: Task<Void, Never>
 
@@ -28,7 +28,7 @@ final class E2ECluster: Sendable {
     /// Inventory timeouts (seconds) for these tests: long enough never to fire on a loaded 2-core machine
     /// unless a fault makes them, short enough for a fault to end a test quickly. `confirm` is the agents'
     /// deadline: ≥ 10 s real (design: never shorter on a system clock); tests that need it to pass use a
-    /// `ManualAgentClock` and move it.
+    /// `E2EJumpClock` and jump it.
     static let defaultTimeouts = ["drain": 20, "reboot": 20, "ready": 20, "gates": 20, "confirm": 120, "rebuild": 20]
 
     private init(sim: SimulatedCluster, directory: URL, agentClock: any AgentClock) {

@@ -23,6 +23,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("scenario"), parsing: .upToNextOption, help: "Scenarios to run (default: all).")
     var scenarios: [String] = []
 
+    @Option(help: "Fleet sizes for status and rollout, comma-separated (default 10,50,100; budgets use the largest).")
+    var sizes: String?
+
     @Option(help: "The nk3-agent executable (default: next to this nk3).")
     var agentBinary: String?
 
@@ -30,6 +33,9 @@ struct BenchCommand: AsyncParsableCommand {
     var kubectl: String = "kubectl"
 
     func validate() throws {
+        if let sizes, sizes.split(separator: ",").contains(where: { Int($0).map { !(1...500).contains($0) } ?? true }) {
+            throw ValidationError("--sizes takes comma-separated node counts between 1 and 500, e.g. 10,50,100")
+        }
         for s in scenarios where BenchScenario(rawValue: s) == nil {
             throw ValidationError(
                 "unknown scenario '\(s)'; scenarios are \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -42,6 +48,7 @@ struct BenchCommand: AsyncParsableCommand {
         options.quick = quick
         if !scenarios.isEmpty { options.scenarios = scenarios.compactMap(BenchScenario.init(rawValue:)) }
         options.kubectl = kubectl
+        options.fleetSizesOverride = sizes.map { $0.split(separator: ",").compactMap { Int($0) } }
         options.agentBinary = agentBinary ?? Self.siblingAgent()
         let stderr = FileDescriptorWriter(fd: 2)
         options.progress = { stderr.write($0 + "\n") }

@@ -21,6 +21,8 @@ public struct BenchRunner: Sendable {
         public var strip = "strip"
         /// Where scenarios write their scratch files (a new directory under it per run; removed afterwards).
         public var workDirectory = URL(fileURLWithPath: NSTemporaryDirectory())
+        /// Fleet sizes for `status` and `rollout` instead of 10, 50, 100 (the budget runs use the largest).
+        public var fleetSizesOverride: [Int]?
         /// Progress lines (stderr in the CLI).
         public var progress: @Sendable (String) -> Void = { _ in }
 
@@ -30,11 +32,11 @@ public struct BenchRunner: Sendable {
         // Sizes (full / quick).
         var probeRuns: Int { quick ? 5 : 300 }
         var kubectlRuns: Int { quick ? 2 : 15 }
-        var fleetSizes: [Int] { quick ? [3] : [10, 50, 100] }
+        var fleetSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 50, 100]) }
         var statusRuns: Int { quick ? 2 : 7 }
-        var rolloutSizes: [Int] { quick ? [3] : [10, 50, 100] }
+        var rolloutSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 50, 100]) }
         var rolloutRuns: Int { quick ? 1 : 3 }
-        var budgetNodes: Int { quick ? 4 : 50 }
+        var budgetNodes: Int { fleetSizesOverride?.max() ?? (quick ? 4 : 50) }
         var budgets: [Int] { quick ? [1, 2] : [1, 5, 10] }
         var gateRuns: Int { quick ? 3 : 30 }
         var agentRequests: Int { quick ? 40 : 1000 }

@@ -260,7 +260,15 @@ public final class HTTPSServer: Sendable {
         connections.stop()
         try? await serverChannel.channel.close()
         connections.stop()  // any accepted between the first stop and the close
+        // A handler still busy after its connection closed: cancel it once the listener is long closed (nothing
+        // can be buffered any more), so a stuck handler cannot hold shutdown forever.
+        let run = runTask
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(2))
+            run.cancel()
+        }
         await runTask.value
+        watchdog.cancel()
     }
 
     // MARK: - one connection

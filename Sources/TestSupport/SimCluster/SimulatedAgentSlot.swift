@@ -140,7 +140,25 @@ final class SimulatedAgentSlot: Sendable {
             return s.running
         }) else { return }
         running.alive.kill()
-        await running.server.shutdown()
+        // A machine going down does not wait for its processes: bound the graceful shutdown so a handler that
+        // is slow to notice cancellation cannot hold the next boot's agent (queued behind this) back.
+        let server = running.server
+        let finished = await withTaskGroup(of: Bool.self) { group -> Bool in
+            group.addTask {
+                await server.shutdown()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(5))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !finished {
+            logger.warning("[simulation] nk3-agent of \(name): shutdown took over 5 s; carrying on (\(reason))")
+        }
         logger.info("[simulation] nk3-agent of \(name) stopped (\(reason))")
     }
 }

@@ -220,8 +220,16 @@ public final class SimulatedCluster: Sendable {
                 case .poweredDown: slot.enqueue { await slot.stop(reason: "the machine went down") }
                 case .booted:
                     slot.enqueue {
-                        do { try await slot.start() } catch {
-                            slot.logger.error("[simulation] agent of \(slot.name) could not start after boot: \(error)")
+                        // Like systemd's Restart=always: a failed start (e.g. the port still held) is retried.
+                        for attempt in 1...20 {
+                            do {
+                                try await slot.start()
+                                return
+                            } catch {
+                                slot.logger.error(
+                                    "[simulation] agent of \(slot.name) could not start after boot (attempt \(attempt)): \(error)")
+                                try? await Task.sleep(for: .milliseconds(250))
+                            }
                         }
                     }
                 default: break

@@ -189,6 +189,34 @@ public final class HTTPSServer: Sendable {
         }
     }
 
+    /// Connections made by the child initializer but not yet taken by the accept loop.
+    ///
+    /// Works around swift-nio's "Deinited NIOAsyncWriter without calling finish()" trap (apple/swift-nio#2637):
+    /// a child accepted while the listener closes is wrapped in a `NIOAsyncChannel`, then dropped by the
+    /// finished server stream before it becomes active; at `channelActive` the handler lets go of its writer and
+    /// the last reference dies unfinished — the whole process traps (seen with agents restarting for a reboot
+    /// while a coordinator connects). Holding every new connection here until the accept loop takes it, and
+    /// finishing the ones it never takes (through `executeThenClose`) when their channel closes, keeps a
+    /// reference alive across `channelActive` and always finishes the writer.
+    final class Pending: Sendable {
+        private let state = Mutex<[ObjectIdentifier: Connection]>([:])
+
+        /// Holds `connection` and arranges for it to be finished if it closes before the accept loop takes it.
+        func hold(_ connection: Connection) {
+            let id = ObjectIdentifier(connection.channel)
+            state.withLock { $0[id] = connection }
+            connection.channel.closeFuture.whenComplete { _ in
+                guard let orphan = self.take(id) else { return }
+                Task { try? await orphan.executeThenClose { _, _ in } }
+            }
+        }
+
+        /// Takes ownership: returns the connection if nobody took it before.
+        func take(_ id: ObjectIdentifier) -> Connection? {
+            state.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
     /// Binds `host:port` (port 0: an ephemeral port, see `port`) and serves requests with `handler` until
     /// `shutdown()`. With `tls`, every connection is TLS (see `TLSConfigs.server`).
     public static func start(
@@ -205,6 +233,7 @@ public final class HTTPSServer: Sendable {
             l.maxHeaderFieldCount = 256
             return l
         }()
+        let pending = Pending()
         let channel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: limits.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -219,7 +248,9 @@ public final class HTTPSServer: Sendable {
                     try sync.addHandler(HTTPServerProtocolErrorHandler())
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
                     try sync.addHandler(IdleCloseHandler())
-                    return try Connection(wrappingChannelSynchronously: channel)
+                    let connection = try Connection(wrappingChannelSynchronously: channel)
+                    pending.hold(connection)
+                    return connection
                 }
             }
         let boundPort = channel.channel.localAddress?.port ?? port
@@ -234,6 +265,8 @@ public final class HTTPSServer: Sendable {
                     try await withThrowingDiscardingTaskGroup { group in
                         // Ends once the server channel is closed and every connection it accepted was taken.
                         for try await connection in inbound {
+                            // Already closed and finished by `Pending` if it is no longer held there.
+                            guard pending.take(ObjectIdentifier(connection.channel)) != nil else { continue }
                             group.addTask {
                                 guard connections.add(connection.channel) else {
                                     // Accepted while stopping: still through executeThenClose (see Connections).

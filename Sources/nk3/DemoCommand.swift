@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NK3Coordinator
 import NK3TestSupport
+import Synchronization
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -105,14 +106,13 @@ enum SignalSources {
 }
 
 /// A flag that can be claimed once, from any thread.
-final class OnceFlag: @unchecked Sendable {  // guarded by `lock`
-    private let lock = NSLock()
-    private var claimed = false
+final class OnceFlag: Sendable {
+    private let claimed = Mutex(false)
     func claim() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if claimed { return false }
-        claimed = true
-        return true
+        claimed.withLock { c in
+            if c { return false }
+            c = true
+            return true
+        }
     }
 }

@@ -63,8 +63,9 @@ public struct ProcessRunner: Sendable {
 
 /// One spawned child: its pid (= process group id), a reader thread, and its reaping state.
 ///
-/// `@unchecked Sendable`: all mutable state is inside the `Mutex`; the fd is owned by the reader thread.
-private final class ChildProcess: @unchecked Sendable {
+/// Sendable without `@unchecked`: its only stored properties are the immutable pid and a `Mutex`; the pipe's fd
+/// is never stored here, it lives in the reader thread's closure.
+private final class ChildProcess: Sendable {
     struct State {
         var exited = false
         var timedOut = false

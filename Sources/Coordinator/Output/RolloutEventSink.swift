@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Receives rollout events as they happen. Implementations must be safe to call from any task.
 public protocol RolloutEventSink: Sendable {
@@ -38,27 +39,19 @@ public struct FileDescriptorWriter: Sendable {
 }
 
 /// Keeps every event in memory (tests, and callers that want a transcript).
-public final class CollectingEventSink: RolloutEventSink, @unchecked Sendable {
-    // @unchecked: `storage` is only touched while holding `lock`.
-    private let lock = NSLock()
-    private var storage: [RolloutEvent] = []
+public final class CollectingEventSink: RolloutEventSink {
+    private let storage = Mutex<[RolloutEvent]>([])
 
     /// Makes an empty sink.
     public init() {}
 
     /// Records the event.
     public func emit(_ event: RolloutEvent) {
-        lock.lock()
-        storage.append(event)
-        lock.unlock()
+        storage.withLock { $0.append(event) }
     }
 
     /// The events so far, in emission order.
-    public var events: [RolloutEvent] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
-    }
+    public var events: [RolloutEvent] { storage.withLock { $0 } }
 
     /// Just the messages, in order.
     public var messages: [String] { events.map(\.message) }

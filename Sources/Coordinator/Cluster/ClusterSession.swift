@@ -223,7 +223,7 @@ public struct ClusterSession: Sendable {
     /// `RolloutPlan.validationProblem`: every rerun after a partial rollout failed that way.)
     /// For `.upgrade` every node gets a bundle with `upgrade`.
     public func rolloutPlan(
-        kind: RolloutKind, rendered: [String: [String: String]], plans: [NodePlan], options: RolloutPlan.Options
+        kind: RolloutKind, rendered: [String: [String: String]], options: RolloutPlan.Options
     ) -> RolloutPlan {
         let confirm = Int(inventory.timeouts.confirm.components.seconds)
         var nodes: [RolloutPlan.Node] = []
@@ -268,7 +268,7 @@ public struct ClusterSession: Sendable {
             // nodes an interrupted run left half-way.
             if case .apply = kind { Self.emit(plans: plans.filter(\.needsApply), sink: sink) }
         }
-        let plan = rolloutPlan(kind: kind, rendered: rendered, plans: plans, options: options)
+        let plan = rolloutPlan(kind: kind, rendered: rendered, options: options)
         return try await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
             let cluster = KubeRolloutCluster(
                 kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,

@@ -2,7 +2,9 @@
 """Writes the seed corpora under Fuzz/corpus/<target>/ (small, hand-shaped, committed).
 
 Envelope seeds are signed with the harness's fixed test key (32 bytes of 0x07, NK3Fuzz.signingKey) over
-"nk3-command-envelope-v1\\0" + payload, payloads in nk3's canonical JSON (sorted keys, dates as ms), for
+"nk3-command-envelope-v2\\0" + SHA-256(payload), payloads in nk3's wire form version 2 (a header line of
+canonical JSON -- sorted keys, dates as ms, an apply's files as names and sizes -- then the raw file
+contents in name order; see Sources/Protocol/CommandPayload+Wire.swift), for
 node "fuzz-node" around NK3Fuzz.now (1_700_000_000 s), so that seeds pass the signature check and reach
 payload decoding. Re-run after changing the harness's key, node or clock: python3 Fuzz/tools/make-seeds.py
 """
@@ -14,18 +16,25 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "corpus")
 KEY = Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)
 PUB = KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 h = hashes.Hash(hashes.SHA256()); h.update(PUB); KEY_ID = h.finalize()[:8].hex()
-CONTEXT = b"nk3-command-envelope-v1\x00"
+CONTEXT = b"nk3-command-envelope-v2\x00"
 NOW_MS = 1_700_000_000_000
 
 def canon(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 def payload(command, serial=11, node="fuzz-node", issued=NOW_MS - 10_000, expires=NOW_MS + 300_000):
-    return canon({"version": 1, "node": node, "serial": serial, "issuedAt": issued, "expiresAt": expires, "command": command})
+    body = b""
+    if command["kind"] == "apply":
+        files = sorted((name.encode(), text.encode()) for name, text in command["apply"]["files"].items())
+        body = b"".join(text for _, text in files)
+        command = {"kind": "apply", "apply": dict(command["apply"], files=[{"name": n.decode(), "size": len(t)} for n, t in files])}
+    header = canon({"version": 2, "node": node, "serial": serial, "issuedAt": issued, "expiresAt": expires, "command": command})
+    return header + b"\n" + body
 
 def envelope(payload_bytes, key=KEY, key_id=KEY_ID):
-    sig = key.sign(CONTEXT + payload_bytes)
-    return canon({"version": 1, "keyID": key_id, "payload": base64.b64encode(payload_bytes).decode(),
+    h = hashes.Hash(hashes.SHA256()); h.update(payload_bytes)
+    sig = key.sign(CONTEXT + h.finalize())
+    return canon({"version": 2, "keyID": key_id, "payload": base64.b64encode(payload_bytes).decode(),
                   "signature": base64.b64encode(sig).decode()})
 
 COMMANDS = {
@@ -58,7 +67,7 @@ def main():
         write("envelope", name + ".json", envelope(p))
     write("envelope", "bad-signature.json", envelope(payloads["reboot"], key=Ed25519PrivateKey.from_private_bytes(bytes([8]) * 32)))
     write("envelope", "unknown-key.json", envelope(payloads["reboot"], key_id="0000000000000000"))
-    write("envelope", "not-json.txt", "{\"version\":1,")
+    write("envelope", "not-json.txt", "{\"version\":2,")
 
     # agent-http: first byte picks the client certificate (0 operator, 1 reader, 2 none, 3 no role).
     def http(role, method, path, body=b"", extra=""):
@@ -71,7 +80,7 @@ def main():
     write("agent-http", "submit.http", http(0, "POST", "/v1/envelopes", envelope(payloads["reboot"])))
     write("agent-http", "submit-apply.http", http(0, "POST", "/v1/envelopes", envelope(payloads["apply"])))
     write("agent-http", "submit-reader.http", http(1, "POST", "/v1/envelopes", envelope(payloads["reboot"])))
-    write("agent-http", "submit-extra-key.http", http(0, "POST", "/v1/envelopes", b'{"version":1,"keyID":"x","payload":"","signature":"","more":1}'))
+    write("agent-http", "submit-extra-key.http", http(0, "POST", "/v1/envelopes", b'{"version":2,"keyID":"x","payload":"","signature":"","more":1}'))
     write("agent-http", "no-cert.http", http(2, "GET", "/v1/status"))
     write("agent-http", "no-role.http", http(3, "GET", "/v1/status"))
     write("agent-http", "pipelined.http", http(1, "GET", "/v1/status")[0:] + http(1, "DELETE", "/v1/status")[1:] + http(1, "GET", "/nope")[1:])

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The one JSON encoding nk3 signs and hashes: sorted keys, no slash escaping, dates as integer
 /// milliseconds since 1970, data as base64. Two encodings of equal values are byte-identical.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The signed content of an envelope: who it is for, when it is valid, its serial, and what to do.
 public struct CommandPayload: Codable, Sendable, Hashable {

@@ -1,10 +1,21 @@
 import Crypto
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Identifier of an Ed25519 signing key: hex of the first 8 bytes of SHA-256 of the raw public key.
 public enum SigningKeyID {
     public static func of(_ key: Curve25519.Signing.PublicKey) -> String {
-        SHA256.hash(data: key.rawRepresentation).prefix(8).map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        for byte in SHA256.hash(data: key.rawRepresentation).prefix(8) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 }
 
@@ -18,15 +29,14 @@ public struct EnvelopeSigner: Sendable {
         self.keyID = SigningKeyID.of(privateKey.publicKey)
     }
 
-    /// Encodes `payload` canonically and signs it.
+    /// Encodes `payload` in its wire form (`CommandPayload.wireBytes()`) and signs it.
     public func sign(_ payload: CommandPayload) throws -> SignedEnvelope {
-        let bytes = try CanonicalJSON.encode(payload)
-        return try sign(payloadBytes: bytes)
+        try sign(payloadBytes: try payload.wireBytes())
     }
 
     /// Signs already-encoded payload bytes (used by tests that need to tamper with or hand-craft payloads).
     public func sign(payloadBytes: Data) throws -> SignedEnvelope {
-        let signature = try privateKey.signature(for: NK3Wire.signingContext + Array(payloadBytes))
+        let signature = try privateKey.signature(for: SignedEnvelope.signedMessage(for: payloadBytes))
         return SignedEnvelope(keyID: keyID, payload: payloadBytes, signature: Data(signature))
     }
 
@@ -44,9 +54,10 @@ public struct EnvelopeSigner: Sendable {
 
 /// Verifies envelopes against the pinned signing keys of one node.
 ///
-/// Checks, in order: format and version, key is pinned, signature, target node, validity window,
-/// serial strictly greater than the last accepted. The caller persists the new serial only after
-/// `verify` returns.
+/// Checks, in order: format and version, key is pinned, signature (over SHA-256 of every payload byte,
+/// file contents included, before any of them is parsed), payload format, target node, validity window,
+/// serial strictly greater than the last accepted, bundle names and limits. The caller persists the new
+/// serial only after `verify` returns.
 public struct EnvelopeVerifier: Sendable {
     public let node: String
     public let trustedKeys: [String: Curve25519.Signing.PublicKey]
@@ -60,30 +71,19 @@ public struct EnvelopeVerifier: Sendable {
         self.clockSkew = clockSkew
     }
 
-    /// Decodes envelope JSON as it arrives over the wire, then verifies it.
+    /// Parses envelope JSON as it arrives over the wire (strictly: `SignedEnvelope(json:)` refuses unknown,
+    /// duplicate and missing fields), then verifies it.
     public func verify(envelopeJSON: Data, lastAcceptedSerial: UInt64?, now: Date) throws(EnvelopeError) -> CommandPayload {
-        let envelope: SignedEnvelope
-        do {
-            envelope = try CanonicalJSON.decode(SignedEnvelope.self, from: envelopeJSON)
-        } catch {
-            throw .malformed("not a signed envelope: \(StrictJSON.describe(error))")
-        }
-        return try verify(envelope, lastAcceptedSerial: lastAcceptedSerial, now: now)
+        try verify(try SignedEnvelope(json: envelopeJSON), lastAcceptedSerial: lastAcceptedSerial, now: now)
     }
 
     public func verify(_ envelope: SignedEnvelope, lastAcceptedSerial: UInt64?, now: Date) throws(EnvelopeError) -> CommandPayload {
         guard envelope.version == NK3Wire.version else { throw .unsupportedVersion(envelope.version) }
         guard let key = trustedKeys[envelope.keyID] else { throw .unknownKey(envelope.keyID) }
         guard envelope.signature.count == 64,
-            key.isValidSignature(envelope.signature, for: NK3Wire.signingContext + Array(envelope.payload))
+            key.isValidSignature(envelope.signature, for: SignedEnvelope.signedMessage(for: envelope.payload))
         else { throw .badSignature }
-        let payload: CommandPayload
-        do {
-            payload = try CanonicalJSON.decode(CommandPayload.self, from: envelope.payload)
-        } catch {
-            // Signed but undecodable: a bug or version skew on the signer's side, never trusted.
-            throw .malformed("payload: \(StrictJSON.describe(error))")
-        }
+        let payload = try CommandPayload(wireBytes: envelope.payload)
         guard payload.version == NK3Wire.version else { throw .unsupportedVersion(payload.version) }
         guard payload.node == node else { throw .wrongNode(expected: node, got: payload.node) }
         guard payload.expiresAt > now else { throw .expired(expiresAt: payload.expiresAt, now: now) }
@@ -125,7 +125,8 @@ extension Curve25519.Signing.PublicKey {
     /// Parses a public key written as base64 of its 32 raw bytes (the format of `signing.pub` and of the
     /// NixOS module's `signingPublicKeys`).
     public init(base64: String) throws {
-        guard let data = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32
+        let trimmed = base64.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()
+        guard let data = Data(base64Encoded: String(trimmed)), data.count == 32
         else { throw WireError(.malformed, "signing public key is not base64 of 32 bytes") }
         try self.init(rawRepresentation: data)
     }

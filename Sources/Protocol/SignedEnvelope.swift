@@ -1,17 +1,24 @@
+import Crypto
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A signed command as it travels to an agent: the exact payload bytes, the Ed25519 signature over
-/// `NK3Wire.signingContext + payload`, and the id of the signing key.
+/// `NK3Wire.signingContext + SHA-256(payload)`, and the id of the signing key.
 ///
 /// The payload is carried as bytes (base64 in JSON), never re-encoded: what the agent verifies is
-/// exactly what was signed, whatever JSON encoder either side uses.
+/// exactly what was signed, whatever JSON encoder either side uses. Its layout is
+/// `CommandPayload.wireBytes()`: a small JSON header line, then the raw file contents of an apply.
 public struct SignedEnvelope: Codable, Sendable, Hashable {
     public var version: Int
     /// `SigningKeyID` of the key that signed (hex of the first 8 bytes of SHA-256 of the raw public key).
     public var keyID: String
-    /// Canonical JSON of a `CommandPayload`.
+    /// `CommandPayload.wireBytes()` of the command.
     public var payload: Data
-    /// Ed25519 signature (64 bytes).
+    /// Ed25519 signature (64 bytes) over `SignedEnvelope.signedMessage(for: payload)`.
     public var signature: Data
 
     public init(version: Int = NK3Wire.version, keyID: String, payload: Data, signature: Data) {
@@ -19,5 +26,47 @@ public struct SignedEnvelope: Codable, Sendable, Hashable {
         self.keyID = keyID
         self.payload = payload
         self.signature = signature
+    }
+
+    /// The bytes the Ed25519 signature is over: the signing context, then SHA-256 of the payload.
+    ///
+    /// Hashing first keeps Ed25519's own SHA-512 pass to 56 bytes whatever the bundle size, and lets the
+    /// verifier authenticate every payload byte (file contents included) before parsing any of them.
+    public static func signedMessage(for payload: Data) -> Data {
+        var message = Data(NK3Wire.signingContext)
+        message.append(contentsOf: SHA256.hash(data: payload))
+        return message
+    }
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case version, keyID, payload, signature }
+
+    /// Decodes strictly: an unknown field is an error (the agent's fast path is `init(json:)`, equally strict).
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(Set(CodingKeys.allCases.map(\.stringValue)))
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        keyID = try c.decode(String.self, forKey: .keyID)
+        payload = try c.decode(Data.self, forKey: .payload)
+        signature = try c.decode(Data.self, forKey: .signature)
+    }
+}
+
+/// A coding key for any field name, to list the fields a JSON object really has.
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension Decoder {
+    /// Throws `DecodingError.dataCorrupted` if the object being decoded has a field not in `allowed`
+    /// (JSONDecoder itself ignores unknown fields).
+    func refuseUnknownKeys(_ allowed: Set<String>) throws {
+        let all = try container(keyedBy: AnyCodingKey.self).allKeys
+        if let unknown = all.first(where: { !allowed.contains($0.stringValue) }) {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(codingPath: codingPath + [unknown], debugDescription: "unknown field"))
+        }
     }
 }

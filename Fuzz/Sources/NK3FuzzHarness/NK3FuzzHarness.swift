@@ -81,8 +81,9 @@ public enum NK3Fuzz {
         checkVerified(data, try? verifier.verify(envelopeJSON: data, lastAcceptedSerial: lastSerial, now: now))
     }
 
-    /// The input is the payload: it is signed with the fixed key, wrapped in an envelope, and verified, so
-    /// that payload decoding and every check after the signature are reached.
+    /// The input is the payload (`CommandPayload.wireBytes()`: a JSON header line, then file contents): it is
+    /// signed with the fixed key, wrapped in an envelope, and verified, so that payload decoding and every
+    /// check after the signature are reached.
     public static func payload(_ data: Data) {
         guard let envelope = try? signer.sign(payloadBytes: data), let json = try? CanonicalJSON.encode(envelope) else {
             fuzzCheck(false, "signing and encoding an envelope never fails")
@@ -101,9 +102,11 @@ public enum NK3Fuzz {
         fuzzCheck(payload.serial > lastSerial, "accepted a replayed serial")
         fuzzCheck(payload.expiresAt > now && payload.issuedAt <= now.addingTimeInterval(NK3Wire.defaultClockSkew), "accepted outside its window")
         if case .apply(let bundle) = payload.command { fuzzCheck(bundle.validationProblem() == nil, "accepted an invalid bundle") }
-        // An accepted payload re-encodes canonically and decodes to itself.
+        // An accepted payload re-encodes canonically and decodes to itself, in JSON and in its wire form.
         let again = (try? CanonicalJSON.encode(payload)).flatMap { try? CanonicalJSON.decode(CommandPayload.self, from: $0) }
         fuzzCheck(again == payload, "accepted payload does not round-trip through CanonicalJSON")
+        let wire = try? CommandPayload(wireBytes: payload.wireBytes())
+        fuzzCheck(wire == payload, "accepted payload does not round-trip through its wire form")
     }
 
     // MARK: - the agent's HTTP front end (Sources/Agent/Server/AgentServer.swift)

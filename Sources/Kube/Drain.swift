@@ -177,6 +177,7 @@ extension KubeAPI {
             }
         }
         // kubernetes-facts §4: wait until the pod is gone, or recreated under the same name (new uid).
+        let evicted = clock.now
         while true {
             do {
                 let current = try await getPod(namespace: pod.namespace, name: pod.name)
@@ -184,12 +185,13 @@ extension KubeAPI {
             } catch let error as KubeError where error.code == .notFound {
                 return refusals
             }
-            if clock.now.advanced(by: options.pollInterval) > deadline {
+            let delay = PollPace.delay(waited: evicted.duration(to: clock.now), interval: options.pollInterval)
+            if clock.now.advanced(by: delay) > deadline {
                 throw KubeError(
                     .timeout,
                     "drain of \(node) timed out after \(options.timeout): pod \(pod.qualifiedName) was evicted but is still terminating")
             }
-            try await clock.sleep(for: options.pollInterval)
+            try await clock.sleep(for: delay)
         }
     }
 

@@ -52,8 +52,8 @@ public enum HealthGates {
 }
 
 /// Runs `gates` until all pass in the same round, or throws `HealthGateError` at `deadline` naming the
-/// gates still failing and why. Checks run concurrently each round; between rounds it waits the shortest
-/// `period` of the failing gates (no fixed-second sleeps). Each human line is passed to `report` the first
+/// gates still failing and why. Checks run concurrently each round; between rounds it waits a few ms at
+/// first, growing to the shortest `period` of the failing gates (`PollPace`; no fixed-second sleeps). Each human line is passed to `report` the first
 /// time it appears and whenever it changes — not on every poll. Returns the passing results, in gate order.
 /// Errors that waiting cannot fix (unauthorized, forbidden, kubeconfig) stop it early.
 public func waitUntilHealthy<C: Clock<Duration>>(
@@ -91,7 +91,10 @@ public func waitUntilHealthy<C: Clock<Duration>>(
             }
         }
         if failing.isEmpty { return passed }
-        let pause = failing.map(\.gate.period).min() ?? .milliseconds(100)
+        // Paced (`PollPace`): a gate that turns true moments after the first round (DaemonSet pods restarting
+        // on a node that just came back) is seen within milliseconds; a long wait polls once per period.
+        let period = failing.map(\.gate.period).min() ?? .milliseconds(100)
+        let pause = PollPace.delay(waited: start.duration(to: clock.now), interval: period)
         if clock.now.advanced(by: pause) > deadline {
             let names = failing.map(\.gate.name)
             let whys = failing.map { "'\($0.gate.name)': \($0.why)" }.joined(separator: "; ")

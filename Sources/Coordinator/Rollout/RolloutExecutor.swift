@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NK3Kube
 import NK3Protocol
 
 /// How long each wait may take before the rollout aborts. Every wait has one (colmena#166 waited forever).
@@ -200,9 +201,11 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
 
     // MARK: - Driving the machine
 
+    /// A wait in progress: when it gives up, and when it began (which paces its polls).
     private struct Deadline {
         var step: RolloutStep
         var at: C.Instant
+        var since: C.Instant
     }
 
     private func drive(_ plan: RolloutPlan) async throws -> RolloutSummary {
@@ -252,9 +255,9 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                         group.cancelAll()
                         return summary
                     default:
-                        let deadline = self.deadline(for: action, in: &deadlines)
+                        let wait = self.deadline(for: action, in: &deadlines)
                         outstanding += 1
-                        group.addTask { try await self.perform(action, deadline: deadline) }
+                        group.addTask { try await self.perform(action, wait: wait) }
                     }
                 }
                 guard outstanding > 0, let input = try await group.next() else {
@@ -287,7 +290,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    private func deadline(for action: RolloutMachine.Action, in deadlines: inout [String: Deadline]) -> C.Instant? {
+    private func deadline(for action: RolloutMachine.Action, in deadlines: inout [String: Deadline]) -> Deadline? {
         let t = configuration.timeouts
         let (node, step, timeout): (String, RolloutStep, Duration)
         switch action {
@@ -297,11 +300,18 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         case .runGates: (node, step, timeout) = ("", .gates, t.gates)
         default: return nil
         }
-        // A re-issued wait (the agent answered with its old boot id) keeps its first deadline.
-        if let d = deadlines[node], d.step == step, step == .waitReachable { return d.at }
-        let at = clock.now.advanced(by: timeout)
-        deadlines[node] = Deadline(step: step, at: at)
-        return at
+        // A re-issued wait (the agent answered with its old boot id) keeps its first deadline and pace.
+        if let d = deadlines[node], d.step == step, step == .waitReachable { return d }
+        let start = clock.now
+        let wait = Deadline(step: step, at: start.advanced(by: timeout), since: start)
+        deadlines[node] = wait
+        return wait
+    }
+
+    /// The sleep before the next look during a wait that began at `since` (`PollPace`: a few ms at first,
+    /// never more than `pollInterval`).
+    private func pace(since: C.Instant) -> Duration {
+        PollPace.delay(waited: since.duration(to: clock.now), interval: configuration.pollInterval)
     }
 
     private func probe(_ names: [String]) async -> ([String: AgentStatus], [String: String]) {
@@ -339,8 +349,10 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
     // MARK: - Actions
 
     /// Carries out one node or gate action; every outcome becomes an input. Throws only on cancellation.
-    private func perform(_ action: RolloutMachine.Action, deadline: C.Instant?) async throws -> RolloutMachine.Input {
+    private func perform(_ action: RolloutMachine.Action, wait: Deadline?) async throws -> RolloutMachine.Input {
         let t = configuration.timeouts
+        let deadline = wait?.at
+        let since = wait?.since ?? clock.now
         switch action {
         case .sendBundle(let node, let bundle):
             do {
@@ -359,7 +371,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     return .rebuildFinished(node: node, outcome: outcome, at: now())
                 }
                 if let deadline, clock.now >= deadline { return .timedOut(node: node, step: .rebuild, after: t.rebuild) }
-                try await clock.sleep(until: clock.now.advanced(by: configuration.pollInterval), tolerance: nil)
+                try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
             }
 
         case .drain(let node):
@@ -402,7 +414,9 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
 
         case .waitReachable(let node, _):
             while true {
-                try await clock.sleep(until: clock.now.advanced(by: configuration.pollInterval), tolerance: nil)
+                // Never ask at once: the agent answers the reboot before it goes down, so an immediate look
+                // would only find the old boot.
+                try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
                 if let deadline, clock.now >= deadline { return .timedOut(node: node, step: .waitReachable, after: t.reboot) }
                 do {
                     let status = try await withTimeout(t.agentCall) { try await agents.status(node: node) }
@@ -434,7 +448,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     }
                     return .timedOut(node: node, step: .waitReady, after: t.ready)
                 }
-                try await clock.sleep(until: clock.now.advanced(by: configuration.pollInterval), tolerance: nil)
+                try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
             }
 
         case .uncordon(let node):

@@ -457,7 +457,9 @@ public struct FakeKubeRouter: Sendable {
     }
 
     static func json(_ code: Int, _ value: JSONValue) -> HTTPServerResponse {
-        json(code, value as JSONValue?)
+        HTTPServerResponse(
+            status: HTTPResponseStatus(statusCode: code), headers: ["Content-Type": "application/json"],
+            body: .bytes(ByteBuffer(bytes: value.jsonData())))
     }
 
     static func json<T: Encodable>(_ code: Int, _ value: T) -> HTTPServerResponse {

@@ -220,11 +220,20 @@ final class SimulatedWorkloads: Sendable {
         let nodeCount = nodeOrder.count
         for w in workloads {
             let ready = pods(of: w).filter { $0.isReady }.count
+            // Like the real controllers, write status only when it changes (an unchanged write would still
+            // bump resourceVersion and wake every watcher).
             switch w.kind {
             case .daemonSet:
+                if let st = (kube.get(.daemonsets, namespace: w.namespace, name: w.name) as DaemonSet?)?.status,
+                    st.desiredNumberScheduled == nodeCount, st.numberReady == ready, st.numberAvailable == ready
+                { continue }
                 kube.setDaemonSet(namespace: w.namespace, name: w.name, desired: nodeCount, available: ready, ready: ready)
             case .deployment(let replicas):
                 let maxUnavailable = replicas / 4  // default 25%, rounded down
+                let available = min(ready, replicas)
+                if let st = (kube.get(.deployments, namespace: w.namespace, name: w.name) as Deployment?)?.status,
+                    st.replicas == replicas, (st.availableReplicas ?? 0) == available
+                { continue }
                 kube.setDeployment(
                     namespace: w.namespace, name: w.name, replicas: replicas, available: min(ready, replicas),
                     minAvailable: replicas - maxUnavailable)

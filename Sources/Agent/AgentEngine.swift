@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NK3Protocol
 
 /// The seam between the agent's HTTPS front end (routing, roles, envelope verification, serial

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -47,12 +51,41 @@ public struct HTTPServerRequest: Sendable {
         for pair in uri[uri.index(after: q)...].split(separator: "&") where !pair.isEmpty {
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             func decode(_ s: Substring) -> String {
-                let plus = s.replacingOccurrences(of: "+", with: " ")
-                return plus.removingPercentEncoding ?? plus
+                let plus = String(s.map { $0 == "+" ? " " : $0 })
+                return percentDecoded(plus) ?? plus
             }
             query[decode(kv[0])] = kv.count > 1 ? decode(kv[1]) : ""
         }
         return (String(uri[..<q]), query)
+    }
+
+    /// `text` with its `%XX` escapes decoded, or nil if an escape is malformed or the bytes are not UTF-8
+    /// (as Foundation's `removingPercentEncoding`, which FoundationEssentials does not have).
+    public static func percentDecoded(_ text: String) -> String? {
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        let utf8 = Array(text.utf8)
+        guard utf8.contains(UInt8(ascii: "%")) else { return text }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var i = 0
+        while i < utf8.count {
+            if utf8[i] == UInt8(ascii: "%") {
+                guard i + 2 < utf8.count, let hi = hex(utf8[i + 1]), let lo = hex(utf8[i + 2]) else { return nil }
+                bytes.append(hi << 4 | lo)
+                i += 3
+            } else {
+                bytes.append(utf8[i])
+                i += 1
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
 

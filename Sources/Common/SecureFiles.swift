@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 #if canImport(Glibc)
 import Glibc
@@ -154,18 +158,25 @@ public enum SecureFiles {
 
     /// Creates a directory (and parents) with `permissions` if it does not exist.
     public static func createDirectory(_ path: String, permissions: mode_t = 0o755) throws(SecureFileError) {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
-            guard isDir.boolValue else {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else {
                 throw SecureFileError(.alreadyExists, path: path, "\(path) exists and is not a directory")
             }
             return
         }
-        do {
-            try FileManager.default.createDirectory(
-                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: Int(permissions)])
-        } catch {
-            throw SecureFileError(.io, path: path, "cannot create directory \(path): \(error.localizedDescription)")
+        // mkdir -p: each missing component in turn, with exactly `permissions` (the umask does not apply).
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, permissions) == 0 {
+                guard chmod(prefix, permissions) == 0 else { throw .errno("cannot create directory", path: prefix) }
+            } else if errno != EEXIST {
+                throw .errno("cannot create directory", path: prefix)
+            }
+        }
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw SecureFileError(.alreadyExists, path: path, "\(path) exists and is not a directory")
         }
     }
 

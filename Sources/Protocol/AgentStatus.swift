@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What an agent reports at `GET /v1/status`.
 public struct AgentStatus: Codable, Sendable, Hashable {

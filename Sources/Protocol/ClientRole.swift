@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import X509
 
 /// What a client certificate allows. Carried in the certificate subject's OU (`OU=nk3-operator`).

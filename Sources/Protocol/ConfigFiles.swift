@@ -1,11 +1,15 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Hashing of configuration file sets, identical on agent and coordinator.
 public enum ConfigFiles {
     /// Hex SHA-256 of one file's content.
     public static func hash(content: String) -> String {
-        SHA256.hash(data: Data(content.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.lowercase(SHA256.hash(data: Data(content.utf8)))
     }
 
     /// Hex SHA-256 over `name NUL sha256(content) LF` for every file, sorted by name.
@@ -14,7 +18,7 @@ public enum ConfigFiles {
         for name in files.keys.sorted() {
             h.update(data: Data("\(name)\u{0}\(hash(content: files[name]!))\n".utf8))
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.lowercase(h.finalize())
     }
 
     /// Per-file hashes.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Why an envelope was refused. Each case maps to its own wire error code.
 public enum EnvelopeError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import NK3Agent
 import NK3Protocol
@@ -63,7 +67,7 @@ enum FaultInjection {
     static func hook(_ point: String) {
         guard let killAt else { return }
         if point == killAt || point.hasPrefix(killAt + ":") {
-            FileHandle.standardError.write(Data("nk3-agent: test hook: SIGKILL at \(point)\n".utf8))
+            writeStandardError("nk3-agent: test hook: SIGKILL at \(point)\n")
             kill(getpid(), SIGKILL)
         }
     }
@@ -149,13 +153,24 @@ extension NK3AgentCommand {
                     let receipt = try await engine.handle(payload)
                     print(String(decoding: try encoder.encode(receipt), as: UTF8.self))
                 } catch let error as WireError {
-                    FileHandle.standardError.write(Data("nk3-agent: refused: \(error.description)\n".utf8))
+                    writeStandardError("nk3-agent: refused: \(error.description)\n")
                     throw ExitCode(3)
                 }
             }
             await engine.waitUntilSettled()
             print(String(decoding: try encoder.encode(await engine.status()), as: UTF8.self))
         }
+    }
+}
+
+/// Writes `text` to fd 2 unbuffered (so it is out before a SIGKILL that follows).
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return }
+        bytes = bytes.dropFirst(n)
     }
 }
 

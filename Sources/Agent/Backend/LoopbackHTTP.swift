@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import NK3Common
 
 #if canImport(Glibc)
 import Glibc
@@ -21,10 +26,9 @@ enum LoopbackHTTP {
         let port = UInt16(c.port ?? 80)
         let path = c.percentEncodedPath.isEmpty ? "/" : c.percentEncodedPath
         return await withCheckedContinuation { cont in
-            let t = Thread {
+            DetachedThread.start(name: "nk3-loopback") {
                 cont.resume(returning: blockingGet(v6: isV6, host: host, port: port, path: path, timeout: timeout))
             }
-            t.start()
         }
     }
 
@@ -75,11 +79,13 @@ enum LoopbackHTTP {
                 break
             }
         }
-        let text = String(decoding: data, as: UTF8.self)
-        guard let headerEnd = text.range(of: "\r\n\r\n") else { return nil }
-        let statusLine = text[..<headerEnd.lowerBound].split(separator: "\r\n").first ?? ""
+        let crlfcrlf: [UInt8] = [13, 10, 13, 10]
+        guard let headerEnd = data.indices.dropLast(3).first(where: { data[$0..<$0 + 4].elementsEqual(crlfcrlf) })
+        else { return nil }
+        let head = String(decoding: data[..<headerEnd], as: UTF8.self)
+        let statusLine = head.split(separator: "\r\n").first ?? ""
         let parts = statusLine.split(separator: " ")
         guard parts.count >= 2, let status = Int(parts[1]) else { return nil }
-        return Response(status: status, body: String(text[headerEnd.upperBound...]))
+        return Response(status: status, body: String(decoding: data[(headerEnd + 4)...], as: UTF8.self))
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import NK3Common
 import NK3Protocol
@@ -206,8 +210,8 @@ public struct NixOSSystem: NodeSystem {
 
     public func generations() async throws -> GenerationState {
         let profile = rooted(options.systemProfile)
-        let dir = (profile as NSString).deletingLastPathComponent
-        let base = (profile as NSString).lastPathComponent
+        let dir = PathName.deletingLastComponent(profile)
+        let base = PathName.lastComponent(profile)
         var gens: [Int: String] = [:]
         var kernels: [Int: String] = [:]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
@@ -225,8 +229,8 @@ public struct NixOSSystem: NodeSystem {
 
     public func activate(generation number: Int, mode: ActivationMode) async throws {
         let profile = rooted(options.systemProfile)
-        let dir = (profile as NSString).deletingLastPathComponent
-        let base = (profile as NSString).lastPathComponent
+        let dir = PathName.deletingLastComponent(profile)
+        let base = PathName.lastComponent(profile)
         let link = "\(dir)/\(base)-\(number)-link"
         guard realPath(link) != nil else {
             throw NodeSystemError(
@@ -257,12 +261,12 @@ public struct NixOSSystem: NodeSystem {
 
     public func facts() async throws -> NodeFacts {
         func read(_ p: String) -> String? {
-            (try? SecureFiles.readText(rooted(p)))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            (try? SecureFiles.readText(rooted(p)))?.trimmingWhitespaceAndNewlines()
         }
         let hostname = read(options.hostname) ?? ProcessInfo.processInfo.hostName
         let uptime = read(options.uptime)?.split(separator: " ").first.flatMap { Double($0) } ?? 0
         let version = (try? SecureFiles.readText(rooted(options.currentSystem) + "/nixos-version"))?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+            .trimmingWhitespaceAndNewlines()
         return NodeFacts(
             hostname: hostname, kernel: read(options.osrelease) ?? "unknown", nixosVersion: version,
             bootID: read(options.bootID) ?? "unknown", uptimeSeconds: uptime)
@@ -272,13 +276,13 @@ public struct NixOSSystem: NodeSystem {
         let active: Bool
         do {
             let r = try await runner.run(options.systemctl, ["is-active", unit], timeout: .seconds(10))
-            active = r.exitCode == 0 && r.output.trimmingCharacters(in: .whitespacesAndNewlines) == "active"
+            active = r.exitCode == 0 && r.output.trimmingWhitespaceAndNewlines() == "active"
         } catch {
             active = false
         }
         var healthz: Bool?
         if let r = await LoopbackHTTP.get(options.kubeletHealthzURL) {
-            healthz = r.status == 200 && r.body.trimmingCharacters(in: .whitespacesAndNewlines) == "ok"
+            healthz = r.status == 200 && r.body.trimmingWhitespaceAndNewlines() == "ok"
         }
         return KubeletState(unit: unit, unitActive: active, healthz: healthz)
     }
@@ -317,8 +321,8 @@ public struct NixOSSystem: NodeSystem {
     func linkGeneration(_ profile: String) -> Int? {
         guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: profile) else { return nil }
         return Self.generationNumber(
-            linkName: (target as NSString).lastPathComponent,
-            profileBase: (profile as NSString).lastPathComponent)
+            linkName: PathName.lastComponent(target),
+            profileBase: PathName.lastComponent(profile))
     }
 
     func realPath(_ path: String) -> String? {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NK3Protocol
 
 /// Everything the apply engine needs from a NixOS machine, and nothing more.

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import NK3Common
 import Synchronization
 
 #if canImport(Glibc)
@@ -133,11 +138,9 @@ private final class ChildProcess: Sendable {
         }
         let child = ChildProcess(pid: pid)
         let readFD = fds[0]
-        let thread = Thread {
+        DetachedThread.start(name: "nk3-proc-\(pid)") {
             child.pump(fd: readFD, outputLimit: outputLimit, onLine: onLine)
         }
-        thread.name = "nk3-process-\(pid)"
-        thread.start()
         return child
     }
 

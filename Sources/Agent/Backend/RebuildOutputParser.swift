@@ -1,4 +1,4 @@
-import Foundation
+import NK3Common
 
 /// Reads nix's build plan out of `nixos-rebuild` output (nixos-facts §1, `printMissing`).
 ///
@@ -15,7 +15,7 @@ public enum RebuildOutputParser {
         enum Counting { case none, derivations, paths }
         var counting = Counting.none
         for raw in output.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+            let line = raw.trimming(where: { $0 == "\r" })
             if counting != .none {
                 if line.hasPrefix("  /nix/store/") || line.hasPrefix("  ") && line.contains("/nix/store/") {
                     if counting == .derivations { derivations = add(derivations, 1) } else { paths = add(paths, 1) }
@@ -23,7 +23,7 @@ public enum RebuildOutputParser {
                 }
                 counting = .none
             }
-            let t = line.trimmingCharacters(in: .whitespaces)
+            let t = line.trimming(where: \.isHorizontalWhitespace)
             if t.hasPrefix("this derivation will be built") {
                 derivations = add(derivations, 1)
             } else if t.hasPrefix("this path will be fetched") {

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import NK3Common
 import NK3Protocol
 
 /// The agent's configuration file (JSON), as the NixOS module renders it from `services.nk3-agent.settings`
@@ -72,9 +77,9 @@ public struct AgentConfig: Codable, Sendable, Hashable {
     public static func load(path: String) throws(AgentConfigError) -> AgentConfig {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            data = try SecureFiles.read(path)
         } catch {
-            throw AgentConfigError(path: path, "cannot read the config file: \(error.localizedDescription)")
+            throw AgentConfigError(path: path, "cannot read the config file: \(error.message)")
         }
         return try parse(data, path: path)
     }
@@ -98,7 +103,7 @@ public struct AgentConfig: Codable, Sendable, Hashable {
         if nodeName.isEmpty { return "nodeName is empty" }
         if signingPublicKeys.isEmpty { return "signingPublicKeys is empty: pin at least one key (contents of signing.pub)" }
         for (i, k) in signingPublicKeys.enumerated() {
-            guard let d = Data(base64Encoded: k.trimmingCharacters(in: .whitespacesAndNewlines)), d.count == 32 else {
+            guard let d = Data(base64Encoded: k.trimmingWhitespaceAndNewlines()), d.count == 32 else {
                 return "signingPublicKeys[\(i)] is not base64 of 32 raw bytes"
             }
         }

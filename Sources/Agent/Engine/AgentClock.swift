@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 /// The engine's view of time: wall-clock `now()` (deadlines are persisted as dates and survive reboots) and

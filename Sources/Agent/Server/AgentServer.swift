@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -112,7 +116,7 @@ public final class AgentServer: Service, Sendable {
         case (.GET, ["v1", "files"]):
             return ok(LandedFiles(files: await engine.landedFiles()))
         case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
-            let id = s[2].removingPercentEncoding ?? s[2]
+            let id = HTTPServerRequest.percentDecoded(s[2]) ?? s[2]
             guard let report = await engine.operation(id: id) else {
                 return refuse(WireError(.notFound, "no operation with id '\(id)'"))
             }
@@ -174,14 +178,36 @@ public final class AgentServer: Service, Sendable {
     /// Strictness beyond JSONDecoder (which ignores unknown keys): the envelope must be a JSON object with
     /// exactly the known fields. The payload inside is signed, so it is checked by the verifier.
     static func unexpectedEnvelopeKeys(_ data: Data) -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: data, options: []) else {
+        let keys: [String]
+        do {
+            keys = try JSONDecoder().decode(TopLevelKeys.self, from: data).keys
+        } catch DecodingError.typeMismatch {
+            // Valid JSON, not an object. A top-level scalar is not valid JSON to a strict parser (RFC 4627).
+            let first = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) })
+            return first == UInt8(ascii: "[") ? "body is not a JSON object" : "body is not valid JSON"
+        } catch {
             return "body is not valid JSON"
         }
-        guard let dict = object as? [String: Any] else { return "body is not a JSON object" }
         let allowed: Set<String> = ["version", "keyID", "payload", "signature"]
-        let unknown = Set(dict.keys).subtracting(allowed)
+        let unknown = Set(keys).subtracting(allowed)
         if !unknown.isEmpty { return "unknown field(s) \(unknown.sorted().joined(separator: ", "))" }
         return nil
+    }
+
+    /// The keys of a top-level JSON object, whatever their values.
+    private struct TopLevelKeys: Decodable {
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        var keys: [String]
+
+        init(from decoder: any Decoder) throws {
+            keys = try decoder.container(keyedBy: Key.self).allKeys.map(\.stringValue)
+        }
     }
 
     // MARK: - responses and counters

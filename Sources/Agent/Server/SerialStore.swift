@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NK3Common
 import NK3Protocol
 import Synchronization
@@ -19,7 +23,7 @@ public final class SerialStore: Sendable {
     /// exists but cannot be read is an error: starting from "no serial" would re-open the door to replays.
     public init(stateDirectory: String) throws {
         try SecureFiles.createDirectory(stateDirectory, permissions: 0o700)
-        self.path = (stateDirectory as NSString).appendingPathComponent("last-accepted-serial.json")
+        self.path = PathName.appending("last-accepted-serial.json", to: stateDirectory)
         if SecureFiles.exists(path) {
             let data = try SecureFiles.read(path)
             do {

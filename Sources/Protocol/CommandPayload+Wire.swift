@@ -72,9 +72,9 @@ extension CommandPayload {
         case .reboot(let r): command = .reboot(r)
         case .rollback(let r): command = .rollback(r)
         }
-        if case .apply = command {
-        } else if !body.isEmpty {
-            throw .malformed("payload: \(body.count) bytes after the header of a \(command.kind) command, which has no files")
+        if command.kind != "apply", !body.isEmpty {
+            throw .malformed(
+                "payload: \(body.count) bytes after the header of a \(command.kind) command, which has no files")
         }
         self.init(
             version: header.version, node: header.node, serial: header.serial, issuedAt: header.issuedAt,
@@ -97,8 +97,9 @@ extension CommandPayload {
             }
             previous = entry.name
             guard entry.size >= 0, entry.size <= body.endIndex - offset else {
+                let remaining = body.endIndex - offset
                 throw .malformed(
-                    "payload: file '\(entry.name)' is listed with \(entry.size) bytes, but \(body.endIndex - offset) remain")
+                    "payload: file '\(entry.name)' is listed with \(entry.size) bytes, but \(remaining) remain")
             }
             let end = offset + entry.size
             let content: String? = body.withUnsafeBytes { raw in
@@ -125,7 +126,7 @@ struct WireHeader: Codable {
     var expiresAt: Date
     var command: WireCommand
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case version, node, serial, issuedAt, expiresAt, command }
+    private enum CodingKeys: String, CodingKey { case version, node, serial, issuedAt, expiresAt, command }
 
     init(version: Int, node: String, serial: UInt64, issuedAt: Date, expiresAt: Date, command: WireCommand) {
         self.version = version
@@ -137,7 +138,7 @@ struct WireHeader: Codable {
     }
 
     init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(Set(CodingKeys.allCases.map(\.stringValue)))
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         version = try c.decode(Int.self, forKey: .version)
         node = try c.decode(String.self, forKey: .node)
@@ -161,26 +162,26 @@ enum WireCommand: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let kind = try c.decode(String.self, forKey: .kind)
         // The small commands' own Codable is lenient: their fields are checked here.
-        func fields(_ key: CodingKeys, _ allowed: Set<String>) throws {
-            try decoder.refuseUnknownKeys(["kind", key.stringValue])
+        func fields(_ key: CodingKeys, _ only: String) throws {
+            try decoder.refuseUnknownKeys { $0 == "kind" || $0 == key.stringValue }
             let nested = try c.nestedContainer(keyedBy: AnyCodingKey.self, forKey: key)
-            if let unknown = nested.allKeys.first(where: { !allowed.contains($0.stringValue) }) {
+            if let unknown = nested.allKeys.first(where: { $0.stringValue != only }) {
                 throw DecodingError.dataCorrupted(
                     DecodingError.Context(codingPath: c.codingPath + [key, unknown], debugDescription: "unknown field"))
             }
         }
         switch kind {
         case "apply":
-            try decoder.refuseUnknownKeys(["kind", "apply"])
+            try decoder.refuseUnknownKeys { $0 == "kind" || $0 == "apply" }
             self = .apply(try c.decode(WireApply.self, forKey: .apply))
         case "confirm":
-            try fields(.confirm, ["applySerial"])
+            try fields(.confirm, "applySerial")
             self = .confirm(try c.decode(ConfirmCommand.self, forKey: .confirm))
         case "reboot":
-            try fields(.reboot, ["reason"])
+            try fields(.reboot, "reason")
             self = .reboot(try c.decode(RebootCommand.self, forKey: .reboot))
         case "rollback":
-            try fields(.rollback, ["reason"])
+            try fields(.rollback, "reason")
             self = .rollback(try c.decode(RollbackCommand.self, forKey: .rollback))
         default:
             throw DecodingError.dataCorruptedError(
@@ -215,7 +216,7 @@ struct WireApply: Codable {
     var nixChannel: String?
     var confirmTimeoutSeconds: Int
 
-    private enum CodingKeys: String, CodingKey, CaseIterable {
+    private enum CodingKeys: String, CodingKey {
         case files, action, upgrade, nixChannel, confirmTimeoutSeconds
     }
 
@@ -228,7 +229,7 @@ struct WireApply: Codable {
     }
 
     init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(Set(CodingKeys.allCases.map(\.stringValue)))
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         files = try c.decode([WireFile].self, forKey: .files)
         action = try c.decode(RebuildAction.self, forKey: .action)
@@ -243,7 +244,7 @@ struct WireFile: Codable {
     var name: String
     var size: Int
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case name, size }
+    private enum CodingKeys: String, CodingKey { case name, size }
 
     init(name: String, size: Int) {
         self.name = name
@@ -251,7 +252,7 @@ struct WireFile: Codable {
     }
 
     init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(Set(CodingKeys.allCases.map(\.stringValue)))
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         size = try c.decode(Int.self, forKey: .size)

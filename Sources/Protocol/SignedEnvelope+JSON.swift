@@ -224,7 +224,7 @@ struct EnvelopeJSONParser {
     // MARK: errors
 
     private func fail(_ why: String) -> EnvelopeError {
-        .malformed(i == 0 && bytes.isEmpty ? "not a signed envelope: empty body" : "not a signed envelope: \(why) at byte \(i)")
+        .malformed(bytes.isEmpty ? "not a signed envelope: empty body" : "not a signed envelope: \(why) at byte \(i)")
     }
 
     private func duplicate(_ field: String) -> EnvelopeError {

@@ -38,11 +38,11 @@ public struct SignedEnvelope: Codable, Sendable, Hashable {
         return message
     }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case version, keyID, payload, signature }
+    private enum CodingKeys: String, CodingKey { case version, keyID, payload, signature }
 
     /// Decodes strictly: an unknown field is an error (the agent's fast path is `init(json:)`, equally strict).
     public init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(Set(CodingKeys.allCases.map(\.stringValue)))
+        try decoder.refuseUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         version = try c.decode(Int.self, forKey: .version)
         keyID = try c.decode(String.self, forKey: .keyID)
@@ -60,11 +60,16 @@ struct AnyCodingKey: CodingKey {
 }
 
 extension Decoder {
-    /// Throws `DecodingError.dataCorrupted` if the object being decoded has a field not in `allowed`
-    /// (JSONDecoder itself ignores unknown fields).
-    func refuseUnknownKeys(_ allowed: Set<String>) throws {
+    /// Throws `DecodingError.dataCorrupted` if the object being decoded has a field that is not one of
+    /// `Known`'s keys (JSONDecoder itself ignores unknown fields).
+    func refuseUnknownKeys<Known: CodingKey>(_ known: Known.Type) throws {
+        try refuseUnknownKeys { Known(stringValue: $0) != nil }
+    }
+
+    /// Throws `DecodingError.dataCorrupted` if the object being decoded has a field `isKnown` says no to.
+    func refuseUnknownKeys(allowing isKnown: (String) -> Bool) throws {
         let all = try container(keyedBy: AnyCodingKey.self).allKeys
-        if let unknown = all.first(where: { !allowed.contains($0.stringValue) }) {
+        if let unknown = all.first(where: { !isKnown($0.stringValue) }) {
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(codingPath: codingPath + [unknown], debugDescription: "unknown field"))
         }

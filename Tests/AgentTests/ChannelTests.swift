@@ -195,6 +195,31 @@ struct ChannelTests {
         }
     }
 
+    @Test func tamperedFileContentIsRefused() async throws {
+        // An apply whose file bytes (the payload body, after the signed header line) were altered in transit.
+        try await expectRefused(.badSignature, status: 403) { f in
+            let bundle = ApplyBundle(files: ["configuration.nix": "{ services.k3s.enable = true; }\n"], action: .switch)
+            var env = try f.signer.sign(.apply(bundle), node: ChannelFixture.node, serial: 11, now: Date())
+            var bytes = [UInt8](env.payload)
+            let at = try #require(bytes.lastIndex(of: UInt8(ascii: "t")))  // "true" → "frue", same size
+            #expect(at > bytes.firstIndex(of: 0x0A)!)
+            bytes[at] = UInt8(ascii: "f")
+            env.payload = Data(bytes)
+            return try Self.encode(env)
+        }
+    }
+
+    @Test func envelopeWithDuplicatedFieldIsRefused() async throws {
+        // A second "payload" after the signed one: the parser refuses it rather than picking either.
+        try await expectRefused(.malformed, status: 400) { f in
+            let env = try f.envelope(serial: 11)
+            var text = String(decoding: try CanonicalJSON.encode(env), as: UTF8.self)
+            text.removeLast()  // "}"
+            text += ",\"payload\":\"\(try f.envelope(serial: 12).payload.base64EncodedString())\"}"
+            return ByteBuffer(string: text)
+        }
+    }
+
     @Test func unknownSigningKeyIsRefused() async throws {
         try await expectRefused(.unknownKey, status: 403) { _ in
             let rogue = EnvelopeSigner(privateKey: Curve25519.Signing.PrivateKey())

@@ -69,7 +69,8 @@ struct EnvelopeBench {
             payload.append(t.duration(to: clock.now).milliseconds)
         }
         result.figures.append(
-            BenchFigure("verify(envelopeJSON:) total", unit: "ms", samples: full, target: "≤ 0.3 ms", met: { $0 <= 0.3 }))
+            BenchFigure(
+                "verify(envelopeJSON:) total", unit: "ms", samples: full, target: "≤ 0.3 ms", met: { $0 <= 0.3 }))
         result.figures.append(BenchFigure("  part: envelope JSON parse + base64", unit: "ms", samples: parse))
         result.figures.append(BenchFigure("  part: SHA-256 of the payload", unit: "ms", samples: digest))
         result.figures.append(BenchFigure("  part: Ed25519 check (context + digest)", unit: "ms", samples: signature))

@@ -50,6 +50,7 @@ struct BenchCommand: AsyncParsableCommand {
         options.kubectl = kubectl
         options.fleetSizesOverride = sizes.map { $0.split(separator: ",").compactMap { Int($0) } }
         options.agentBinary = agentBinary ?? Self.siblingAgent()
+        options.nk3Binary = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let stderr = FileDescriptorWriter(fd: 2)
         options.progress = { stderr.write($0 + "\n") }
         let report = await BenchRunner(options: options).run()

@@ -102,7 +102,7 @@ private final class ChildProcess: Sendable {
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
         // Nothing else of the agent's (sockets, state files, fds a parent leaked without CLOEXEC) reaches the
         // child. glibc ≥ 2.34 has closefrom as a spawn action; it is not imported into Swift, so look it up.
-        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
+        SpawnFileActions.closeFrom(3, in: &actions)
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -143,13 +143,6 @@ private final class ChildProcess: Sendable {
         }
         return child
     }
-
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
-
-    static let addCloseFrom: AddCloseFrom? = {
-        guard let sym = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: AddCloseFrom.self)
-    }()
 
     func markTimedOut() { state.withLock { $0.timedOut = true } }
 

@@ -225,6 +225,8 @@ public struct AgentClient: Sendable {
                     + "client certificate (wrong CA, expired, or missing)")
         case .responseTooLarge(let limit):
             return AgentClientError(.badResponse, endpoint: endpoint, "response larger than \(limit) bytes")
+        case .cancelled:
+            return AgentClientError(.timeout, endpoint: endpoint, "\(method) \(path): abandoned (the caller gave up waiting)")
         case .other(let error):
             return AgentClientError(.unreachable, endpoint: endpoint, "\(method) \(path) failed: \(error)")
         }

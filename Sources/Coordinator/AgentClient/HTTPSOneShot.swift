@@ -20,6 +20,8 @@ struct HTTPSOneShot: Sendable {
         case timeout
         case closedEarly
         case responseTooLarge(Int)
+        /// The calling task was cancelled (the connection is closed).
+        case cancelled
         case other(any Error)
     }
 
@@ -33,16 +35,41 @@ struct HTTPSOneShot: Sendable {
     let maxResponseBytes: Int
     let group: any EventLoopGroup
 
+    /// Sends the request and waits for the whole answer. Cancelling the calling task abandons the request
+    /// at once (connecting or waiting) and closes the connection: a caller's own timeout must not be held
+    /// up by a peer that never answers (a host that went down mid-request).
     func request(method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String? = nil) async throws(Failure)
         -> Response
     {
-        let channel: Channel
         let eventLoop = group.next()
         let promise = eventLoop.makePromise(of: Response.self)
+        let connected = eventLoop.makePromise(of: Channel.self)
+        do {
+            return try await withTaskCancellationHandler {
+                try await exchange(
+                    method: method, path: path, body: body, contentType: contentType, eventLoop: eventLoop,
+                    promise: promise, connected: connected)
+            } onCancel: {
+                // A second completion of either promise is ignored by NIO; whichever comes first wins.
+                connected.fail(Failure.cancelled)
+                promise.fail(Failure.cancelled)
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw .other(error)
+        }
+    }
+
+    private func exchange(
+        method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String?, eventLoop: any EventLoop,
+        promise: EventLoopPromise<Response>, connected: EventLoopPromise<Channel>
+    ) async throws(Failure) -> Response {
+        let channel: Channel
         let promiseBox = promise
         do {
             let (tls, serverHostname, maxBytes) = (self.tls, self.serverHostname, self.maxResponseBytes)
-            channel = try await ClientBootstrap(group: eventLoop)
+            let connecting = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
@@ -53,7 +80,13 @@ struct HTTPSOneShot: Sendable {
                         try sync.addHandler(ResponseCollector(promise: promise, maxBytes: maxBytes))
                     }
                 }
-                .connect(host: host, port: port).get()
+                .connect(host: host, port: port)
+            connecting.cascade(to: connected)
+            // Cancelled while connecting: a connection that still completes is closed unused.
+            connected.futureResult.whenFailure { _ in connecting.whenSuccess { $0.close(promise: nil) } }
+            channel = try await connected.futureResult.get()
+        } catch Failure.cancelled {
+            throw .cancelled
         } catch {
             promise.fail(Failure.connect(error))  // nobody else will complete it (a second completion is ignored)
             throw .connect(error)

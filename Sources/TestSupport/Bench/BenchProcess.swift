@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 
 #if canImport(Glibc)
 import Glibc
@@ -24,6 +25,9 @@ enum BenchProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        // The child must not inherit this process's sockets: an `nk3 apply` child holding a simulated agent's
+        // listening socket kept that agent from binding its port again after its reboot.
+        SpawnFileActions.closeFrom(3, in: &actions)
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var pid: pid_t = 0

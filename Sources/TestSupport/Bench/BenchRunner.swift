@@ -17,6 +17,8 @@ public struct BenchRunner: Sendable {
         public var kubectl = "kubectl"
         /// The `nk3-agent` executable for the footprint scenario (nil: skip it).
         public var agentBinary: String?
+        /// The nk3 executable, for the rollout rows that run `nk3 apply` as its own process (nil: skipped).
+        public var nk3Binary: String?
         /// `strip` for the stripped-size figure (looked up on PATH).
         public var strip = "strip"
         /// Where scenarios write their scratch files (a new directory under it per run; removed afterwards).

@@ -105,6 +105,23 @@ struct FleetBench {
             result.figures.append(
                 BenchFigure("\(tag), \(size) nodes, budget 1, WITH Ceph gate: wall per node", unit: "ms", samples: r.perNode))
         }
+        if let nk3 = options.nk3Binary {
+            // The same rollout by a separate `nk3 apply` process: its CPU (from wait4) is the coordinator's
+            // alone — the agents, simulated machines and fake API stay in this process.
+            for size in options.rolloutSizes {
+                let r = try await rolloutRuns(
+                    nodes: size, budget: 1, poll: poll, runs: options.rolloutRuns, in: dir, tag: "process-\(size)", process: nk3)
+                result.figures.append(
+                    BenchFigure(
+                        "`nk3 apply` process, \(size) nodes, budget 1: wall per node", unit: "ms", samples: r.perNode,
+                        target: "≤ 20 ms", met: { $0 <= 20 }))
+                result.figures.append(
+                    BenchFigure(
+                        "`nk3 apply` process, \(size) nodes, budget 1: its CPU per node", unit: "ms", samples: r.cpuPerNode))
+            }
+        } else {
+            result.notes.append("no nk3 executable given: the `nk3 apply` process rows were skipped")
+        }
         for budget in options.budgets {
             let n = options.budgetNodes
             let r = try await rolloutRuns(nodes: n, budget: budget, poll: poll, runs: options.rolloutRuns, in: dir, tag: "b\(budget)")
@@ -151,7 +168,8 @@ struct FleetBench {
     }
 
     private func rolloutRuns(
-        nodes: Int, budget: Int, poll: Duration, runs: Int, in dir: URL, tag: String, ceph: Bool = false
+        nodes: Int, budget: Int, poll: Duration, runs: Int, in dir: URL, tag: String, ceph: Bool = false,
+        process nk3: String? = nil
     ) async throws -> RolloutFigures {
         options.progress("bench: rollout \(tag): \(nodes) nodes, budget \(budget), poll \(poll) × \(runs)")
         let cluster = try await startCluster(nodes: nodes, in: dir.appendingPathComponent("rollout-\(tag)"))
@@ -178,6 +196,24 @@ struct FleetBench {
                     of: anchor, with: anchor + "  # nk3 bench revision \(run + 1)\n")
                 try changed.write(toFile: templatePath, atomically: true, encoding: .utf8)
                 await cluster.settleAgents()
+                if let nk3 {
+                    let out = dir.appendingPathComponent("apply-\(tag)-\(run).jsonl").path
+                    let err = dir.appendingPathComponent("apply-\(tag)-\(run).stderr").path
+                    let t0 = clock.now
+                    let exit = try await BenchProcess.run(
+                        nk3, ["apply", "-i", cluster.inventoryPath, "-d", "\(budget)", "--output", "json"], stdout: out,
+                        stderr: err)
+                    let wall = t0.duration(to: clock.now).milliseconds
+                    let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+                    guard exit.status == 0, text.contains("Rollout complete: \(nodes) updated") else {
+                        let why = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+                        throw BenchError("nk3 apply exited \(exit.status): \(why.suffix(400)) \(text.suffix(3000))")
+                    }
+                    figures.perNode.append(wall / Double(nodes))
+                    figures.cpuPerNode.append(exit.cpuSeconds * 1000 / Double(nodes))
+                    figures.wall.append(wall / 1000)
+                    continue
+                }
                 let session = try ClusterSession.load(inventoryPath: cluster.inventoryPath, logger: logger)
                 let cpu0 = BenchProcess.selfCPUSeconds()
                 let t0 = clock.now

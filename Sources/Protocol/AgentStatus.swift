@@ -42,6 +42,10 @@ public struct AgentStatus: Codable, Sendable, Hashable {
     /// How this node undoes an unconfirmed boot: `trial-boot` (one-shot entry) or `dead-man` (new default,
     /// rollback + reboot when the confirm deadline passes).
     public var rollbackMode: String
+    /// A reboot this agent has accepted and not yet carried out (the machine goes down moments after
+    /// answering). A coordinator that finds one resumes at "wait for the new boot" instead of draining and
+    /// rebooting again. Absent from agents that predate it.
+    public var pendingReboot: PendingRebootStatus?
 
     public init(
         hostname: String, agentVersion: String = NK3Wire.softwareVersion, kernel: String, nixosVersion: String?,
@@ -49,7 +53,7 @@ public struct AgentStatus: Codable, Sendable, Hashable {
         profileGeneration: Int?, profileKernel: String? = nil, bootID: String, uptimeSeconds: Double,
         configHash: String, files: [String: String], channel: String?, lastAcceptedSerial: UInt64?,
         operation: OperationStatus?, lastResult: OperationResult?, kubelet: KubeletState,
-        rollbackMode: String = "dead-man"
+        rollbackMode: String = "dead-man", pendingReboot: PendingRebootStatus? = nil
     ) {
         self.hostname = hostname
         self.agentVersion = agentVersion
@@ -71,6 +75,24 @@ public struct AgentStatus: Codable, Sendable, Hashable {
         self.lastResult = lastResult
         self.kubelet = kubelet
         self.rollbackMode = rollbackMode
+        self.pendingReboot = pendingReboot
+    }
+}
+
+/// A reboot an agent has accepted and not yet carried out.
+public struct PendingRebootStatus: Codable, Sendable, Hashable {
+    /// Boot id when the reboot was requested (the reboot has happened once the agent reports another).
+    public var bootID: String
+    public var reason: String
+    /// Serial of the RebootCommand, when it was one (nil: the agent's own rollback reboot).
+    public var serial: UInt64?
+    public var requestedAt: Date
+
+    public init(bootID: String, reason: String, serial: UInt64?, requestedAt: Date) {
+        self.bootID = bootID
+        self.reason = reason
+        self.serial = serial
+        self.requestedAt = requestedAt
     }
 }
 

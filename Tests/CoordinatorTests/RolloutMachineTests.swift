@@ -358,6 +358,33 @@ import Testing
         #expect(m.nodesInFlight == ["n1"])
     }
 
+    @Test("a node whose agent reports the killed run's reboot as pending is waited for, not drained again")
+    func pendingRebootResumesAtWaitReachable() {
+        var m = RolloutMachine(plan: plan)
+        let a = m.start(
+            RT.start(["n1", "n2"], cordoned: ["n1": "nk3 rollout"], progress: progress(["n1": .init(step: .reboot, applySerial: 5)])) {
+                guard $0 == "n1" else { return RT.status($0) }
+                var s = RT.status($0, files: newFiles, operation: op(.awaitingConfirm))
+                s.pendingReboot = PendingRebootStatus(bootID: s.bootID, reason: "nk3 rollout", serial: 6, requestedAt: Date())
+                return s
+            })
+        #expect(a.messages.contains("Resuming n1 at wait-reachable"), "\(a.messages)")
+        #expect(a.work == [.waitReachable(node: "n1", oldBootID: "n1-boot-1")])
+    }
+
+    @Test("a pending reboot of an earlier boot (reported after it happened) does not count")
+    func stalePendingRebootIsIgnored() {
+        var m = RolloutMachine(plan: plan)
+        let a = m.start(
+            RT.start(["n1", "n2"], cordoned: ["n1": "nk3 rollout"], progress: progress(["n1": .init(step: .drain, applySerial: 5)])) {
+                guard $0 == "n1" else { return RT.status($0) }
+                var s = RT.status($0, files: newFiles, operation: op(.awaitingConfirm))
+                s.pendingReboot = PendingRebootStatus(bootID: "n1-boot-0", reason: "x", serial: 6, requestedAt: Date())
+                return s
+            })
+        #expect(a.work == [.drain(node: "n1")])
+    }
+
     @Test func rebootedNodeResumesAtReadyThenConfirms() {
         var sim = MachineSim(plan: plan)
         sim.run(

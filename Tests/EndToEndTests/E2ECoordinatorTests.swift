@@ -48,31 +48,12 @@ struct E2ECoordinatorTests {
             #expect(c.lease()?.spec.holderIdentity == nil, "a cancelled run releases the lease")
             #expect(c.lease()?.metadata.annotations?["nk3.io/rollout-progress"] != nil, "and keeps its progress")
 
-            var rerun = E2ESink()
-            let summary: RolloutSummary
-            if point == "Rebooting" {
-                // PRODUCT BUG (open, see docs/RELIABILITY.md): killed right as it asked node 2 to reboot, a rerun
-                // started while the agent is still up for its last moments re-drains node 2 and then aborts
-                // (exit 3) when the agent goes down under it ("did not answer before the reboot"); and while the
-                // node is down, ClusterSession.preflight refuses (exit 3) although the rollout machine would
-                // resume a node progress says was rebooting. Whether the immediate rerun hits it is a race.
-                let first = Mutex<RolloutSummary?>(nil)
-                let firstSink = rerun
-                await withKnownIssue("rerun racing the killed run's reboot of sim-node-2", isIntermittent: true) {
-                    let s = try await c.rollout(.apply(.boot), holder: "bob@laptop/2", sink: firstSink)
-                    first.withLock { $0 = s }
-                }
-                if let s = first.withLock({ $0 }) {
-                    summary = s
-                } else {
-                    // The operator reruns once the node is back: it converges.
-                    #expect(await eventually { (try? await c.sim.agentClient(for: "sim-node-2").status()) != nil })
-                    rerun = E2ESink()
-                    summary = try await c.rollout(.apply(.boot), holder: "bob@laptop/3", sink: rerun)
-                }
-            } else {
-                summary = try await c.rollout(.apply(.boot), holder: "bob@laptop/2", sink: rerun)
-            }
+            // Rerun at once. Killed as it asked node 2 to reboot, the rerun may find node 2 still up with the
+            // reboot pending (the agent reports it: resume at "wait for the new boot" rather than drain under a
+            // machine going down), already down (saved progress says it was rebooting: wait for it rather than
+            // refuse it as unreachable), or up with no reboot accepted (drain and reboot it again).
+            let rerun = E2ESink()
+            let summary = try await c.rollout(.apply(.boot), holder: "bob@laptop/2", sink: rerun)
             #expect(
                 Set(summary.updated + summary.alreadyDone + summary.unchanged) == Set(c.names),
                 "\(summary)\n\(rerun.transcript)")

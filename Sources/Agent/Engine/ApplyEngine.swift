@@ -129,7 +129,13 @@ public actor ApplyEngine: AgentEngine, Service {
             uptimeSeconds: facts.uptimeSeconds, configHash: ConfigFiles.hash(files: files),
             files: ConfigFiles.digests(files), channel: channel?.url(named: "nixos"), lastAcceptedSerial: nil,
             operation: machine.operationStatus, lastResult: machine.state.lastResult, kubelet: kubelet,
-            rollbackMode: "dead-man")
+            rollbackMode: "dead-man",
+            pendingReboot: machine.state.pendingReboot.flatMap { p in
+                // Still this boot: accepted, not carried out yet.
+                p.bootID == facts.bootID
+                    ? PendingRebootStatus(bootID: p.bootID, reason: p.reason, serial: p.serial, requestedAt: p.requestedAt)
+                    : nil
+            })
     }
 
     public func landedFiles() async -> [String: String] {

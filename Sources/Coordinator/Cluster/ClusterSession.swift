@@ -258,6 +258,8 @@ public struct ClusterSession: Sendable {
         _ kind: RolloutKind, options: RolloutPlan.Options, sink: any RolloutEventSink, clock: C,
         pollInterval: Duration = .milliseconds(100), holder: String = ClusterSession.defaultHolder()
     ) async throws -> RolloutSummary {
+        // Nodes an interrupted rollout was rebooting may still be down: wait for them first.
+        try await awaitInterruptedReboots(sink: sink, clock: clock, pollInterval: pollInterval)
         // The executor announces reachability itself; this pass only refuses early and feeds the plan.
         let statuses = try await preflight(sink: sink, announce: false)
         var rendered: [String: [String: String]] = [:]
@@ -270,10 +272,7 @@ public struct ClusterSession: Sendable {
         }
         let plan = rolloutPlan(kind: kind, rendered: rendered, options: options)
         return try await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
-            let cluster = KubeRolloutCluster(
-                kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,
-                ceph: inventory.ceph.enabled ? (inventory.ceph.namespace, inventory.ceph.name ?? inventory.ceph.namespace) : nil,
-                pollInterval: pollInterval, clock: clock, logger: logger)
+            let cluster = rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval)
             let t = inventory.timeouts
             let executor = RolloutExecutor(
                 agents: agents, cluster: cluster,
@@ -283,6 +282,48 @@ public struct ClusterSession: Sendable {
                         rebuild: t.rebuild, drain: t.drain, reboot: t.reboot, ready: t.ready, gates: t.gates)),
                 clock: clock, sink: sink, logger: logger)
             return try await executor.run(plan)
+        }
+    }
+
+    private func rolloutCluster<C: Clock<Duration>>(kube: KubeClient, clock: C, pollInterval: Duration) -> KubeRolloutCluster<C> {
+        KubeRolloutCluster(
+            kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,
+            ceph: inventory.ceph.enabled ? (inventory.ceph.namespace, inventory.ceph.name ?? inventory.ceph.namespace) : nil,
+            pollInterval: pollInterval, clock: clock, logger: logger)
+    }
+
+    /// A coordinator killed just after asking a node to reboot leaves progress saying so; a rerun started while
+    /// that node is down would otherwise be refused as "unreachable". Waits (up to the reboot timeout, paced
+    /// polls) for every unreachable node whose saved progress says it was being rebooted; refuses nothing
+    /// itself — `preflight` afterwards does, if one is still down. Unreachable nodes without such progress
+    /// are not waited for.
+    private func awaitInterruptedReboots<C: Clock<Duration>>(
+        sink: any RolloutEventSink, clock: C, pollInterval: Duration
+    ) async throws {
+        var down = Set(await probeAll().filter { if case .failure = $0.result { return true } else { return false } }.map(\.node))
+        guard !down.isEmpty else { return }
+        let progress = try? await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
+            try await rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval).loadProgress()
+        }
+        let rebooting = down.filter { [.reboot, .waitReachable].contains(progress?.inFlight[$0]?.step) }
+        guard !rebooting.isEmpty else { return }
+        down = rebooting
+        let timeout = inventory.timeouts.reboot
+        for node in down.sorted() {
+            sink.emit(
+                RolloutEvent(
+                    timestamp: Date(), node: node, phase: .preflight, status: .info,
+                    message: "\(node) is down: the interrupted rollout was rebooting it; waiting up to "
+                        + "\(RolloutDurations.describe(timeout)) for it to come back"))
+        }
+        let start = clock.now
+        while !down.isEmpty, start.duration(to: clock.now) < timeout {
+            try await clock.sleep(
+                until: clock.now.advanced(by: PollPace.delay(waited: start.duration(to: clock.now), interval: pollInterval)),
+                tolerance: nil)
+            for node in down.sorted() {
+                if (try? await clients[node]!.status()) != nil { down.remove(node) }
+            }
         }
     }
 

@@ -330,6 +330,12 @@ public struct RolloutMachine: Sendable {
                         run.kernelAfter = status.kernel
                         run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates, .confirm]
                         run.inDisruption = true
+                    } else if let pending = status.pendingReboot, pending.bootID == status.bootID {
+                        // The killed run's reboot was accepted and is about to happen: wait for the new boot
+                        // rather than drain and reboot again under a machine that is going down.
+                        run.bootIDBeforeReboot = status.bootID
+                        run.steps = steps(node, from: .waitReachable)
+                        run.inDisruption = true
                     } else if cordoned {
                         run.steps = steps(node, from: .drain)
                         run.inDisruption = true
@@ -372,6 +378,14 @@ public struct RolloutMachine: Sendable {
             if let before = rec.bootIDBeforeReboot, status.isBootIDKnown, status.bootID != before {
                 run.kernelAfter = status.kernel
                 run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates]
+                run.inDisruption = true
+                return .run(run)
+            }
+            if let pending = status.pendingReboot, pending.bootID == status.bootID,
+                [.reboot, .waitReachable].contains(rec.step)
+            {
+                run.bootIDBeforeReboot = status.bootID  // accepted, about to go down: wait for the new boot
+                run.steps = steps(node, from: .waitReachable)
                 run.inDisruption = true
                 return .run(run)
             }

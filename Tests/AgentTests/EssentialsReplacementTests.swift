@@ -58,28 +58,6 @@ struct EssentialsReplacementTests {
         #expect(Hex.lowercase([UInt8]()) == "")
     }
 
-    @Test(
-        "envelope key check answers as the JSONSerialization version did",
-        arguments: [
-            #"{"version":1,"keyID":"k","payload":"p","signature":"s"}"#, #"{"version":1,"extra":2,"zz":null}"#, "{}",
-            "[1,2]", " [ ]", "5", #""text""#, "null", "{", "", "not json", #"{"a":{"b":[1,{"c":2}]}}"#,
-        ])
-    func envelopeKeys(_ body: String) {
-        let data = Data(body.utf8)
-        let expected: String?
-        if let object = try? JSONSerialization.jsonObject(with: data, options: []) {
-            if let dict = object as? [String: Any] {
-                let unknown = Set(dict.keys).subtracting(["version", "keyID", "payload", "signature"])
-                expected = unknown.isEmpty ? nil : "unknown field(s) \(unknown.sorted().joined(separator: ", "))"
-            } else {
-                expected = "body is not a JSON object"
-            }
-        } else {
-            expected = "body is not valid JSON"
-        }
-        #expect(AgentServer.unexpectedEnvelopeKeys(data) == expected)
-    }
-
     @Test("createDirectory makes missing parents with exactly the mode, and refuses a file in the way")
     func createDirectory() throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-mkdir-\(UUID().uuidString)").path

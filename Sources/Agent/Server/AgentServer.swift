@@ -144,10 +144,8 @@ public final class AgentServer: Service, Sendable {
         guard body.readableBytes <= NK3Wire.maxBodyBytes else {
             return countRefusal(WireError(.bodyTooLarge, "envelope exceeds \(NK3Wire.maxBodyBytes) bytes"))
         }
+        // Unknown, duplicate or missing fields are refused by the verifier's strict parser (malformed, 400).
         let data = Data(body.readableBytesView)
-        if let problem = Self.unexpectedEnvelopeKeys(data) {
-            return countRefusal(WireError(.malformed, "malformed envelope: \(problem)"))
-        }
         let payload: CommandPayload
         let verifier = self.verifier
         let now = self.now()
@@ -172,41 +170,6 @@ public final class AgentServer: Service, Sendable {
         } catch {
             logger.info("command refused by engine", metadata: ["agent.error": "\(error.code.rawValue)"])
             return refuse(error)
-        }
-    }
-
-    /// Strictness beyond JSONDecoder (which ignores unknown keys): the envelope must be a JSON object with
-    /// exactly the known fields. The payload inside is signed, so it is checked by the verifier.
-    static func unexpectedEnvelopeKeys(_ data: Data) -> String? {
-        let keys: [String]
-        do {
-            keys = try JSONDecoder().decode(TopLevelKeys.self, from: data).keys
-        } catch DecodingError.typeMismatch {
-            // Valid JSON, not an object. A top-level scalar is not valid JSON to a strict parser (RFC 4627).
-            let first = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) })
-            return first == UInt8(ascii: "[") ? "body is not a JSON object" : "body is not valid JSON"
-        } catch {
-            return "body is not valid JSON"
-        }
-        let allowed: Set<String> = ["version", "keyID", "payload", "signature"]
-        let unknown = Set(keys).subtracting(allowed)
-        if !unknown.isEmpty { return "unknown field(s) \(unknown.sorted().joined(separator: ", "))" }
-        return nil
-    }
-
-    /// The keys of a top-level JSON object, whatever their values.
-    private struct TopLevelKeys: Decodable {
-        struct Key: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-
-        var keys: [String]
-
-        init(from decoder: any Decoder) throws {
-            keys = try decoder.container(keyedBy: Key.self).allKeys.map(\.stringValue)
         }
     }
 

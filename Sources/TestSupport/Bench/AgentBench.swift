@@ -35,12 +35,14 @@ struct AgentBench {
         var requestWall: [Double] = []
         var anonymous: [Double] = []
         var fileBacked: [Double] = []
+        var runtimeShared = false
         for run in 0..<runs {
             let m = try await measureProcess(binary: binary, in: dir.appendingPathComponent("run-\(run)"))
             idleRSS.append(m.idleRSS)
             busyRSS.append(m.busyRSS)
             idleCPU.append(m.idleCPU)
             requestWall.append(m.requestsSeconds)
+            runtimeShared = runtimeShared || m.runtimeShared
             if let split = m.idleSplit {
                 anonymous.append(Double(split.anonymous) / 1024)
                 fileBacked.append(Double(split.file) / 1024)
@@ -80,7 +82,13 @@ struct AgentBench {
         } else {
             result.notes.append("strip not found: stripped size not measured")
         }
-        result.notes.append("binary: \(binary) (dynamically linked: the Swift runtime and Foundation .so files are not in this size)")
+        if runtimeShared {
+            result.notes.append(
+                "binary: \(binary) (Swift runtime linked dynamically: its .so files are not in this size; "
+                    + "scripts/bench.sh builds the agent with --static-swift-stdlib)")
+        } else {
+            result.notes.append("binary: \(binary) (Swift runtime linked statically: --static-swift-stdlib; glibc and libstdc++ shared)")
+        }
         result.notes.append(
             "RSS = VmRSS from /proc/PID/status; idle CPU = utime+stime delta from /proc/PID/stat (10 ms ticks) — "
                 + "the agent's kubelet probe runs only when status is asked")
@@ -92,6 +100,8 @@ struct AgentBench {
         var idleCPU: Double
         var requestsSeconds: Double
         var idleSplit: (anonymous: Int, file: Int)?
+        /// libswiftCore.so is mapped (the Swift runtime is a shared library, not linked in).
+        var runtimeShared: Bool
     }
 
     private func measureProcess(binary: String, in dir: URL) async throws -> Measured {
@@ -138,6 +148,8 @@ struct AgentBench {
         try await Task.sleep(for: .seconds(options.quick ? 0.2 : 1))
         let idleRSS = Double(BenchProcess.rssKiB(pid) ?? 0) / 1024
         let idleSplit = BenchProcess.rssSplitKiB(pid)
+        let maps = (try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)) ?? ""
+        let runtimeShared = maps.contains("libswiftCore.so")
 
         let client = try AgentClient(
             endpoint: AgentEndpoint(host: "127.0.0.1", port: port, expectedName: "bench-node"),
@@ -166,7 +178,7 @@ struct AgentBench {
         try await Task.sleep(for: .seconds(options.agentIdleSeconds))
         let cpu1 = BenchProcess.cpuSeconds(pid) ?? 0
         return Measured(idleRSS: idleRSS, busyRSS: busyRSS, idleCPU: (cpu1 - cpu0) * 1000, requestsSeconds: requestsSeconds,
-            idleSplit: idleSplit)
+            idleSplit: idleSplit, runtimeShared: runtimeShared)
     }
 
     static func format(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(v) }

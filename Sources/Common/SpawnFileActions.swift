@@ -6,7 +6,7 @@ public enum SpawnFileActions {
     private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
 
     /// glibc ≥ 2.34's `posix_spawn_file_actions_addclosefrom_np`, looked up at run time.
-    nonisolated(unsafe) private static let addCloseFrom: AddCloseFrom? = {
+    private static let addCloseFrom: AddCloseFrom? = {
         guard let sym = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
         return unsafeBitCast(sym, to: AddCloseFrom.self)
     }()

@@ -98,6 +98,31 @@ struct KubeRolloutClusterTests {
         }
     }
 
+    @Test("progress saves after our own write take one request (no GET); a write by someone else costs a 409 and a re-read, and is not lost")
+    func progressSaveUsesLastWrite() async throws {
+        try await withCluster { state, cluster in
+            _ = try await cluster.acquireLease(holder: "alice@hostA/1", ttl: .seconds(60))
+            func progress(_ n: Int) -> RolloutProgress {
+                RolloutProgress(planFingerprint: "p", done: [:], inFlight: ["n1": .init(step: .drain, applySerial: UInt64(n))])
+            }
+            let before = state.stats.requests
+            try await cluster.saveProgress(progress(1))
+            try await cluster.saveProgress(progress(2))
+            #expect(state.stats.requests - before == 2, "one PUT each")
+            // Another writer changes the Lease (a label here): our next save conflicts, re-reads, keeps theirs.
+            state.update(.leases, namespace: cluster.leaseNamespace, name: cluster.leaseName, as: Lease.self) {
+                $0.metadata.labels = ["touched-by": "someone-else"]
+            }
+            let mid = state.stats.requests
+            try await cluster.saveProgress(progress(3))
+            #expect(state.stats.requests - mid == 3, "PUT (409), GET, PUT")
+            #expect(try await cluster.loadProgress() == progress(3))
+            let lease: Lease? = state.get(.leases, namespace: cluster.leaseNamespace, name: cluster.leaseName)
+            #expect(lease?.metadata.labels?["touched-by"] == "someone-else")
+            #expect(lease?.spec.holderIdentity == "alice@hostA/1")
+        }
+    }
+
     @Test("cordon is recorded; uncordon only undoes nk3's own cordon")
     func cordonRules() async throws {
         try await withCluster { state, cluster in

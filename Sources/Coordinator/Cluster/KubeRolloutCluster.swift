@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NK3Kube
 import NK3Protocol
+import Synchronization
 
 /// The real `RolloutCluster`: the Kubernetes API through `KubeAPI`, the health gates of `HealthGates`, and a
 /// `coordination.k8s.io/v1` Lease that both locks the cluster for one rollout and carries its progress
@@ -21,6 +22,9 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     public let logger: Logger
 
     static var progressAnnotation: String { "nk3.io/rollout-progress" }
+
+    /// The Lease as this adapter last wrote it (shared by copies of the adapter).
+    private let written = LastWrittenLease()
 
     /// Makes the adapter.
     public init(
@@ -99,7 +103,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
                         holderIdentity: holder, leaseDurationSeconds: Self.seconds(ttl),
                         acquireTime: MicroTime.format(now), renewTime: MicroTime.format(now), leaseTransitions: 0))
                 do {
-                    _ = try await kube.createLease(created)
+                    written.set(try await kube.createLease(created))
                     return RolloutLease(holder: holder, expiresAt: now.addingTimeInterval(Double(Self.seconds(ttl))))
                 } catch let e as KubeError where e.code == .conflict {
                     continue  // somebody created it meanwhile: read it again
@@ -117,7 +121,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             lease.spec.leaseDurationSeconds = Self.seconds(ttl)
             lease.spec.renewTime = MicroTime.format(now)
             do {
-                _ = try await kube.updateLease(lease)
+                written.set(try await kube.updateLease(lease))
                 return RolloutLease(holder: holder, expiresAt: now.addingTimeInterval(Double(Self.seconds(ttl))))
             } catch let e as KubeError where e.code == .conflict {
                 continue
@@ -177,7 +181,24 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         }
     }
 
+    /// Changes the Lease with optimistic concurrency. First from the copy this adapter last wrote, without a
+    /// GET: its resourceVersion makes the PUT fail with 409 if anyone (another coordinator, or our own lease
+    /// renewal through another path) wrote since, and only then is the Lease read again. Progress is saved at
+    /// every step of every node, so this halves the rollout's Lease requests (`nk3 bench`).
     private func mutateLease(_ change: (inout Lease) -> Void) async throws {
+        if var lease = written.get() {
+            let before = lease
+            change(&lease)
+            if before != lease {
+                do {
+                    written.set(try await kube.updateLease(lease))
+                    return
+                } catch let e as KubeError where e.code == .conflict {
+                    written.set(nil)  // stale: read it below
+                }
+            }
+            // Unchanged against our copy: confirm against the stored Lease below (ours may be stale).
+        }
         for _ in 0..<5 {
             var lease: Lease
             do {
@@ -187,9 +208,12 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             }
             let before = lease
             change(&lease)
-            if before == lease { return }
+            if before == lease {
+                written.set(lease)
+                return
+            }
             do {
-                _ = try await kube.updateLease(lease)
+                written.set(try await kube.updateLease(lease))
                 return
             } catch let e as KubeError where e.code == .conflict {
                 continue
@@ -204,6 +228,13 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         guard let renew = lease.spec.renewTime.flatMap(MicroTime.parse) else { return nil }
         return renew.addingTimeInterval(Double(lease.spec.leaseDurationSeconds ?? 0))
     }
+}
+
+/// The Lease as last written by a `KubeRolloutCluster` (a reference, so copies of the adapter share it).
+final class LastWrittenLease: Sendable {
+    private let lease = Mutex<Lease?>(nil)
+    func get() -> Lease? { lease.withLock { $0 } }
+    func set(_ value: Lease?) { lease.withLock { $0 = value } }
 }
 
 /// Rules about rollout Lease holders (`user@host/pid`).

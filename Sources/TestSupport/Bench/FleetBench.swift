@@ -96,7 +96,7 @@ struct FleetBench {
                     target: "≤ 20 ms", met: { $0 <= 20 }))
             result.figures.append(BenchFigure("\(tag), \(size) nodes, budget 1: CPU per node", unit: "ms", samples: r.cpuPerNode))
             result.notes.append(
-                "\(size) nodes, budget 1, wall per node by phase reached: "
+                "\(size) nodes, budget 1, wall per node by phase in progress: "
                     + r.phases.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ") + " ms")
         }
         if let size = options.rolloutSizes.first {
@@ -151,8 +151,8 @@ struct FleetBench {
         var perNode: [Double] = []
         var cpuPerNode: [Double] = []
         var wall: [Double] = []
-        /// Wall time per node spent before each phase's events (gaps between consecutive events, attributed to
-        /// the later event's phase), from the last run.
+        /// Wall time per node spent in each phase: the gap between consecutive events is charged to the phase of
+        /// the earlier one (from "Rebooting X" to "X is reachable" is the reboot wait), from the last run.
         var phases: [(String, Double)] = []
     }
 
@@ -160,7 +160,7 @@ struct FleetBench {
         var total: [String: Double] = [:]
         var order: [String] = []
         for (a, b) in zip(events, events.dropFirst()) {
-            let key = "\(b.phase)"
+            let key = "\(a.phase)"
             if total[key] == nil { order.append(key) }
             total[key, default: 0] += b.timestamp.timeIntervalSince(a.timestamp) * 1000 / Double(nodes)
         }

@@ -149,9 +149,14 @@ public struct ClusterSession: Sendable {
     /// Probes every agent and emits "X is reachable"; throws (exit code 3) naming every unreachable node
     /// before anything has been changed.
     public func preflight(sink: any RolloutEventSink, announce: Bool = true) async throws -> [String: AgentStatus] {
+        try preflight(await probeAll(), sink: sink, announce: announce)
+    }
+
+    /// `preflight` over probes already made.
+    func preflight(_ probes: [Probe], sink: any RolloutEventSink, announce: Bool) throws -> [String: AgentStatus] {
         var statuses: [String: AgentStatus] = [:]
         var unreachable: [String] = []
-        for p in await probeAll() {
+        for p in probes {
             switch p.result {
             case .success(let s):
                 statuses[p.node] = s
@@ -258,10 +263,10 @@ public struct ClusterSession: Sendable {
         _ kind: RolloutKind, options: RolloutPlan.Options, sink: any RolloutEventSink, clock: C,
         pollInterval: Duration = .milliseconds(100), holder: String = ClusterSession.defaultHolder()
     ) async throws -> RolloutSummary {
-        // Nodes an interrupted rollout was rebooting may still be down: wait for them first.
-        try await awaitInterruptedReboots(sink: sink, clock: clock, pollInterval: pollInterval)
-        // The executor announces reachability itself; this pass only refuses early and feeds the plan.
-        let statuses = try await preflight(sink: sink, announce: false)
+        // Nodes an interrupted rollout was rebooting may still be down: wait for them first. The executor
+        // announces reachability itself; this pass only refuses early and feeds the plan.
+        let probes = try await probeAwaitingInterruptedReboots(sink: sink, clock: clock, pollInterval: pollInterval)
+        let statuses = try preflight(probes, sink: sink, announce: false)
         var rendered: [String: [String: String]] = [:]
         var plans: [NodePlan] = []
         if kind != .reboot {
@@ -297,16 +302,18 @@ public struct ClusterSession: Sendable {
     /// polls) for every unreachable node whose saved progress says it was being rebooted; refuses nothing
     /// itself — `preflight` afterwards does, if one is still down. Unreachable nodes without such progress
     /// are not waited for.
-    private func awaitInterruptedReboots<C: Clock<Duration>>(
+    /// Returns the probes of every agent, made again after such a wait.
+    private func probeAwaitingInterruptedReboots<C: Clock<Duration>>(
         sink: any RolloutEventSink, clock: C, pollInterval: Duration
-    ) async throws {
-        var down = Set(await probeAll().filter { if case .failure = $0.result { return true } else { return false } }.map(\.node))
-        guard !down.isEmpty else { return }
+    ) async throws -> [Probe] {
+        let probes = await probeAll()
+        var down = Set(probes.filter { if case .failure = $0.result { return true } else { return false } }.map(\.node))
+        guard !down.isEmpty else { return probes }
         let progress = try? await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
             try await rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval).loadProgress()
         }
         let rebooting = down.filter { [.reboot, .waitReachable].contains(progress?.inFlight[$0]?.step) }
-        guard !rebooting.isEmpty else { return }
+        guard !rebooting.isEmpty else { return probes }
         down = rebooting
         let timeout = inventory.timeouts.reboot
         for node in down.sorted() {
@@ -325,6 +332,7 @@ public struct ClusterSession: Sendable {
                 if (try? await clients[node]!.status()) != nil { down.remove(node) }
             }
         }
+        return await probeAll()
     }
 
     /// `user@host/pid`: who holds the rollout Lease.

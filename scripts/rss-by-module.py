@@ -318,6 +318,8 @@ def analyse(pid, binary, top):
         "VmRSS_KiB": status_kib(pid, "VmRSS"),
         "RssAnon_KiB": status_kib(pid, "RssAnon"),
         "RssFile_KiB": status_kib(pid, "RssFile"),
+        "open_fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": status_kib(pid, "Threads"),
         "by_mapping_KiB": dict(by_mapping.most_common()),
         "by_mapping_private_KiB": dict(private_by_mapping.most_common()),
         "binary_sections_KiB": {k: v / 1024 for k, v in by_section.most_common()},
@@ -381,7 +383,8 @@ def demangle(names):
 
 def report(r, title, top):
     print(f"== {title}: pid {r['pid']}  VmRSS {r['VmRSS_KiB'] / 1024:.2f} MiB "
-          f"(anon {r['RssAnon_KiB'] / 1024:.2f}, file {r['RssFile_KiB'] / 1024:.2f})")
+          f"(anon {r['RssAnon_KiB'] / 1024:.2f}, file {r['RssFile_KiB'] / 1024:.2f}); "
+          f"{r['open_fds']} open fds, {r['threads']} threads")
     print("\n-- resident by mapping (KiB; private = copied-on-write or anonymous)")
     for k, v in r["by_mapping_KiB"].items():
         print(f"{v:9.0f}  {r['by_mapping_private_KiB'].get(k, 0):9.0f}  {k}")

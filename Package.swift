@@ -2,6 +2,30 @@
 // nk3: declarative, rolling NixOS + k3s cluster management (agent + coordinator).
 import PackageDescription
 
+// nk3-agent's link, for resident memory (scripts/rss-by-module.py): linked with lld so that the 77,000 relative
+// relocations are packed (RELR, glibc >= 2.36: 15 KB instead of a 1.8 MB .rela.dyn that the loader reads at every
+// start), and without --export-dynamic (which --static-swift-stdlib adds: 32,000 exported symbols the loader
+// hashes and that keep dead code). Crash backtraces are unaffected: swift-backtrace reads .symtab and DWARF from
+// the file, not the dynamic symbol table. Security features stay as they were (PIE, RELRO, non-executable stack:
+// readelf -l/-d show the same as with gold). NK3_AGENT_PLAIN_LINK=1 builds with the toolchain's default linker
+// and flags instead (a toolchain without ld.lld, or a glibc older than 2.36).
+let agentLinkerSettings: [LinkerSetting] =
+    Context.environment["NK3_AGENT_PLAIN_LINK"] == "1"
+    ? []
+    : [
+        .unsafeFlags(
+            [
+                "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                "-Xlinker", "--no-export-dynamic",
+                // Code the agent runs (start, idle, status requests) laid out together, so it keeps few 64 KiB
+                // fault-around windows resident; regenerate with
+                // `scripts/rss-by-module.py --run AGENT --callgrind --requests 200 --order-file …`.
+                // Names that no longer exist are skipped.
+                "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/nk3-agent/link-order.txt",
+                "-Xlinker", "--no-warn-symbol-ordering",
+            ], .when(platforms: [.linux])),
+    ]
+
 let package = Package(
     name: "nk3",
     platforms: [.macOS(.v14)],
@@ -125,25 +149,7 @@ let package = Package(
             ],
             path: "Sources/nk3-agent",
             exclude: ["link-order.txt"],
-            // Resident memory (scripts/rss-by-module.py): linked with lld so that the 77,000 relative
-            // relocations are packed (RELR: 15 KB instead of a 1.8 MB .rela.dyn that the loader reads at every
-            // start), and without --export-dynamic (which --static-swift-stdlib adds: 32,000 exported symbols
-            // the loader hashes and that keep dead code). Crash backtraces are unaffected: swift-backtrace
-            // reads .symtab and DWARF from the file, not the dynamic symbol table. Security features stay
-            // as they were (PIE, RELRO, non-executable stack: readelf -l/-d show the same as with gold).
-            linkerSettings: [
-                .unsafeFlags(
-                    [
-                        "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
-                        "-Xlinker", "--no-export-dynamic",
-                        // Code the agent runs (start, idle, status requests) laid out together, so it keeps
-                        // few 64 KiB fault-around windows resident; regenerate with
-                        // `scripts/rss-by-module.py --run AGENT --callgrind --requests 200 --order-file …`.
-                        // Names that no longer exist are skipped.
-                        "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/nk3-agent/link-order.txt",
-                        "-Xlinker", "--no-warn-symbol-ordering",
-                    ], .when(platforms: [.linux]))
-            ]
+            linkerSettings: agentLinkerSettings
         ),
         .testTarget(name: "ProtocolTests", dependencies: ["NK3Protocol"], path: "Tests/ProtocolTests"),
         .testTarget(

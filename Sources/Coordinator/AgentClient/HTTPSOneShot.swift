@@ -69,7 +69,7 @@ struct HTTPSOneShot: Sendable {
         let promiseBox = promise
         do {
             let (tls, serverHostname, maxBytes) = (self.tls, self.serverHostname, self.maxResponseBytes)
-            let connecting = ClientBootstrap(group: eventLoop)
+            let bootstrap = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
@@ -80,7 +80,14 @@ struct HTTPSOneShot: Sendable {
                         try sync.addHandler(ResponseCollector(promise: promise, maxBytes: maxBytes))
                     }
                 }
-                .connect(host: host, port: port)
+            // An IP address (what inventories mostly hold) is connected to directly: `connect(host:)` would ask
+            // getaddrinfo on a resolver thread first (7% of `nk3 apply`'s CPU in a profile, one per agent call).
+            let connecting: EventLoopFuture<Channel>
+            if let address = try? SocketAddress(ipAddress: host, port: port) {
+                connecting = bootstrap.connect(to: address)
+            } else {
+                connecting = bootstrap.connect(host: host, port: port)
+            }
             connecting.cascade(to: connected)
             // Cancelled while connecting: a connection that still completes is closed unused.
             connected.futureResult.whenFailure { _ in connecting.whenSuccess { $0.close(promise: nil) } }

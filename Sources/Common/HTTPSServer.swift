@@ -208,6 +208,12 @@ public final class HTTPSServer: Sendable {
             return accepted
         }
 
+        /// How many connections are open (accepted and not yet finished).
+        var count: Int { state.withLock { $0.open.count } }
+
+        /// The open connections' channels.
+        var channels: [any Channel] { state.withLock { Array($0.open.values) } }
+
         func remove(_ channel: any Channel) {
             _ = state.withLock { $0.open.removeValue(forKey: ObjectIdentifier(channel)) }
         }
@@ -320,6 +326,12 @@ public final class HTTPSServer: Sendable {
         return HTTPSServer(serverChannel: channel, runTask: task, connections: connections, host: host, port: boundPort)
     }
 
+    /// How many connections are being served (tests: 0 once every client has gone away).
+    var openConnectionCount: Int { connections.count }
+
+    /// The channels of the connections being served (tests).
+    var openChannels: [any Channel] { connections.channels }
+
     /// Stops accepting, closes every connection (ending handlers' connections and streams in progress) and
     /// waits until all of them are done. Never cancels the accept loop (see `Connections`).
     public func shutdown() async {
@@ -391,12 +403,35 @@ public final class HTTPSServer: Sendable {
                         clientCertificate: peer ?? nil)
                     let response = await handler(request)
                     try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
-                    if !keepAlive { return }
+                    if !keepAlive {
+                        try await closeOutputThenWaitForClient(channel: channel, iterator: &iterator)
+                        return
+                    }
                 }
             }
         } catch {
             logger.trace("http connection ended: \(error)")
         }
+    }
+
+    /// Ends a connection after a `Connection: close` answer by closing only the sending side (TLS close_notify,
+    /// then a TCP FIN) and letting the client close the connection: the answer reaches it whole (no reset from
+    /// closing with unread input), and the TLS handler never waits for the client's close_notify.
+    ///
+    /// Closing both sides here instead made NIOSSL send close_notify and schedule a close for 5 s later
+    /// (`TLSConfiguration.shutdownTimeout`) in case the client never answers with its own. A client that reads
+    /// to EOF and closes the socket without one (Python's `ssl`) ends the connection at once, but NIOSSL
+    /// does not cancel that timer when the channel goes inactive, and the timer holds the handler, its
+    /// BoringSSL connection and its buffers: about 30 KiB per connection for 5 s, so under a steady stream of
+    /// such requests the heap grew to (request rate × 5 s) connections' worth and glibc kept it.
+    ///
+    /// A client that sends anything more (it should not after `Connection: close`) is cut off; one that stays
+    /// silent without closing is closed by the idle timeout.
+    private static func closeOutputThenWaitForClient(
+        channel: Channel, iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+    ) async throws {
+        try? await channel.close(mode: .output).get()
+        _ = try await iterator.next()
     }
 
     private static func peerCertificate(_ channel: Channel, logger: Logger) async throws -> Certificate? {

@@ -3,7 +3,7 @@
 the client leaves?
 
 Usage:
-  scripts/agent-heap-load.py --run BINARY [--mode MODE] [--steps 1000,3000,10000] [--inflight 16] [--idle S]
+  scripts/agent-heap-load.py --run BINARY [--mode MODE] [--steps 1000,3000,10000] [--inflight 16] [--idle S] [--trim]
 
 Starts BINARY as `serve` against a throwaway fake node root (the one scripts/rss-by-module.py builds), sends
 GET /v1/status in batches up to each cumulative count in --steps, and after each batch prints anonymous memory
@@ -13,7 +13,8 @@ request's client behaves):
   unwrap      Connection: close, read to EOF, send close_notify (SSLSocket.unwrap) before closing
   noread      Connection: close, close the socket right after sending, without reading the answer
   keepalive   one connection per worker, all its requests on it (read each answer by Content-Length)
-Extra environment for the agent (e.g. MALLOC_ARENA_MAX=1) is passed through.
+Extra environment for the agent (e.g. MALLOC_ARENA_MAX=1) is passed through. --trim finally calls malloc_trim(0)
+in the agent from gdb and samples again: what is left is live, the difference was free memory glibc kept.
 """
 
 import argparse
@@ -123,6 +124,7 @@ def main():
     ap.add_argument("--steps", default="1000,3000,10000")
     ap.add_argument("--inflight", type=int, default=16)
     ap.add_argument("--idle", type=float, default=6.0)
+    ap.add_argument("--trim", action="store_true")
     args = ap.parse_args()
     d = tempfile.mkdtemp(prefix="agent-heap-")
     try:
@@ -149,6 +151,10 @@ def main():
                 print(f"{done:6d} requests  +0 s        {sample(proc.pid)}   ({took:.1f} s)", flush=True)
                 time.sleep(args.idle)
                 print(f"{done:6d} requests  +{args.idle:g} s{'':7s}{sample(proc.pid)}", flush=True)
+            if args.trim:
+                subprocess.run(["gdb", "-batch", "-p", str(proc.pid), "-ex", "call (int) malloc_trim(0)"],
+                               capture_output=True, check=True)
+                print(f"{done:6d} requests  malloc_trim {sample(proc.pid)}", flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -13,6 +13,7 @@ request's client behaves):
   unwrap      Connection: close, read to EOF, send close_notify (SSLSocket.unwrap) before closing
   noread      Connection: close, close the socket right after sending, without reading the answer
   keepalive   one connection per worker, all its requests on it (read each answer by Content-Length)
+  badrequest  a request the parser refuses (400, the server closes), read to EOF, close without close_notify
 Extra environment for the agent (e.g. MALLOC_ARENA_MAX=1) is passed through. --trim finally calls malloc_trim(0)
 in the agent from gdb and samples again: what is left is live, the difference was free memory glibc kept.
 """
@@ -76,7 +77,7 @@ def load(ctx, port, mode, n, inflight):
     def one(_):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
             s = ctx.wrap_socket(raw, server_hostname="bench-node")
-            s.sendall(REQ % b"Connection: close\r\n")
+            s.sendall(b"NOT HTTP\r\n\r\n" if mode == "badrequest" else REQ % b"Connection: close\r\n")
             if mode == "noread":
                 s.close()
                 return
@@ -87,7 +88,7 @@ def load(ctx, port, mode, n, inflight):
                 except (ssl.SSLError, OSError):
                     pass
             s.close()
-        if not data.startswith(b"HTTP/1.1 200"):
+        if not data.startswith(b"HTTP/1.1 400" if mode == "badrequest" else b"HTTP/1.1 200"):
             raise RuntimeError("status request failed: " + data[:200].decode(errors="replace"))
 
     def worker(count):
@@ -120,7 +121,7 @@ def sample(pid):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, metavar="BINARY")
-    ap.add_argument("--mode", default="close", choices=["close", "unwrap", "noread", "keepalive"])
+    ap.add_argument("--mode", default="close", choices=["close", "unwrap", "noread", "keepalive", "badrequest"])
     ap.add_argument("--steps", default="1000,3000,10000")
     ap.add_argument("--inflight", type=int, default=16)
     ap.add_argument("--idle", type=float, default=6.0)

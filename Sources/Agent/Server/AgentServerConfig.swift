@@ -68,7 +68,15 @@ public struct AgentServerConfig: Sendable {
         }
         let identity = try TLSIdentity(certificatePEM: certPEM, privateKeyPEM: keyPEM)
         let ca = try TLSConfigs.trustRoots(pem: try Self.text(clientCA))
-        return try TLSConfigs.serverContext(identity: identity, clientCA: ca)
+        var tls = TLSConfigs.server(identity: identity, clientCA: ca)
+        // When the agent closes a connection (a malformed request, the idle timeout, shutdown), NIOSSL waits this
+        // long for the client's close_notify, and keeps the connection's TLS state and buffers (~30 KiB) that long
+        // even when the client has closed the socket without one (its timer is not cancelled then). 5 s by
+        // default: 3,000 malformed requests at 16 in flight left 60 MiB of heap. A client that answers does
+        // so within milliseconds on a cluster network. (After a `Connection: close` answer the agent does not
+        // wait at all: see HTTPSServer.)
+        tls.shutdownTimeout = .seconds(1)
+        return try NIOSSLContext(configuration: tls)
     }
 
     /// Parses the pinned signing keys; at least one is required.

@@ -14,6 +14,7 @@ request's client behaves):
   noread      Connection: close, close the socket right after sending, without reading the answer
   keepalive   one connection per worker, all its requests on it (read each answer by Content-Length)
   badrequest  a request the parser refuses (400, the server closes), read to EOF, close without close_notify
+  nocert      no client certificate: the agent refuses the handshake (the client sees an error, counted as done)
 Extra environment for the agent (e.g. MALLOC_ARENA_MAX=1) is passed through. --trim finally calls malloc_trim(0)
 in the agent from gdb and samples again: what is left is live, the difference was free memory glibc kept.
 """
@@ -37,11 +38,12 @@ _spec.loader.exec_module(rss)
 REQ = b"GET /v1/status HTTP/1.1\r\nHost: bench-node\r\n%sContent-Length: 0\r\n\r\n"
 
 
-def context(d):
+def context(d, with_certificate=True):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(f"{d}/tls/ca.crt")
-    ctx.load_cert_chain(f"{d}/tls/reader.crt", f"{d}/tls/reader.key")
+    if with_certificate:
+        ctx.load_cert_chain(f"{d}/tls/reader.crt", f"{d}/tls/reader.key")
     return ctx
 
 
@@ -75,6 +77,15 @@ def read_response(s, buf):
 
 def load(ctx, port, mode, n, inflight):
     def one(_):
+        if mode == "nocert":
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                try:
+                    with ctx.wrap_socket(raw, server_hostname="bench-node") as s:
+                        s.sendall(REQ % b"Connection: close\r\n")
+                        read_to_eof(s)
+                except (ssl.SSLError, OSError):
+                    return
+            raise RuntimeError("the agent answered a client without a certificate")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
             s = ctx.wrap_socket(raw, server_hostname="bench-node")
             s.sendall(b"NOT HTTP\r\n\r\n" if mode == "badrequest" else REQ % b"Connection: close\r\n")
@@ -121,7 +132,7 @@ def sample(pid):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, metavar="BINARY")
-    ap.add_argument("--mode", default="close", choices=["close", "unwrap", "noread", "keepalive", "badrequest"])
+    ap.add_argument("--mode", default="close", choices=["close", "unwrap", "noread", "keepalive", "badrequest", "nocert"])
     ap.add_argument("--steps", default="1000,3000,10000")
     ap.add_argument("--inflight", type=int, default=16)
     ap.add_argument("--idle", type=float, default=6.0)
@@ -142,7 +153,7 @@ def main():
             time.sleep(1)
             print(f"mode {args.mode} inflight {args.inflight}", flush=True)
             print(f"{0:6d} requests  idle        {sample(proc.pid)}", flush=True)
-            ctx = context(d)
+            ctx = context(d, with_certificate=args.mode != "nocert")
             done = 0
             for step in (int(s) for s in args.steps.split(",")):
                 t = time.monotonic()

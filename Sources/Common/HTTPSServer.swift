@@ -418,8 +418,8 @@ public final class HTTPSServer: Sendable {
     /// then a TCP FIN) and letting the client close the connection: the answer reaches it whole (no reset from
     /// closing with unread input), and the TLS handler never waits for the client's close_notify.
     ///
-    /// Closing both sides here instead made NIOSSL send close_notify and schedule a close for 5 s later
-    /// (`TLSConfiguration.shutdownTimeout`) in case the client never answers with its own. A client that reads
+    /// Closing both sides here instead made NIOSSL send close_notify and schedule a close for later
+    /// (`TLSConfiguration.shutdownTimeout`, 5 s by default) in case the client never answers with its own. A client that reads
     /// to EOF and closes the socket without one (Python's `ssl`) ends the connection at once, but NIOSSL
     /// does not cancel that timer when the channel goes inactive, and the timer holds the handler, its
     /// BoringSSL connection and its buffers: about 30 KiB per connection for 5 s, so under a steady stream of

@@ -22,4 +22,12 @@ public protocol AgentEngine: Sendable {
     /// (e.g. `.busy`, `.invalidState`) to refuse it; the answer is sent before long work (a rebuild
     /// or a reboot) completes.
     func handle(_ payload: CommandPayload) async throws(WireError) -> EnvelopeReceipt
+    /// The answer to the command with this serial has been written out (or writing it failed). A reboot
+    /// waits for this before the machine goes down.
+    func responseSent(serial: UInt64) async
+}
+
+extension AgentEngine {
+    /// Engines with nothing to wait for ignore it.
+    public func responseSent(serial: UInt64) async {}
 }

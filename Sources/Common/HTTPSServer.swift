@@ -107,6 +107,9 @@ public struct HTTPServerResponse: Sendable {
     public var headers: HTTPHeaders
     /// The body.
     public var body: Body
+    /// Called once the response has been written out (for `Connection: close`, once the sending side is closed
+    /// too), or once writing it failed: what must not happen before the client has its answer (a reboot).
+    public var afterSent: (@Sendable () -> Void)?
 
     /// Makes a response.
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: Body = .bytes(ByteBuffer())) {
@@ -402,11 +405,18 @@ public final class HTTPSServer: Sendable {
                         method: head.method, uri: head.uri, headers: head.headers, body: body,
                         clientCertificate: peer ?? nil)
                     let response = await handler(request)
+                    var notified = false
+                    defer { if !notified { response.afterSent?() } }  // the write failed: the client is gone
                     try await write(response, for: head, keepAlive: keepAlive, outbound: outbound, channel: channel)
                     if !keepAlive {
-                        try await closeOutputThenWaitForClient(channel: channel, iterator: &iterator)
+                        try await closeOutputThenWaitForClient(channel: channel, iterator: &iterator) {
+                            notified = true
+                            response.afterSent?()
+                        }
                         return
                     }
+                    notified = true
+                    response.afterSent?()
                 }
             }
         } catch {
@@ -428,9 +438,11 @@ public final class HTTPSServer: Sendable {
     /// A client that sends anything more (it should not after `Connection: close`) is cut off; one that stays
     /// silent without closing is closed by the idle timeout.
     private static func closeOutputThenWaitForClient(
-        channel: Channel, iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+        channel: Channel, iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
+        whenSent: () -> Void
     ) async throws {
         try? await channel.close(mode: .output).get()
+        whenSent()
         _ = try await iterator.next()
     }
 

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NK3Protocol
 import ServiceLifecycle
+import Synchronization
 
 /// The agent's apply engine: carries out `ApplyMachine` actions against a `NodeSystem`, persisting the
 /// machine's state in the state directory before every side effect, and runs the confirm-deadline timer.
@@ -23,6 +24,8 @@ public actor ApplyEngine: AgentEngine, Service {
     private let store: ApplyStateStore
     private let k3sUnit: String
     private let rebootDelay: Duration
+    /// Reboots waiting for their answer to be written, by command serial.
+    private var answerGates: [UInt64: AnswerGate] = [:]
     private let logger: Logger
     private let faultHook: FaultHook?
     private let logs = OperationLogs()
@@ -41,7 +44,7 @@ public actor ApplyEngine: AgentEngine, Service {
     /// - Parameters:
     ///   - k3sUnit: systemd unit whose activity is reported as the kubelet's (`k3s`).
     ///   - clock: time source for deadlines (tests pass a `ManualAgentClock`).
-    ///   - rebootDelay: how long a RebootCommand waits so the answer reaches the coordinator first.
+    ///   - rebootDelay: the longest a RebootCommand waits for its answer to be written out before rebooting.
     /// - Throws: `WireError(.internalError)` if the persisted state exists but cannot be read.
     public init(
         system: any NodeSystem, stateDir: String, k3sUnit: String = "k3s", clock: any AgentClock = SystemAgentClock(),
@@ -151,6 +154,10 @@ public actor ApplyEngine: AgentEngine, Service {
             operation: op, result: result, logTail: tail ?? "(no log kept for this operation since the agent started)")
     }
 
+    public func responseSent(serial: UInt64) async {
+        answerGates.removeValue(forKey: serial)?.open()
+    }
+
     public func metricsText() async -> String {
         if let gens = try? await system.generations() {
             metrics.generation.set(Double(gens.profileGeneration ?? -1))
@@ -190,12 +197,16 @@ public actor ApplyEngine: AgentEngine, Service {
             throw WireError(.internalError, "cannot persist the agent state: \(error); nothing was changed")
         }
         if rest.first == .reboot {
-            // Answer first; the reboot follows once the response has had time to leave.
+            // Answer first: the reboot follows once the server says the answer is out (`responseSent`), or
+            // after `rebootDelay` at the latest (a caller that never reports it, e.g. a test driving the engine
+            // directly). Waiting a fixed delay instead cost every node of a rollout the whole delay.
+            let answered = AnswerGate()
+            answerGates[payload.serial] = answered
             let delay = rebootDelay
             let system = self.system
             let logger = self.logger
             Task {
-                try? await Task.sleep(for: delay)
+                await answered.wait(atMost: delay)
                 do { try await system.reboot() } catch {
                     logger.error("reboot failed", metadata: ["agent.error": "\(error)"])
                 }
@@ -229,7 +240,7 @@ public actor ApplyEngine: AgentEngine, Service {
         case .reboot(let r):
             return EnvelopeReceipt(
                 serial: payload.serial, kind: kind, operationID: nil, phase: machine.operationStatus?.phase,
-                message: "rebooting in \(rebootDelay) (\(r.reason))")
+                message: "rebooting as soon as this answer is out (\(r.reason))")
         }
     }
 
@@ -412,5 +423,36 @@ public actor ApplyEngine: AgentEngine, Service {
         case .reboot: return "reboot"
         case .finished: return "finished"
         }
+    }
+}
+
+/// Opens once: when the answer to a reboot command has been written, or when its time limit passes.
+final class AnswerGate: Sendable {
+    private let state = Mutex<(open: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func open() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.open = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when the gate opens, or after `limit`.
+    func wait(atMost limit: Duration) async {
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            self.open()
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let already = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiter = c
+                return false
+            }
+            if already { c.resume() }
+        }
+        timer.cancel()
     }
 }

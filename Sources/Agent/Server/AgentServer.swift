@@ -166,7 +166,13 @@ public final class AgentServer: Service, Sendable {
         bump("accepted")
         do {
             let receipt = try await engine.handle(payload)
-            return ok(receipt)
+            var response = ok(receipt)
+            if case .reboot = payload.command {
+                // The reboot waits for this answer to be out (not for a fixed delay): see ApplyEngine.
+                let (engine, serial) = (self.engine, payload.serial)
+                response.afterSent = { Task { await engine.responseSent(serial: serial) } }
+            }
+            return response
         } catch {
             logger.info("command refused by engine", metadata: ["agent.error": "\(error.code.rawValue)"])
             return refuse(error)

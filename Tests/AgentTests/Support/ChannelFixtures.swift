@@ -15,6 +15,10 @@ final class ChannelRecordingEngine: AgentEngine {
     let handled = Mutex<[CommandPayload]>([])
 
     var handledSerials: [UInt64] { handled.withLock { $0.map(\.serial) } }
+    /// Serials whose answers the server reported as written out (`responseSent`).
+    let sent = Mutex<[UInt64]>([])
+
+    func responseSent(serial: UInt64) async { sent.withLock { $0.append(serial) } }
 
     func status() async -> AgentStatus {
         AgentStatus(

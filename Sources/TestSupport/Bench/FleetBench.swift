@@ -137,8 +137,8 @@ struct FleetBench {
                 + "kubelet Ready → uncordon → gates → confirm; speed .instant (rebuild, activation, reboot downtime, "
                 + "kubelet ready, pod start: 0 s; Ceph re-checked right after each node event)")
         result.notes.append(
-            "real waits left in the simulation: the agent's reboot delay \(Self.agentRebootDelay) per node (the agent "
-                + "answers the reboot command before the machine goes down)")
+            "the agent reboots once its answer to the reboot command is written out (at most \(Self.agentRebootDelay) "
+                + "after it)")
         result.notes.append(
             "Ceph gate off except in the WITH Ceph row: Rook's status.ceph.lastChecked has whole-second resolution and "
                 + "the gate (rightly) wants a check strictly after the node came back, so each node waits for the next "

@@ -2,8 +2,8 @@
 # Release build in its own scratch dir (so it does not fight the shared debug .build), then `nk3 bench`.
 # Usage: scripts/bench.sh [--quick] [--scenario NAME…] [--json PATH]   (default JSON: bench-results.json)
 # The agent is built with the Swift runtime linked in (--static-swift-stdlib, own scratch dir .build-static,
-# since the flag changes every module's build settings): 2.6 MiB less resident than with the runtime .so
-# files, idle and after load (BENCHMARKS.md). NK3_BENCH_DYNAMIC_AGENT=1 benches the dynamically linked one.
+# since the flag changes every module's build settings): fewer resident pages than with the runtime .so
+# files (BENCHMARKS.md). NK3_BENCH_DYNAMIC_AGENT=1 benches the dynamically linked one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --scratch-path .build-release --product nk3

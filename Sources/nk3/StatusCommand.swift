@@ -23,11 +23,7 @@ struct StatusCommand: AsyncParsableCommand {
         let session = try global.session()
         let probes = await session.probeAll()
         let rendered = try? session.render()
-        var cordoned: [String: Bool] = [:]
-        if !noKube, let config = try? session.kubeConfig() {
-            let nodes = try? await KubeClient.withClient(config: config, logger: session.logger) { try await $0.listNodes() }
-            for n in nodes ?? [] { if let name = n.metadata.name { cordoned[name] = n.isUnschedulable } }
-        }
+        let cordoned = noKube ? [:] : await session.cordonStates()
         let rows = probes.map { NodeStatusRow(probe: $0, rendered: rendered?[$0.node], cordoned: cordoned[$0.node]) }
         switch global.output {
         case .human: print(StatusTable.render(rows))

@@ -335,6 +335,17 @@ public struct ClusterSession: Sendable {
         return await probeAll()
     }
 
+    /// Whether each node is cordoned, from one node list of the Kubernetes API (the status table's CORDONED
+    /// column); empty when the API cannot be asked (the column then shows `?`).
+    public func cordonStates() async -> [String: Bool] {
+        guard let config = try? kubeConfig(),
+            let nodes = try? await KubeClient.withClient(config: config, logger: logger, { try await $0.listNodes() })
+        else { return [:] }
+        var cordoned: [String: Bool] = [:]
+        for n in nodes { if let name = n.metadata.name { cordoned[name] = n.isUnschedulable } }
+        return cordoned
+    }
+
     /// `user@host/pid`: who holds the rollout Lease.
     public static func defaultHolder() -> String {
         let env = ProcessInfo.processInfo.environment

@@ -134,7 +134,8 @@ public struct DemoRunner: Sendable {
         let session = try ClusterSession.load(inventoryPath: inventory, logger: logger)
         let probes = await session.probeAll()
         let rendered = try? session.render()
-        let rows = probes.map { NodeStatusRow(probe: $0, rendered: rendered?[$0.node], cordoned: nil) }
+        let cordoned = await session.cordonStates()  // from the simulated Kubernetes API, as `nk3 status` asks it
+        let rows = probes.map { NodeStatusRow(probe: $0, rendered: rendered?[$0.node], cordoned: cordoned[$0.node]) }
         for line in StatusTable.render(rows).split(separator: "\n") { out(String(line)) }
     }
 

@@ -2,48 +2,21 @@ import Foundation
 import NK3Common
 import NK3Coordinator
 import NK3Protocol
+import NK3TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A listening socket that never accepts: the kernel completes the TCP handshake, nothing ever answers —
-/// what a node that went down mid-request (or a wedged agent) looks like from the coordinator.
-private final class SilentListener {
-    let fd: Int32
-    let port: Int
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        self.fd = fd
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw POSIXError(.EADDRINUSE)
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        self.port = Int(UInt16(bigEndian: addr.sin_port))
-    }
-
-    deinit { close(fd) }
-}
-
 @Suite("AgentClient: cancelling a call abandons it", .timeLimit(.minutes(2)))
 struct AgentClientCancellationTests {
     @Test("a status call to a peer that never answers ends as soon as its task is cancelled, not at its own timeout")
     func cancelAbandonsASilentPeer() async throws {
-        let listener = try SilentListener()
+        // A listener that never accepts: the kernel completes the TCP handshake, nothing ever answers — what a
+        // node that went down mid-request (or a wedged agent) looks like from the coordinator.
+        let listener = try LoopbackSockets.bind(listen: 16)
+        defer { close(listener.fd) }
         let ca = try ClusterCA.create(cluster: "cancel")
         let reader = try ca.issueClient(name: "reader", role: .reader)
         // The client's own timeout is far beyond the test's time limit: only cancellation can end the call in time.

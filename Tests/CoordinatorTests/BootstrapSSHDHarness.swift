@@ -1,4 +1,5 @@
 import Foundation
+import NK3TestSupport
 @testable import NK3Coordinator
 import Testing
 
@@ -71,7 +72,7 @@ final class SSHDHarness: @unchecked Sendable {  // mutable only in init/stop, ca
 
         var lastError = "sshd did not start"
         for _ in 0..<5 {
-            let candidate = try Self.freePort()
+            let candidate = try LoopbackSockets.freePort()  // sshd binds it next, retried on a race
             let config = dir + "/sshd_config"
             try Self.sshdConfig(dir: dir, bin: bin, port: candidate).write(toFile: config, atomically: true, encoding: .utf8)
             let pid = try LocalProcess.spawn(
@@ -185,27 +186,6 @@ final class SSHDHarness: @unchecked Sendable {  // mutable only in init/stop, ca
     private static func writeExecutable(_ path: String, _ content: String) throws {
         try content.write(toFile: path, atomically: true, encoding: .utf8)
         chmod(path, 0o755)
-    }
-
-    /// A port the kernel just handed out for 127.0.0.1 (closed again; sshd binds it next, retried on a race).
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-        }
-        guard bound == 0 else { throw HarnessError("bind failed") }
-        let named = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        guard named == 0 else { throw HarnessError("getsockname failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// Polls a TCP connect to the port until it succeeds, sshd exits, or 15 s pass (generous for a loaded box).

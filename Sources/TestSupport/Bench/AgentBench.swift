@@ -112,7 +112,7 @@ struct AgentBench {
         try root.write("tls/ca.crt", try ca.certificatePEM)
         try root.write("tls/agent.crt", agentCert.certificatePEM)
         try root.write("tls/agent.key", agentCert.privateKeyPEM, mode: 0o600)
-        let port = try BenchProcess.freePort()
+        let port = try LoopbackSockets.freePort()
         let config = root.agentConfig(
             port: port, signingKey: Curve25519.Signing.PrivateKey().publicKey.rawRepresentation.base64EncodedString())
         let configPath = root.path("agent.json")

@@ -109,25 +109,6 @@ enum BenchProcess {
         guard rest.count > 13, let u = Double(rest[11]), let s = Double(rest[12]) else { return nil }
         return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
-
-    /// A free TCP port on 127.0.0.1 (bound, read, closed: a race is possible but unlikely on a quiet host).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError("socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
-            }
-        }
-        guard ok else { throw BenchError("cannot bind a port on 127.0.0.1") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 }
 
 /// A benchmark could not run: what failed and what to check.

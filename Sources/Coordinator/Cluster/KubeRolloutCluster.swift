@@ -124,6 +124,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
                 written.set(try await kube.updateLease(lease))
                 return RolloutLease(holder: holder, expiresAt: now.addingTimeInterval(Double(Self.seconds(ttl))))
             } catch let e as KubeError where e.code == .conflict {
+                written.set(nil)  // whatever we hold is stale
                 continue
             }
         }
@@ -186,29 +187,24 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     /// renewal through another path) wrote since, and only then is the Lease read again. Progress is saved at
     /// every step of every node, so this halves the rollout's Lease requests (`nk3 bench`).
     private func mutateLease(_ change: (inout Lease) -> Void) async throws {
-        if var lease = written.get() {
-            let before = lease
-            change(&lease)
-            if before != lease {
-                do {
-                    written.set(try await kube.updateLease(lease))
-                    return
-                } catch let e as KubeError where e.code == .conflict {
-                    written.set(nil)  // stale: read it below
-                }
-            }
-            // Unchanged against our copy: confirm against the stored Lease below (ours may be stale).
-        }
-        for _ in 0..<5 {
+        var ours = written.get()  // the first try, without a GET
+        for _ in 0..<6 {
+            let fromOurWrite = ours != nil
             var lease: Lease
-            do {
-                lease = try await kube.getLease(namespace: leaseNamespace, name: leaseName)
-            } catch let e as KubeError where e.code == .notFound {
-                return
+            if let known = ours {
+                lease = known
+                ours = nil
+            } else {
+                do {
+                    lease = try await kube.getLease(namespace: leaseNamespace, name: leaseName)
+                } catch let e as KubeError where e.code == .notFound {
+                    return
+                }
             }
             let before = lease
             change(&lease)
             if before == lease {
+                if fromOurWrite { continue }  // unchanged against our copy, which may be stale: read the Lease
                 written.set(lease)
                 return
             }
@@ -216,6 +212,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
                 written.set(try await kube.updateLease(lease))
                 return
             } catch let e as KubeError where e.code == .conflict {
+                written.set(nil)  // whatever we hold is stale
                 continue
             }
         }

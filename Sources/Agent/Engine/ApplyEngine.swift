@@ -158,6 +158,10 @@ public actor ApplyEngine: AgentEngine, Service {
         answerGates.removeValue(forKey: serial)?.open()
     }
 
+    private func forgetAnswerGate(_ serial: UInt64) {
+        answerGates[serial] = nil
+    }
+
     public func metricsText() async -> String {
         if let gens = try? await system.generations() {
             metrics.generation.set(Double(gens.profileGeneration ?? -1))
@@ -202,11 +206,12 @@ public actor ApplyEngine: AgentEngine, Service {
             // directly). Waiting a fixed delay instead cost every node of a rollout the whole delay.
             let answered = AnswerGate()
             answerGates[payload.serial] = answered
-            let delay = rebootDelay
+            let (delay, serial) = (rebootDelay, payload.serial)
             let system = self.system
             let logger = self.logger
             Task {
                 await answered.wait(atMost: delay)
+                forgetAnswerGate(serial)  // when the limit passed first, nobody removed it
                 do { try await system.reboot() } catch {
                     logger.error("reboot failed", metadata: ["agent.error": "\(error)"])
                 }

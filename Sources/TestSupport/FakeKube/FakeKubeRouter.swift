@@ -143,7 +143,7 @@ public struct FakeKubeRouter: Sendable {
             if fromRV == nil || fromRV == "0" || fromRV == "" {
                 for obj in s.list(route.resource, namespace: route.namespace)
                 where FakeKubeState.Store.matches(obj, namespace: nil, fields) {
-                    var data = (try? JSONEncoder().encode(JSONValue.object(["type": .string("ADDED"), "object": obj]))) ?? Data()
+                    var data = JSONValue.object(["type": .string("ADDED"), "object": obj]).jsonData()
                     data.append(UInt8(ascii: "\n"))
                     continuation.yield(ByteBuffer(bytes: data))
                 }

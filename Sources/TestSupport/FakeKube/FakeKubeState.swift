@@ -444,7 +444,7 @@ extension FakeKubeState.Store {
         for w in watchers.values where w.resource == r && Self.matches(object, namespace: w.namespace, w.fieldSelector) {
             if lineBytes == nil {
                 let event = JSONValue.object(["type": .string(type), "object": r == .poddisruptionbudgets ? withDerivedStatus(object) : object])
-                var data = (try? JSONEncoder().encode(event)) ?? Data()
+                var data = event.jsonData()
                 data.append(UInt8(ascii: "\n"))
                 lineBytes = ByteBuffer(bytes: data)
             }

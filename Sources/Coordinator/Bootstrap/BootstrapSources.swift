@@ -44,6 +44,21 @@ public enum AgentProbeResult: Sendable, Hashable {
     case noAnswer(String)
 }
 
+extension AgentProbeResult {
+    /// Asks `client` for the agent's status and summarises the answer (hostname, version, NixOS, generation).
+    static func asking(_ client: AgentClient) async -> AgentProbeResult {
+        do {
+            let status = try await client.status()
+            var parts = ["hostname \(status.hostname)", "agent \(status.agentVersion)"]
+            if let v = status.nixosVersion { parts.append("NixOS \(v)") }
+            if let g = status.currentGeneration { parts.append("generation \(g)") }
+            return .answers(parts.joined(separator: ", "))
+        } catch {
+            return .noAnswer(error.message)
+        }
+    }
+}
+
 /// Asks whether a node's agent answers over mutual TLS.
 public protocol BootstrapAgentProbe: Sendable {
     /// One attempt; must not hang longer than the implementation's own timeout.
@@ -66,14 +81,6 @@ public struct AgentClientProbe: BootstrapAgentProbe {
         let client = AgentClient(
             endpoint: AgentEndpoint(host: target.address, port: target.agentPort, expectedName: target.address),
             tls: tls, timeout: timeout)
-        do {
-            let status = try await client.status()
-            var parts = ["hostname \(status.hostname)", "agent \(status.agentVersion)"]
-            if let v = status.nixosVersion { parts.append("NixOS \(v)") }
-            if let g = status.currentGeneration { parts.append("generation \(g)") }
-            return .answers(parts.joined(separator: ", "))
-        } catch {
-            return .noAnswer(error.message)
-        }
+        return await .asking(client)
     }
 }

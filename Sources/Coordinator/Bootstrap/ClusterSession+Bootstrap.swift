@@ -40,15 +40,7 @@ public struct SessionAgentProbe: BootstrapAgentProbe {
 
     public func probe(_ target: BootstrapTarget) async -> AgentProbeResult {
         guard let client = clients[target.name] else { return .noAnswer("\(target.name) is not in the inventory") }
-        do {
-            let status = try await client.status()
-            var parts = ["hostname \(status.hostname)", "agent \(status.agentVersion)"]
-            if let v = status.nixosVersion { parts.append("NixOS \(v)") }
-            if let g = status.currentGeneration { parts.append("generation \(g)") }
-            return .answers(parts.joined(separator: ", "))
-        } catch {
-            return .noAnswer(error.message)
-        }
+        return await .asking(client)
     }
 }
 

@@ -283,4 +283,27 @@ struct SimulatedClusterTests {
             #expect(m.port == port)
         }
     }
+
+    @Test("an agent whose port another socket holds when it starts is retried like systemd's Restart=always, on the same port; only the start that served counts as a process")
+    func startRetriedWhilePortHeld() async throws {
+        try await withCluster(nodes: 1) { cluster in
+            let node = "sim-node-1"
+            let m = try cluster.member(node)
+            let port = m.port
+            #expect(!LoopbackSockets.ephemeralPortRange().contains(port),
+                    "below the ephemeral range, where no outgoing connection can take it during a reboot")
+            try await cluster.inject(.agentUnreachable, on: node)
+            // What took the port in CI once: another connection's local end (127.0.0.1:port, no SO_REUSEADDR).
+            let holder = try LoopbackSockets.bind(port: port)
+            let restart = Task { try await cluster.clear(.agentUnreachable, on: node) }
+            let failed = await eventually { m.agentStartFailures >= 1 }
+            close(holder.fd)
+            #expect(failed, "the start failed while the port was held")
+            try await restart.value
+            #expect(m.port == port)
+            #expect(m.agentProcesses == 2)
+            let status = try await cluster.agentClient(for: node).status()
+            #expect(status.bootID == m.node.snapshot.bootID, "the restarted agent answers, on the same boot")
+        }
+    }
 }

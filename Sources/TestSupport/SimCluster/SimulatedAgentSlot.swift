@@ -21,7 +21,12 @@ final class SimulatedAgentSlot: Sendable {
     struct State: Sendable {
         var port: Int
         var running: Running?
+        /// Processes that started and served.
         var processes = 0
+        /// Start attempts, failed ones included (numbers the state directories).
+        var attempts = 0
+        /// Starts that failed (e.g. the port was taken): systemd would retry them, so do `startRetrying`.
+        var startFailures = 0
         var chain: Task<Void, Never>?
         var lastStateDir: String?
         var lastError: String?
@@ -63,8 +68,10 @@ final class SimulatedAgentSlot: Sendable {
     var isRunning: Bool { state.withLock { $0.running != nil } }
     /// The engine of the running process (tests, diagnostics).
     var engine: ApplyEngine? { state.withLock { $0.running?.engine } }
-    /// Number of agent processes started so far.
+    /// Number of agent processes that started and served so far (failed starts not counted).
     var processes: Int { state.withLock { $0.processes } }
+    /// Number of starts that failed so far.
+    var startFailures: Int { state.withLock { $0.startFailures } }
     /// The last start failure, if any.
     var lastError: String? { state.withLock { $0.lastError } }
 
@@ -91,12 +98,14 @@ final class SimulatedAgentSlot: Sendable {
         }
     }
 
-    /// Starts a new agent process (no-op if one runs). Binds an ephemeral port the first time, then the same.
+    /// Starts a new agent process (no-op if one runs). The first start binds a port below the kernel's ephemeral
+    /// range (see `LoopbackSockets.portsBelowEphemeralRange`; an ephemeral one if none is free), later ones the
+    /// same port.
     func start() async throws {
         if state.withLock({ $0.running != nil }) { return }
         let (port, number, previous) = state.withLock { s -> (Int, Int, String?) in
-            s.processes += 1
-            return (s.port, s.processes, s.lastStateDir)
+            s.attempts += 1
+            return (s.port, s.attempts, s.lastStateDir)
         }
         let stateDir = "\(baseDirectory)/state-\(number)"
         let fm = FileManager.default
@@ -113,16 +122,27 @@ final class SimulatedAgentSlot: Sendable {
         let engine = try ApplyEngine(
             system: node.agentProcess(alive: { alive.isAlive }), stateDir: stateDir, clock: clock,
             rebootDelay: rebootDelay, logger: log)
-        let server = try AgentServer(config: makeConfig(port, stateDir), engine: engine, logger: log)
-        let bound: Int
-        do {
-            bound = try await server.start()
-        } catch {
-            alive.kill()
-            state.withLock { $0.lastError = "cannot bind 127.0.0.1:\(port): \(error)" }
-            throw error
+        let candidates = port != 0 ? [port] : LoopbackSockets.portsBelowEphemeralRange(count: 16) + [0]
+        var started: (server: AgentServer, port: Int)?
+        for (i, candidate) in candidates.enumerated() {
+            do {
+                let server = try AgentServer(config: makeConfig(candidate, stateDir), engine: engine, logger: log)
+                started = (server, try await server.start())
+                break
+            } catch where i < candidates.count - 1 {
+                continue  // a first start whose random port is taken: the next candidate
+            } catch {
+                alive.kill()
+                state.withLock { s in
+                    s.startFailures += 1
+                    s.lastError = "cannot bind 127.0.0.1:\(candidate): \(error)"
+                }
+                throw error
+            }
         }
+        guard let (server, bound) = started else { preconditionFailure("the last candidate returns or throws") }
         state.withLock { s in
+            s.processes += 1
             s.port = bound
             s.running = Running(server: server, engine: engine, alive: alive, stateDir: stateDir)
             s.lastStateDir = stateDir
@@ -131,6 +151,19 @@ final class SimulatedAgentSlot: Sendable {
         log.info("[simulation] nk3-agent process \(number) of \(name) started on 127.0.0.1:\(bound)")
         // Resume whatever the persisted state says (re-arm a boot apply's deadline, finish a rollback, …).
         await engine.start()
+    }
+
+    /// `start`, retried as systemd's `Restart=always` would (a start fails while another socket holds the port):
+    /// every 250 ms for `attempts` tries. Throws the last failure.
+    func startRetrying(attempts: Int = 40) async throws {
+        for attempt in 1... {
+            do {
+                return try await start()
+            } catch where attempt < attempts {
+                logger.error("[simulation] agent of \(name) could not start (attempt \(attempt)): \(error); retrying")
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
     }
 
     /// Stops the running agent process: its view of the node dies, its port closes, its state is frozen.

@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// - REAL: the PKI (`PKIStore` layout: CA, per-node agent certificates with SANs hostname + 127.0.0.1, an
 ///   operator and a reader client certificate, the Ed25519 signing key), one real `AgentServer` +
-///   `ApplyEngine` per node on 127.0.0.1 (distinct ephemeral ports, mutual TLS 1.3, signed envelopes, HTTP),
+///   `ApplyEngine` per node on 127.0.0.1 (distinct ports below the ephemeral range, mutual TLS 1.3, signed envelopes, HTTP),
 ///   the Kubernetes API over HTTPS (`FakeKubeServer`), the inventory and kubeconfig files.
 /// - SIMULATED: each machine (`SimulatedNode`: /etc/nixos, generations, channel, reboots, kubelet) and what
 ///   the Kubernetes controllers and the Rook operator write (`SimulatedWorkloads`).
@@ -41,8 +41,10 @@ public final class SimulatedCluster: Sendable {
         public var agentIsRunning: Bool { slot.isRunning }
         /// The running agent process's engine (nil while the node is down).
         public var engine: ApplyEngine? { slot.engine }
-        /// Agent processes started so far (1 + restarts).
+        /// Agent processes that started so far (1 + restarts; failed starts not counted).
         public var agentProcesses: Int { slot.processes }
+        /// Agent starts that failed and were retried (e.g. the port held by another socket for a moment).
+        public var agentStartFailures: Int { slot.startFailures }
     }
 
     /// Tunables beyond node count and speed.
@@ -155,7 +157,7 @@ public final class SimulatedCluster: Sendable {
             throw SimulationError(.invalidArgument, "the simulated channel server has no channel '\(options.channel)'")
         }
         // The configuration is rendered from the inventory before the agents have ports: render with port 0,
-        // start the agents (ephemeral ports), then write the final inventory and check it renders the same.
+        // start the agents (ports below the ephemeral range), then write the final inventory and check it renders the same.
         let inventoryPath = "\(dir)/inventory.yaml"
         func writeInventory(_ ports: [String: Int]) throws -> Inventory {
             let text = Self.inventoryYAML(
@@ -220,16 +222,8 @@ public final class SimulatedCluster: Sendable {
                 case .poweredDown: slot.enqueue { await slot.stop(reason: "the machine went down") }
                 case .booted:
                     slot.enqueue {
-                        // Like systemd's Restart=always: a failed start (e.g. the port still held) is retried.
-                        for attempt in 1...20 {
-                            do {
-                                try await slot.start()
-                                return
-                            } catch {
-                                slot.logger.error(
-                                    "[simulation] agent of \(slot.name) could not start after boot (attempt \(attempt)): \(error)")
-                                try? await Task.sleep(for: .milliseconds(250))
-                            }
+                        do { try await slot.startRetrying() } catch {
+                            slot.logger.error("[simulation] agent of \(slot.name) did not start after boot: \(error)")
                         }
                     }
                 default: break
@@ -376,7 +370,7 @@ public final class SimulatedCluster: Sendable {
             let failure = Mutex<String?>(nil)
             await m.slot.enqueue {
                 guard m.node.snapshot.power == .up else { return }
-                do { try await m.slot.start() } catch { failure.withLock { $0 = "\(error)" } }
+                do { try await m.slot.startRetrying() } catch { failure.withLock { $0 = "\(error)" } }
             }.value
             if let f = failure.withLock({ $0 }) {
                 throw SimulationError(.setup, "cannot restart the agent of \(name): \(f)")

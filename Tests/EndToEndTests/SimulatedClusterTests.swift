@@ -226,11 +226,15 @@ struct SimulatedClusterTests {
         }
     }
 
-    @Test("eviction through the API reschedules a Deployment pod on another node; a blocking PDB refuses with 429")
+    @Test("eviction through the API of a cordoned node's pod reschedules it on another node; a blocking PDB refuses with 429")
     func evictionAndPDB() async throws {
         try await withCluster { cluster in
             let config = try KubeConfig.load(path: cluster.kubeconfigPath)
             try await KubeClient.withClient(config: config, logger: Self.quiet) { kube in
+                // Cordoned first, as a drain does: the replica set's periodic pass may recreate the pod before the
+                // eviction's own pass, and an uncordoned node-1 (now with the fewest api pods) would then be the
+                // scheduler's choice — in the simulation as in Kubernetes.
+                try await kube.setUnschedulable("sim-node-1", true)
                 let pods = try await kube.listPods(onNode: "sim-node-1")
                 let api = try #require(pods.first { $0.metadata.name?.hasPrefix("api-") == true })
                 try await kube.evictPod(namespace: "default", name: api.metadata.name!, gracePeriodSeconds: nil)

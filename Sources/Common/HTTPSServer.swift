@@ -198,13 +198,14 @@ public final class HTTPSServer: Sendable {
     /// without calling finish()", apple/swift-nio#2637, #3481) — the whole process dies. It did, in the
     /// simulation, when an agent stopped for a reboot while the coordinator was connecting.
     final class Connections: Sendable {
-        private let state = Mutex<(stopping: Bool, open: [ObjectIdentifier: any Channel])>((false, [:]))
+        private let state = Mutex<(stopping: Bool, open: [ObjectIdentifier: any Channel], total: Int)>((false, [:], 0))
 
         /// Registers an accepted connection; false (and it is closed) if the server is stopping.
         func add(_ channel: any Channel) -> Bool {
             let accepted = state.withLock { s -> Bool in
                 guard !s.stopping else { return false }
                 s.open[ObjectIdentifier(channel)] = channel
+                s.total += 1
                 return true
             }
             if !accepted { channel.close(promise: nil) }
@@ -213,6 +214,9 @@ public final class HTTPSServer: Sendable {
 
         /// How many connections are open (accepted and not yet finished).
         var count: Int { state.withLock { $0.open.count } }
+
+        /// How many connections were served since the start.
+        var total: Int { state.withLock { $0.total } }
 
         /// The open connections' channels.
         var channels: [any Channel] { state.withLock { Array($0.open.values) } }
@@ -331,6 +335,9 @@ public final class HTTPSServer: Sendable {
 
     /// How many connections are being served (tests: 0 once every client has gone away).
     var openConnectionCount: Int { connections.count }
+
+    /// Connections served since the start (each one TLS handshake when `tls` is set).
+    public var acceptedConnectionCount: Int { connections.total }
 
     /// The channels of the connections being served (tests).
     var openChannels: [any Channel] { connections.channels }

@@ -50,6 +50,8 @@ public final class AgentServer: Service, Sendable {
 
     /// The bound port once started (nil before).
     public var port: Int? { server.withLock { $0?.port } }
+    /// TLS connections accepted since `start()` (nil before it); also the metric `nk3_agent_connections_total`.
+    public var acceptedConnectionCount: Int? { server.withLock { $0?.acceptedConnectionCount } }
 
     /// Binds and starts serving; returns the bound port. Calling it again returns the same port.
     @discardableResult
@@ -204,6 +206,10 @@ public final class AgentServer: Service, Sendable {
         out += "# TYPE nk3_agent_envelopes_total counter\n"
         for (result, n) in snapshot.sorted(by: { $0.key < $1.key }) {
             out += "nk3_agent_envelopes_total{result=\"\(result)\"} \(n)\n"
+        }
+        if let accepted = server.withLock({ $0?.acceptedConnectionCount }) {
+            out += "# HELP nk3_agent_connections_total TLS connections accepted since the agent started.\n"
+            out += "# TYPE nk3_agent_connections_total counter\nnk3_agent_connections_total \(accepted)\n"
         }
         if let last = serials.current {
             out += "# HELP nk3_agent_last_accepted_serial Serial of the last accepted envelope.\n"

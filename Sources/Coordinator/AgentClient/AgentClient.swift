@@ -76,7 +76,9 @@ public struct AgentClientError: Error, Sendable, CustomStringConvertible {
 /// Talks to one node's agent over mutual TLS 1.3: the agent's certificate is verified against the cluster
 /// CA and the endpoint's expected name; ours (the client certificate) carries our role.
 ///
-/// Every call opens a fresh connection (cheap: one TLS 1.3 handshake, ~1 RTT on loopback).
+/// Every command (POST) opens a fresh connection: one TLS 1.3 handshake, ~1 RTT. Reads (GET) do too, unless the
+/// client was made with `keepReadsAlive`: then a read reuses the connection the previous read left open, for at
+/// most 30 s after its handshake (a rollout polls each agent many times while it rebuilds and reboots).
 public struct AgentClient: Sendable {
     /// The agent this client talks to.
     public let endpoint: AgentEndpoint
@@ -84,19 +86,22 @@ public struct AgentClient: Sendable {
     private let timeout: Duration
     private let group: any EventLoopGroup
     private let logger: Logger
+    /// The connection reads leave open for the next read (shared by copies of this client); nil: none.
+    private let keptAlive: KeptConnection?
 
     /// Makes a client from a prepared client TLS context (see `TLSConfigs.clientContext`), which can be
-    /// shared by the clients of all agents.
+    /// shared by the clients of all agents. With `keepReadsAlive`, reads reuse one kept-alive connection.
     public init(
         endpoint: AgentEndpoint, tls: NIOSSLContext, timeout: Duration = .seconds(10),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "nk3.agent-client")
+        logger: Logger = Logger(label: "nk3.agent-client"), keepReadsAlive: Bool = false
     ) {
         self.endpoint = endpoint
         self.tls = tls
         self.timeout = timeout
         self.group = eventLoopGroup
         self.logger = logger
+        self.keptAlive = keepReadsAlive ? KeptConnection() : nil
     }
 
     /// Makes a client from the cluster CA and a client identity.
@@ -184,7 +189,7 @@ public struct AgentClient: Sendable {
         let oneShot = HTTPSOneShot(
             host: endpoint.host, port: endpoint.port, serverHostname: serverHostname, tls: tls,
             timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000),
-            maxResponseBytes: 64 * 1024 * 1024, group: group)
+            maxResponseBytes: 64 * 1024 * 1024, group: group, keptAlive: keptAlive)
         let response: HTTPSOneShot.Response
         do {
             response = try await oneShot.request(

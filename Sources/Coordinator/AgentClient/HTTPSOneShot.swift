@@ -3,9 +3,15 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 
-/// One HTTP request over a fresh (m)TLS connection: connect, handshake, send, read the whole answer,
-/// close. Fresh connections keep the agent's side stateless and make every request re-verify both peers.
+/// One HTTP request over (m)TLS: on a fresh connection (connect, handshake, send, read the whole answer, close),
+/// or — for reads, when the client keeps one (`KeptConnection`) — on the connection the previous read left open.
+///
+/// Fresh connections make a request re-verify both peers, and a failed one never leaves doubt whether a retry
+/// would repeat it: every command (POST) gets one. A read may reuse a connection at most `KeptConnection.maxAge`
+/// after its handshake; a reused connection that turns out closed (the agent restarted, its idle timeout) is
+/// retried once on a fresh connection, which is safe for a GET.
 struct HTTPSOneShot: Sendable {
     struct Response: Sendable {
         var status: HTTPResponseStatus
@@ -34,6 +40,8 @@ struct HTTPSOneShot: Sendable {
     let timeout: TimeAmount
     let maxResponseBytes: Int
     let group: any EventLoopGroup
+    /// Where reads leave their connection for the next read; nil: every request connects afresh.
+    var keptAlive: KeptConnection? = nil
 
     /// Sends the request and waits for the whole answer. Cancelling the calling task abandons the request
     /// at once (connecting or waiting) and closes the connection: a caller's own timeout must not be held
@@ -41,32 +49,75 @@ struct HTTPSOneShot: Sendable {
     func request(method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String? = nil) async throws(Failure)
         -> Response
     {
+        let keep = method == .GET && body == nil ? keptAlive : nil
+        if let keep, let connection = keep.take() {
+            do throws(Failure) {
+                let response = try await exchange(
+                    on: connection, method: method, path: path, body: body, contentType: contentType, keepAlive: true)
+                keep.put(connection)
+                return response
+            } catch {
+                switch error {
+                case .timeout, .cancelled: throw error
+                default: break  // closed under us (the agent restarted or timed it out): a GET may be asked again
+                }
+            }
+        }
+        let connection = try await connect()
+        let response = try await exchange(
+            on: connection, method: method, path: path, body: body, contentType: contentType, keepAlive: keep != nil)
+        keep?.put(connection)
+        return response
+    }
+
+    /// A TLS connection and the handler that routes its answers.
+    final class Connection: Sendable {
+        let channel: any Channel
+        let router: NIOLoopBound<ResponseRouter>
+        /// The router's view of whether another request may follow, readable from any thread.
+        let reusable: ResponseRouter.Reusable
+        let connectedAt = ContinuousClock.now
+
+        init(channel: any Channel, router: NIOLoopBound<ResponseRouter>, reusable: ResponseRouter.Reusable) {
+            self.channel = channel
+            self.router = router
+            self.reusable = reusable
+        }
+    }
+
+    private func connect() async throws(Failure) -> Connection {
         let eventLoop = group.next()
-        let promise = eventLoop.makePromise(of: Response.self)
         let connected = eventLoop.makePromise(of: Channel.self)
+        // The channel initializer leaves its router here (a TLS refusal may close the channel, and take the router
+        // out of its pipeline, before the connect returns).
+        let made = RouterBox()
+        let channel: any Channel
         do {
-            return try await withTaskCancellationHandler {
-                try await exchange(
-                    method: method, path: path, body: body, contentType: contentType, eventLoop: eventLoop,
-                    promise: promise, connected: connected)
+            channel = try await withTaskCancellationHandler {
+                try await openChannel(eventLoop: eventLoop, connected: connected, made: made)
             } onCancel: {
-                // A second completion of either promise is ignored by NIO; whichever comes first wins.
-                connected.fail(Failure.cancelled)
-                promise.fail(Failure.cancelled)
+                connected.fail(Failure.cancelled)  // a second completion is ignored by NIO
             }
         } catch let failure as Failure {
             throw failure
         } catch {
-            throw .other(error)
+            throw .connect(error)
         }
+        guard let (router, reusable) = made.value.withLock({ $0 }) else {
+            channel.close(promise: nil)
+            throw .other(ChannelError.inappropriateOperationForState)  // the initializer always makes one
+        }
+        return Connection(channel: channel, router: router, reusable: reusable)
     }
 
-    private func exchange(
-        method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String?, eventLoop: any EventLoop,
-        promise: EventLoopPromise<Response>, connected: EventLoopPromise<Channel>
-    ) async throws(Failure) -> Response {
-        let channel: Channel
-        let promiseBox = promise
+    /// What a channel initializer made, for the code that connected.
+    private final class RouterBox: Sendable {
+        let value = Mutex<(NIOLoopBound<ResponseRouter>, ResponseRouter.Reusable)?>(nil)
+    }
+
+    private func openChannel(
+        eventLoop: any EventLoop, connected: EventLoopPromise<Channel>, made: RouterBox
+    ) async throws(Failure) -> Channel {
         do {
             let (tls, serverHostname, maxBytes) = (self.tls, self.serverHostname, self.maxResponseBytes)
             let bootstrap = ClientBootstrap(group: eventLoop)
@@ -77,7 +128,9 @@ struct HTTPSOneShot: Sendable {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverHostname))
                         try sync.addHTTPClientHandlers()
-                        try sync.addHandler(ResponseCollector(promise: promise, maxBytes: maxBytes))
+                        let router = ResponseRouter(maxBytes: maxBytes)
+                        try sync.addHandler(router)
+                        made.value.withLock { $0 = (NIOLoopBound(router, eventLoop: channel.eventLoop), router.reusable) }
                     }
                 }
             // An IP address (what inventories mostly hold) is connected to directly: `connect(host:)` would ask
@@ -91,99 +144,192 @@ struct HTTPSOneShot: Sendable {
             connecting.cascade(to: connected)
             // Cancelled while connecting: a connection that still completes is closed unused.
             connected.futureResult.whenFailure { _ in connecting.whenSuccess { $0.close(promise: nil) } }
-            channel = try await connected.futureResult.get()
+            return try await connected.futureResult.get()
         } catch Failure.cancelled {
             throw .cancelled
         } catch {
-            promise.fail(Failure.connect(error))  // nobody else will complete it (a second completion is ignored)
             throw .connect(error)
         }
-        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
-            promiseBox.fail(Failure.timeout)
-            channel.close(promise: nil)
-        }
-        defer {
-            deadline.cancel()
-            channel.close(promise: nil)
-        }
+    }
+
+    /// One request on `connection`. The connection is closed after the answer unless `keepAlive` (and the server
+    /// agreed), and always on a failure.
+    private func exchange(
+        on connection: Connection, method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String?,
+        keepAlive: Bool
+    ) async throws(Failure) -> Response {
+        let channel = connection.channel
+        let promise = channel.eventLoop.makePromise(of: Response.self)
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "\(serverHostname ?? host):\(port)")
-        headers.add(name: "Connection", value: "close")
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         headers.add(name: "Accept", value: "application/json")
         if let body {
             headers.add(name: "Content-Length", value: "\(body.readableBytes)")
             if let contentType { headers.add(name: "Content-Type", value: contentType) }
         }
         let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
-        // A write failure (e.g. the server refused our certificate and closed) also surfaces through the
-        // collector's errorCaught/channelInactive, with the more telling error.
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        let router = connection.router
+        let timeout = self.timeout
+        channel.eventLoop.execute {
+            router.value.begin(promise, closeAfter: !keepAlive)
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+                promise.fail(Failure.timeout)
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { _ in deadline.cancel() }
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
+            // A write failure (e.g. the server refused our certificate and closed) also surfaces through the
+            // router's errorCaught/channelInactive, with the more telling error.
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        }
         do {
-            return try await promiseBox.futureResult.get()
+            return try await withTaskCancellationHandler {
+                try await promise.futureResult.get()
+            } onCancel: {
+                promise.fail(Failure.cancelled)  // a second completion is ignored by NIO
+                channel.close(promise: nil)
+            }
         } catch let failure as Failure {
+            channel.close(promise: nil)
             throw failure
         } catch {
+            channel.close(promise: nil)
             throw .other(error)
         }
     }
 }
 
-/// Collects one response; fails the promise on TLS errors, early close, or an oversized body.
-private final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
+/// Where a client's reads leave their connection for the next read: at most one idle connection, given out
+/// while its handshake is younger than `maxAge` and it has been idle less than `maxIdle` (well under the agent's
+/// idle timeout, so the agent rarely closes it first). Certificates are thus re-verified at least every `maxAge`.
+final class KeptConnection: Sendable {
+    let maxAge: Duration
+    let maxIdle: Duration
+    private let idle = Mutex<(connection: HTTPSOneShot.Connection, since: ContinuousClock.Instant)?>(nil)
+
+    init(maxAge: Duration = .seconds(30), maxIdle: Duration = .seconds(5)) {
+        self.maxAge = maxAge
+        self.maxIdle = maxIdle
+    }
+
+    /// The idle connection if it may still be used (closed otherwise); nil if there is none.
+    func take() -> HTTPSOneShot.Connection? {
+        guard let entry = idle.withLock({ slot in defer { slot = nil }; return slot }) else { return nil }
+        let now = ContinuousClock.now
+        guard entry.connection.channel.isActive, entry.since.duration(to: now) < maxIdle,
+            entry.connection.connectedAt.duration(to: now) < maxAge
+        else {
+            entry.connection.channel.close(promise: nil)
+            return nil
+        }
+        return entry.connection
+    }
+
+    /// Leaves `connection` for the next read if it stays open (closing the one left before, if any).
+    func put(_ connection: HTTPSOneShot.Connection) {
+        guard connection.reusable.value, connection.channel.isActive else {
+            connection.channel.close(promise: nil)
+            return
+        }
+        let previous = idle.withLock { slot in
+            defer { slot = (connection, .now) }
+            return slot
+        }
+        previous?.connection.channel.close(promise: nil)
+    }
+
+    deinit {
+        idle.withLock { $0 }?.connection.channel.close(promise: nil)
+    }
+}
+
+/// Routes the answers of one connection to the request waiting for them; fails it on TLS errors, early close,
+/// or an oversized body. A connection whose answer said `Connection: close`, or that failed, is not reusable.
+final class ResponseRouter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
 
-    private let promise: EventLoopPromise<HTTPSOneShot.Response>
     private let maxBytes: Int
+    private var promise: EventLoopPromise<HTTPSOneShot.Response>?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
-    private var done = false
+    private var closeAfter = true
+    /// Why the connection can no longer carry a request (set once it failed or closed).
+    private var dead: HTTPSOneShot.Failure?
+    /// Whether another request may be sent on this connection: false once an answer said `Connection: close`,
+    /// the request asked for that, or the connection failed or closed. Set before the waiting request resumes.
+    let reusable = Reusable()
 
-    init(promise: EventLoopPromise<HTTPSOneShot.Response>, maxBytes: Int) {
-        self.promise = promise
+    final class Reusable: Sendable {
+        private let flag = Mutex(true)
+        var value: Bool { flag.withLock { $0 } }
+        func clear() { flag.withLock { $0 = false } }
+    }
+
+    init(maxBytes: Int) {
         self.maxBytes = maxBytes
     }
 
+    /// Starts waiting for the answer to the request about to be written.
+    func begin(_ promise: EventLoopPromise<HTTPSOneShot.Response>, closeAfter: Bool) {
+        if let dead {
+            promise.fail(dead)
+            return
+        }
+        self.promise = promise
+        self.closeAfter = closeAfter
+        head = nil
+        body.clear()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !done else { return }
+        guard promise != nil else { return }
         switch Self.unwrapInboundIn(data) {
         case .head(let h):
             head = h
         case .body(var chunk):
             if body.readableBytes + chunk.readableBytes > maxBytes {
-                finish(.failure(HTTPSOneShot.Failure.responseTooLarge(maxBytes)))
-                context.close(promise: nil)
+                fail(.responseTooLarge(maxBytes), context: context)
                 return
             }
             body.writeBuffer(&chunk)
         case .end:
-            if let head {
-                finish(.success(HTTPSOneShot.Response(status: head.status, headers: head.headers, body: body)))
-            } else {
-                finish(.failure(HTTPSOneShot.Failure.closedEarly))
+            guard let head else {
+                fail(.closedEarly, context: context)
+                return
             }
-            context.close(promise: nil)
+            let promise = self.promise
+            self.promise = nil
+            if closeAfter || !head.isKeepAlive {
+                reusable.clear()
+                context.close(promise: nil)
+            }
+            promise?.succeed(HTTPSOneShot.Response(status: head.status, headers: head.headers, body: body))
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-            finish(.failure(HTTPSOneShot.Failure.tls(error)))
+            fail(.tls(error), context: context)
         } else {
-            finish(.failure(HTTPSOneShot.Failure.other(error)))
+            fail(.other(error), context: context)
         }
-        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        finish(.failure(HTTPSOneShot.Failure.closedEarly))
+        reusable.clear()
+        if dead == nil { dead = .closedEarly }
+        promise?.fail(HTTPSOneShot.Failure.closedEarly)
+        promise = nil
         context.fireChannelInactive()
     }
 
-    private func finish(_ result: Result<HTTPSOneShot.Response, any Error>) {
-        guard !done else { return }
-        done = true
-        promise.completeWith(result)
+    private func fail(_ failure: HTTPSOneShot.Failure, context: ChannelHandlerContext) {
+        reusable.clear()
+        if dead == nil { dead = failure }
+        promise?.fail(failure)
+        promise = nil
+        context.close(promise: nil)
     }
 }

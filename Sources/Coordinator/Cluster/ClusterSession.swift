@@ -69,7 +69,7 @@ public struct ClusterSession: Sendable {
             let host = node[hostvar: "agent_address"]?.stringValue ?? node.address
             clients[node.name] = AgentClient(
                 endpoint: AgentEndpoint(host: host, port: port, expectedName: node.address), tls: tls,
-                timeout: overrides.agentTimeout, logger: logger)
+                timeout: overrides.agentTimeout, logger: logger, keepReadsAlive: true)
         }
         return ClusterSession(
             inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer), clients: clients,

@@ -1,0 +1,89 @@
+import Foundation
+import NK3Agent
+import NK3Common
+import NK3Coordinator
+import NK3Protocol
+import NK3TestSupport
+import Testing
+
+/// `AgentClient(keepReadsAlive: true)`, what a rollout uses: reads share one mTLS connection, commands never do,
+/// and a kept connection the agent closed (restart, reboot) is replaced without the caller noticing.
+@Suite("Channel: kept-alive reads", .timeLimit(.minutes(2)))
+struct ChannelKeepAliveTests {
+    @Test("reads on a keep-alive client share one TLS connection; every command opens its own; a plain client opens one per call")
+    func readsShareOneConnection() async throws {
+        let fixture = try ChannelFixture()
+        let server = try await fixture.startServer()
+        defer { Task { await server.shutdown() } }
+        let keep = try fixture.client(server, identity: fixture.operatorCert, keepReadsAlive: true)
+
+        for _ in 0..<5 { _ = try await keep.status() }
+        _ = try await keep.operation(id: "op-1")
+        _ = try await keep.files()
+        #expect(server.acceptedConnectionCount == 1, "7 reads, one handshake")
+
+        _ = try await keep.submit(try fixture.envelope(serial: 1))
+        _ = try await keep.submit(try fixture.envelope(serial: 2))
+        #expect(server.acceptedConnectionCount == 3, "each command on a fresh connection")
+        _ = try await keep.status()
+        #expect(server.acceptedConnectionCount == 3, "reads go on with the kept connection")
+        #expect(fixture.engine.handledSerials == [1, 2])
+
+        let plain = try fixture.client(server, identity: fixture.operatorCert)
+        for _ in 0..<3 { _ = try await plain.status() }
+        #expect(server.acceptedConnectionCount == 6)
+        let metrics = try await plain.metrics()
+        #expect(metrics.contains("nk3_agent_connections_total 7"), "\(metrics)")
+    }
+
+    @Test("a kept connection the agent closed by restarting is replaced: the next read succeeds on a fresh connection to the new process")
+    func restartedAgentIsReconnected() async throws {
+        let fixture = try ChannelFixture()
+        // A port outside the ephemeral range, as an agent's is: any outgoing connection of a parallel test could
+        // take an ephemeral one between the stop and the restart (see LoopbackSockets.portsBelowEphemeralRange).
+        var first: AgentServer?
+        for candidate in LoopbackSockets.portsBelowEphemeralRange(count: 16) + [0] where first == nil {
+            var config = try fixture.serverConfig()
+            config.port = candidate
+            let server = try AgentServer(config: config, engine: fixture.engine, logger: channelQuietLogger())
+            if (try? await server.start()) != nil { first = server }
+        }
+        let firstServer = try #require(first)
+        let port = try #require(firstServer.port)
+        let keep = try fixture.client(firstServer, identity: fixture.readerCert, keepReadsAlive: true)
+        _ = try await keep.status()
+        _ = try await keep.status()
+        #expect(firstServer.acceptedConnectionCount == 1)
+
+        await firstServer.shutdown()  // closes the kept connection from the agent's side
+        var config = try fixture.serverConfig()
+        config.port = port
+        let second = try AgentServer(config: config, engine: fixture.engine, logger: channelQuietLogger())
+        try await second.start()
+        defer { Task { await second.shutdown() } }
+
+        let status = try await keep.status()
+        #expect(status.hostname == "node-a")
+        #expect(second.acceptedConnectionCount == 1)
+        _ = try await keep.status()
+        #expect(second.acceptedConnectionCount == 1, "and is kept again")
+    }
+
+    @Test("a keep-alive client the agent refuses (certificate from another CA) gets tls_refused on every read, nothing kept")
+    func refusedClientKeepsNothing() async throws {
+        let fixture = try ChannelFixture()
+        let server = try await fixture.startServer()
+        defer { Task { await server.shutdown() } }
+        let stranger = try ClusterCA.create(cluster: "other").issueClient(name: "eve", role: .operator)
+        let keep = try fixture.client(server, identity: stranger, keepReadsAlive: true)
+        for _ in 0..<2 {
+            do {
+                _ = try await keep.status()
+                Issue.record("a client certificate from another CA was served")
+            } catch {
+                #expect(error.code == .tlsRefused, "\(error)")
+            }
+        }
+        #expect(server.acceptedConnectionCount ?? 0 <= 2, "nothing kept: at most one handshake per read")
+    }
+}

@@ -98,6 +98,9 @@ struct FleetBench {
             result.notes.append(
                 "\(size) nodes, budget 1, wall per node by phase in progress: "
                     + r.phases.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ") + " ms")
+            result.notes.append(
+                "\(size) nodes, budget 1, Kubernetes requests per node: \(String(format: "%.1f", r.kubeRequests.reduce(0) { $0 + $1.1 })) = "
+                    + r.kubeRequests.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", "))
         }
         if let size = options.rolloutSizes.first {
             let r = try await rolloutRuns(
@@ -154,6 +157,15 @@ struct FleetBench {
         /// Wall time per node spent in each phase: the gap between consecutive events is charged to the phase of
         /// the earlier one (from "Rebooting X" to "X is reachable" is the reboot wait), from the last run.
         var phases: [(String, Double)] = []
+        /// Kubernetes requests per node by route during the last run (the simulated controllers make none over HTTP).
+        var kubeRequests: [(String, Double)] = []
+    }
+
+    static func perNode(_ after: [String: Int], minus before: [String: Int], nodes: Int) -> [(String, Double)] {
+        after.compactMap { key, n in
+            let d = n - before[key, default: 0]
+            return d > 0 ? (key, Double(d) / Double(nodes)) : nil
+        }.sorted { ($0.1, $1.0) > ($1.1, $0.0) }
     }
 
     static func phaseBreakdown(_ events: [RolloutEvent], nodes: Int) -> [(String, Double)] {
@@ -196,6 +208,10 @@ struct FleetBench {
                     of: anchor, with: anchor + "  # nk3 bench revision \(run + 1)\n")
                 try changed.write(toFile: templatePath, atomically: true, encoding: .utf8)
                 await cluster.settleAgents()
+                let requestsBefore = cluster.kube.state.stats.byRoute
+                defer {
+                    figures.kubeRequests = Self.perNode(cluster.kube.state.stats.byRoute, minus: requestsBefore, nodes: nodes)
+                }
                 if let nk3 {
                     let out = dir.appendingPathComponent("apply-\(tag)-\(run).jsonl").path
                     let err = dir.appendingPathComponent("apply-\(tag)-\(run).stderr").path

@@ -95,4 +95,6 @@ public struct FakeKubeStats: Sendable, Hashable {
     public var patches = 0
     /// Watches opened.
     public var watches = 0
+    /// Requests by verb and resource, e.g. "GET nodes/{name}", "GET pods (list, one namespace)", "PUT leases/{name}".
+    public var byRoute: [String: Int] = [:]
 }

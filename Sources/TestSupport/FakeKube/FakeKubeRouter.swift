@@ -45,6 +45,8 @@ public struct FakeKubeRouter: Sendable {
         guard let route = Route(path: request.path) else {
             return Self.status(404, reason: "NotFound", message: "the server could not find the requested resource")
         }
+        let key = Self.routeKey(request, route)
+        state.store.withLock { $0.stats.byRoute[key, default: 0] += 1 }
         switch (request.method, route.name, route.subresource) {
         case (.GET, nil, nil):
             let watch = request.query["watch"]
@@ -96,6 +98,18 @@ public struct FakeKubeRouter: Sendable {
             subresource = segs.count > 2 ? segs[2] : nil
             if segs.count > 3 { return nil }
         }
+    }
+
+    /// The key of `FakeKubeStats.byRoute`.
+    static func routeKey(_ request: HTTPServerRequest, _ route: Route) -> String {
+        var key = "\(request.method.rawValue) \(route.resource.rawValue)"
+        if route.name != nil { key += "/{name}" }
+        if let sub = route.subresource { key += "/\(sub)" }
+        if route.name == nil, request.method == .GET {
+            let watch = request.query["watch"] == "true" || request.query["watch"] == "1"
+            key += " (\(watch ? "watch" : "list")\(route.namespace == nil ? "" : ", one namespace"))"
+        }
+        return key
     }
 
     private func notFound(_ r: FakeKubeResource, _ name: String) -> HTTPServerResponse {

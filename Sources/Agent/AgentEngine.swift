@@ -16,6 +16,10 @@ public protocol AgentEngine: Sendable {
     func landedFiles() async -> [String: String]
     /// One operation's status, result and log tail, or nil if unknown.
     func operation(id: String) async -> OperationReport?
+    /// The same, but while the operation is still being applied (received, staged, rebuilding) the answer waits
+    /// until it is not — awaiting a confirm, finished or rolling back — or `wait` has passed (a long poll: the
+    /// coordinator learns the outcome at once, with one request instead of one per poll interval).
+    func operation(id: String, waitingUpTo wait: Duration) async -> OperationReport?
     /// Prometheus text exposition of the agent's metrics.
     func metricsText() async -> String
     /// Carries out a verified command (apply, confirm, reboot, rollback). Throws a `WireError`
@@ -30,4 +34,9 @@ public protocol AgentEngine: Sendable {
 extension AgentEngine {
     /// Engines with nothing to wait for ignore it.
     public func responseSent(serial: UInt64) async {}
+
+    /// Engines that cannot wait answer at once.
+    public func operation(id: String, waitingUpTo wait: Duration) async -> OperationReport? {
+        await operation(id: id)
+    }
 }

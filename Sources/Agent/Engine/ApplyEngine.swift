@@ -31,7 +31,12 @@ public actor ApplyEngine: AgentEngine, Service {
     private let logs = OperationLogs()
     private let metrics = EngineMetrics()
 
-    private var machine: ApplyMachine
+    private var machine: ApplyMachine {
+        didSet { wakeChangeWaiters() }
+    }
+    /// Long polls waiting for the machine to change (`operation(id:waitingUpTo:)`), by ticket.
+    private var changeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    private var nextChangeTicket = 0
     private var started = false
     private var work: Task<Void, Never>?
     private var deadlineTask: Task<Void, Never>?
@@ -152,6 +157,44 @@ public actor ApplyEngine: AgentEngine, Service {
         if op == nil && result == nil && tail == nil { return nil }
         return OperationReport(
             operation: op, result: result, logTail: tail ?? "(no log kept for this operation since the agent started)")
+    }
+
+    public func operation(id: String, waitingUpTo wait: Duration) async -> OperationReport? {
+        let end = ContinuousClock.now.advanced(by: wait)
+        while let op = machine.operationStatus, op.id == id, [.received, .staged, .rebuilding].contains(op.phase) {
+            let left = ContinuousClock.now.duration(to: end)
+            if left <= .zero || Task.isCancelled { break }
+            await waitForChange(atMost: left)
+        }
+        return await operation(id: id)
+    }
+
+    /// Returns after the machine next changes, after `limit`, or when the calling task is cancelled.
+    private func waitForChange(atMost limit: Duration) async {
+        let ticket = nextChangeTicket
+        nextChangeTicket += 1
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: limit)
+            await self?.wakeChangeWaiter(ticket)
+        }
+        await withTaskCancellationHandler {
+            // Registered before this actor can run anything else (the timer's wake included), so no wake is lost.
+            await withCheckedContinuation { changeWaiters[ticket] = $0 }
+        } onCancel: {
+            Task { await self.wakeChangeWaiter(ticket) }
+        }
+        timer.cancel()
+    }
+
+    private func wakeChangeWaiter(_ ticket: Int) {
+        changeWaiters.removeValue(forKey: ticket)?.resume()
+    }
+
+    private func wakeChangeWaiters() {
+        guard !changeWaiters.isEmpty else { return }
+        let waiters = changeWaiters
+        changeWaiters = [:]
+        for w in waiters.values { w.resume() }
     }
 
     public func responseSent(serial: UInt64) async {

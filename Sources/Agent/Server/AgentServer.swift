@@ -50,6 +50,8 @@ public final class AgentServer: Service, Sendable {
 
     /// The bound port once started (nil before).
     public var port: Int? { server.withLock { $0?.port } }
+    /// The longest `GET /v1/operations/ID?wait=` holds an answer (well under the connection idle timeout).
+    public static let maxOperationWaitSeconds = 30
     /// TLS connections accepted since `start()` (nil before it); also the metric `nk3_agent_connections_total`.
     public var acceptedConnectionCount: Int? { server.withLock { $0?.acceptedConnectionCount } }
 
@@ -119,7 +121,17 @@ public final class AgentServer: Service, Sendable {
             return ok(LandedFiles(files: await engine.landedFiles()))
         case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
             let id = HTTPServerRequest.percentDecoded(s[2]) ?? s[2]
-            guard let report = await engine.operation(id: id) else {
+            // `?wait=SECONDS` (0…60): a long poll while the operation is still being applied.
+            var wait: Duration = .zero
+            if let text = request.query["wait"] {
+                guard let seconds = Int(text), (0...Self.maxOperationWaitSeconds).contains(seconds) else {
+                    return refuse(
+                        WireError(.malformed, "wait must be whole seconds from 0 to \(Self.maxOperationWaitSeconds), not '\(text)'"))
+                }
+                wait = .seconds(seconds)
+            }
+            let found = wait > .zero ? await engine.operation(id: id, waitingUpTo: wait) : await engine.operation(id: id)
+            guard let report = found else {
                 return refuse(WireError(.notFound, "no operation with id '\(id)'"))
             }
             return ok(report)

@@ -125,10 +125,17 @@ public struct AgentClient: Sendable {
         try await call(.GET, "/v1/files", as: LandedFiles.self)
     }
 
-    /// `GET /v1/operations/ID`.
-    public func operation(id: String) async throws(AgentClientError) -> OperationReport {
+    /// `GET /v1/operations/ID`. With `wait` (whole seconds, at least 1), a long poll: while the operation is still
+    /// being applied, the agent answers once it is not (awaiting a confirm, finished, rolling back) or after `wait`.
+    /// Keep `wait` well under this client's timeout.
+    public func operation(id: String, waitUpTo wait: Duration? = nil) async throws(AgentClientError) -> OperationReport {
         let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id
-        return try await call(.GET, "/v1/operations/\(escaped)", as: OperationReport.self)
+        var path = "/v1/operations/\(escaped)"
+        // At most half this client's timeout, so that a held answer always arrives in time.
+        if let wait, case let seconds = min(wait, timeout / 2).components.seconds, seconds >= 1 {
+            path += "?wait=\(min(seconds, 30))"
+        }
+        return try await call(.GET, path, as: OperationReport.self)
     }
 
     /// `GET /metrics`: Prometheus text.

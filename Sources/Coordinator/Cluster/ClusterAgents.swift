@@ -45,6 +45,10 @@ public final class ClusterAgents: RolloutAgents {
         try await client(node).operation(id: id)
     }
 
+    public func operation(node: String, id: String, waitUpTo: Duration) async throws -> OperationReport {
+        try await client(node).operation(id: id, waitUpTo: waitUpTo)
+    }
+
     public func submit(node: String, command: Command) async throws -> EnvelopeReceipt {
         let c = try client(node)
         if lastSerial.withLock({ $0[node] }) == nil {

@@ -374,11 +374,19 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
 
         case .waitRebuild(let node, let operationID, let serial):
             while true {
-                if let outcome = try await rebuildOutcome(node: node, operationID: operationID, serial: serial) {
+                let asked = clock.now
+                // A long poll: the agent answers as soon as the rebuild is over, or after `rebuildLongPoll`.
+                let wait = deadline.map { min(Self.rebuildLongPoll, asked.duration(to: $0)) } ?? Self.rebuildLongPoll
+                if let outcome = try await rebuildOutcome(node: node, operationID: operationID, serial: serial, wait: wait) {
                     return .rebuildFinished(node: node, outcome: outcome, at: now())
                 }
                 if let deadline, clock.now >= deadline { return .timedOut(node: node, step: .rebuild, after: t.rebuild) }
-                try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
+                // An agent that held the answer has waited already; one that answered at once (one that cannot
+                // wait, a status fallback without an operation id, a failed call) is asked again at the usual pace.
+                let pace = pace(since: since)
+                if asked.duration(to: clock.now) < pace {
+                    try await clock.sleep(until: clock.now.advanced(by: pace), tolerance: nil)
+                }
             }
 
         case .drain(let node):
@@ -510,14 +518,21 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Reads an apply's state; nil while it is still rebuilding (or the agent is briefly unreachable).
-    private func rebuildOutcome(node: String, operationID: String?, serial: UInt64?) async throws -> RebuildOutcome? {
+    /// How long one `GET /v1/operations/ID` may hold its answer while a node rebuilds.
+    static var rebuildLongPoll: Duration { .seconds(10) }
+
+    private func rebuildOutcome(node: String, operationID: String?, serial: UInt64?, wait: Duration) async throws
+        -> RebuildOutcome?
+    {
         let timeout = configuration.timeouts.agentCall
         var operation: OperationStatus?
         var result: OperationResult?
         var logTail = ""
         do {
             if let operationID {
-                let report = try await withTimeout(timeout) { try await agents.operation(node: node, id: operationID) }
+                let report = try await withTimeout(timeout + wait) {
+                    try await agents.operation(node: node, id: operationID, waitUpTo: wait)
+                }
                 (operation, result, logTail) = (report.operation, report.result, report.logTail)
             } else {
                 let status = try await withTimeout(timeout) { try await agents.status(node: node) }

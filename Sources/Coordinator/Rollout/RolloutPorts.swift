@@ -13,6 +13,15 @@ public protocol RolloutAgents: Sendable {
     func submit(node: String, command: Command) async throws -> EnvelopeReceipt
     /// `GET /v1/operations/ID`: an apply's phase, result and rebuild log tail.
     func operation(node: String, id: String) async throws -> OperationReport
+    /// The same as a long poll: while the apply is still being applied, the agent answers once it is not, or
+    /// after `waitUpTo` (an agent that cannot wait answers at once; so does the default implementation).
+    func operation(node: String, id: String, waitUpTo: Duration) async throws -> OperationReport
+}
+
+extension RolloutAgents {
+    public func operation(node: String, id: String, waitUpTo: Duration) async throws -> OperationReport {
+        try await operation(node: node, id: id)
+    }
 }
 
 /// The Kubernetes side of one cluster, as the rollout needs it.

@@ -283,6 +283,8 @@ final class EngineFakeRoot: Sendable {
               exit 1
             fi
             [ -e "$R/control/hang-build" ] && sleep 600
+            # A FIFO here holds the build until the test writes a line to it.
+            [ -p "$R/control/hold-build" ] && read -r _ < "$R/control/hold-build"
             kernel=$(sed -n 's/^ *# kernel: //p' "$cfg" | head -1); kernel=${kernel:-6.6.1}
             version=$(sed -n 's/^ *# version: //p' "$cfg" | head -1); version=${version:-24.05.1}
             actexit=$(sed -n 's/^ *# activation-exit: //p' "$cfg" | head -1); actexit=${actexit:-0}

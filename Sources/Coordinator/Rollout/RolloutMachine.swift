@@ -641,8 +641,10 @@ public struct RolloutMachine: Sendable {
             actions.append(.done(summary))
             return actions
         }
+        // Saved before the step it records starts, but only when a rerun would act differently on it: a step
+        // change within one resume class (see `RolloutProgress.resumeView`) is not worth a Kubernetes write.
         let snapshot = progress
-        if snapshot != lastSaved {
+        if snapshot.resumeView != lastSaved?.resumeView {
             lastSaved = snapshot
             actions.insert(.saveProgress(snapshot), at: 0)
         }

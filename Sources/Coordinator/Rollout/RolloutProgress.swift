@@ -39,11 +39,39 @@ public struct RolloutProgress: Codable, Sendable, Hashable {
         }
     }
 
+    /// What a rerun acts on (`RolloutMachine`'s classification of each node, and the session's wait for nodes that
+    /// were rebooting): each in-flight step reduced to its resume class — `send`/`rebuild` → `rebuild`, `drain`,
+    /// `reboot`/`wait-reachable` → `reboot`, and `wait-ready`/`uncordon`/`gates`/`confirm` → `wait-ready` — and a
+    /// record that carries nothing yet (just sent, no serial) dropped, as a rerun treats it like no record.
+    /// Progress is written only when this view changes, so the stored step is the first of its class that the
+    /// node reached (a node at `gates` may read `wait-ready`); boot-apply nodes cost 5 writes instead of 10.
+    public var resumeView: RolloutProgress {
+        var view = self
+        view.inFlight = inFlight.compactMapValues { record in
+            var r = record
+            r.step = r.step.resumeClass
+            return r == InFlight(step: .rebuild) ? nil : r
+        }
+        return view
+    }
+
     /// Makes a record.
     public init(version: Int = 1, planFingerprint: String, done: [String: String] = [:], inFlight: [String: InFlight] = [:]) {
         self.version = version
         self.planFingerprint = planFingerprint
         self.done = done
         self.inFlight = inFlight
+    }
+}
+
+extension RolloutStep {
+    /// The first step of the class of steps a rerun does not tell apart (see `RolloutProgress.resumeView`).
+    var resumeClass: RolloutStep {
+        switch self {
+        case .send, .rebuild: return .rebuild
+        case .drain: return .drain
+        case .reboot, .waitReachable: return .reboot
+        case .waitReady, .uncordon, .gates, .confirm: return .waitReady
+        }
     }
 }

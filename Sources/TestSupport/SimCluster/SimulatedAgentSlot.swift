@@ -108,20 +108,30 @@ final class SimulatedAgentSlot: Sendable {
             return (s.port, s.attempts, s.lastStateDir)
         }
         let stateDir = "\(baseDirectory)/state-\(number)"
-        let fm = FileManager.default
-        try? fm.removeItem(atPath: stateDir)
-        if let previous, fm.fileExists(atPath: previous) {
-            try fm.copyItem(atPath: previous, toPath: stateDir)
-        } else {
-            try fm.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
         let alive = ProcessFlag()
         var log = logger
         log[metadataKey: "agent.node"] = "\(name)"
         log[metadataKey: "sim.process"] = "\(number)"
-        let engine = try ApplyEngine(
-            system: node.agentProcess(alive: { alive.isAlive }), stateDir: stateDir, clock: clock,
-            rebootDelay: rebootDelay, logger: log)
+        let engine: ApplyEngine
+        do {
+            let fm = FileManager.default
+            try? fm.removeItem(atPath: stateDir)
+            if let previous, fm.fileExists(atPath: previous) {
+                try fm.copyItem(atPath: previous, toPath: stateDir)
+            } else {
+                try fm.createDirectory(
+                    atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+            engine = try ApplyEngine(
+                system: node.agentProcess(alive: { alive.isAlive }), stateDir: stateDir, clock: clock,
+                rebootDelay: rebootDelay, logger: log)
+        } catch {
+            state.withLock { s in
+                s.startFailures += 1
+                s.lastError = "cannot prepare state directory \(stateDir): \(error)"
+            }
+            throw error
+        }
         let candidates = port != 0 ? [port] : LoopbackSockets.portsBelowEphemeralRange(count: 16) + [0]
         var started: (server: AgentServer, port: Int)?
         for (i, candidate) in candidates.enumerated() {

@@ -168,7 +168,7 @@ struct AbuseLoadTests {
         #expect(Self.statusCode(r4.text) == 413)
 
         // Nothing reached the engine, and the agent still serves.
-        #expect(agent.engine.handled.withLock { $0 } == [])
+        #expect(agent.engine.handledSerials == [])
         #expect(try await client.status().hostname == "node-a")
     }
 
@@ -275,7 +275,7 @@ struct AbuseLoadTests {
                 + "\(String(format: "%.2f", seconds * 1000 / Double(total))) ms per refusal (wall, incl. handshake)")
         #expect(mismatches.withLock { $0 } == [])
         #expect(try agent.stateSnapshot() == before)
-        #expect(agent.engine.handled.withLock { $0 } == [5])
+        #expect(agent.engine.handledSerials == [5])
         #expect(try SerialStore(stateDirectory: agent.stateDir).current == 5)
         // Verification cost alone, without TLS: each refusal through the server's respond(to:).
         let verifier = try AgentServerConfig(

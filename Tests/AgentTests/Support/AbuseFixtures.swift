@@ -11,47 +11,6 @@ import NK3Coordinator
 import NK3Protocol
 import Synchronization
 
-/// An engine with fixed answers whose landed files can be made large (for slow-reader tests), and that
-/// records the commands it is handed. Test support only: no apply logic.
-final class AbuseEngine: AgentEngine {
-    let files: [String: String]
-    let handled = Mutex<[UInt64]>([])
-
-    /// `landedBytes`: total size of the landed files it reports (split over 1 MiB files).
-    init(landedBytes: Int = 0) {
-        var files = ["configuration.nix": "{ }"]
-        var left = landedBytes
-        var i = 0
-        while left > 0 {
-            let n = min(left, 1 << 20)
-            files["big-\(i).nix"] = String(repeating: "x", count: n)
-            left -= n
-            i += 1
-        }
-        self.files = files
-    }
-
-    func status() async -> AgentStatus {
-        AgentStatus(
-            hostname: "node-a", kernel: "6.6.0", nixosVersion: "24.05", currentSystem: "/nix/store/x-system",
-            bootedSystem: "/nix/store/x-system", currentGeneration: 3, bootedGeneration: 3, profileGeneration: 3,
-            bootID: "boot-1", uptimeSeconds: 12, configHash: ConfigFiles.hash(files: ["configuration.nix": "{ }"]),
-            files: ConfigFiles.digests(["configuration.nix": "{ }"]), channel: nil, lastAcceptedSerial: nil,
-            operation: nil, lastResult: nil, kubelet: KubeletState(unit: "k3s", unitActive: true, healthz: true))
-    }
-
-    func landedFiles() async -> [String: String] { files }
-    func operation(id: String) async -> OperationReport? { nil }
-    func metricsText() async -> String { "" }
-
-    func handle(_ payload: CommandPayload) async throws(WireError) -> EnvelopeReceipt {
-        handled.withLock { $0.append(payload.serial) }
-        return EnvelopeReceipt(
-            serial: payload.serial, kind: payload.command.kind, operationID: "op-\(payload.serial)", phase: .received,
-            message: "recorded")
-    }
-}
-
 /// A real agent server on 127.0.0.1 with fresh PKI (ClusterCA), a short idle timeout, and clients.
 struct AbuseAgent {
     static let node = "node-a"
@@ -59,7 +18,7 @@ struct AbuseAgent {
     let operatorCert: IssuedCertificate
     let signer: EnvelopeSigner
     let stateDir: String
-    let engine: AbuseEngine
+    let engine: ChannelRecordingEngine
     let server: AgentServer
     let clientTLS: NIOSSLContext
 
@@ -69,7 +28,7 @@ struct AbuseAgent {
         let operatorCert = try ca.issueClient(name: "alice", role: .operator)
         let signer = EnvelopeSigner(privateKey: Curve25519.Signing.PrivateKey())
         let stateDir = try channelTempDir("abuse-state")
-        let engine = AbuseEngine(landedBytes: landedBytes)
+        let engine = ChannelRecordingEngine(landedBytes: landedBytes)
         let config = AgentServerConfig(
             host: "127.0.0.1", port: 0, certificate: .pem(agentCert.certificatePEM),
             privateKey: .pem(agentCert.privateKeyPEM), clientCA: .pem(try ca.certificatePEM),

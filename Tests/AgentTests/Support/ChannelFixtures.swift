@@ -10,9 +10,25 @@ import NK3Protocol
 import Synchronization
 import X509
 
-/// An `AgentEngine` that records the commands it is handed (test support only: no apply logic).
+/// An `AgentEngine` that records the commands it is handed, and whose landed files can be made large (slow-reader
+/// tests). Test support only: no apply logic.
 final class ChannelRecordingEngine: AgentEngine {
     let handled = Mutex<[CommandPayload]>([])
+    let files: [String: String]
+
+    /// `landedBytes`: total size of extra landed files it reports (split over 1 MiB files).
+    init(landedBytes: Int = 0) {
+        var files = ["configuration.nix": "{ }"]
+        var left = landedBytes
+        var i = 0
+        while left > 0 {
+            let n = min(left, 1 << 20)
+            files["big-\(i).nix"] = String(repeating: "x", count: n)
+            left -= n
+            i += 1
+        }
+        self.files = files
+    }
 
     var handledSerials: [UInt64] { handled.withLock { $0.map(\.serial) } }
     /// Serials whose answers the server reported as written out (`responseSent`).
@@ -29,7 +45,7 @@ final class ChannelRecordingEngine: AgentEngine {
             operation: nil, lastResult: nil, kubelet: KubeletState(unit: "k3s", unitActive: true, healthz: true))
     }
 
-    func landedFiles() async -> [String: String] { ["configuration.nix": "{ }"] }
+    func landedFiles() async -> [String: String] { files }
 
     func operation(id: String) async -> OperationReport? {
         id == "op-1" ? OperationReport(operation: nil, result: nil, logTail: "built") : nil

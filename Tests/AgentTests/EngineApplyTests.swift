@@ -197,6 +197,7 @@ struct EngineApplyTests {
         clock.advance(by: 500)
         _ = try await engine.handle(EngineKit.payload(.reboot(.init(reason: "apply kernel")), serial: 5))
         #expect(await EngineKit.eventually("reboot requested") { fake.rebootCount == 1 })
+        await engine.halt()  // the old process dies with the reboot: its deadline (t+600 of the first boot) with it
         try fake.simulateReboot()
         #expect(fake.bootID != firstBoot)
         engine = try EngineKit.engine(fake, clock: clock)
@@ -220,6 +221,7 @@ struct EngineApplyTests {
         #expect(fake.rebootCount == 2, "a reboot into the old generation was requested")
 
         // Back up on the old generation: nothing left to do, no reboot loop.
+        await engine.halt()
         try fake.simulateReboot()
         engine = try EngineKit.engine(fake, clock: clock)
         await engine.start()

@@ -44,6 +44,7 @@ struct StatusEngineTests {
         #expect(t.profileGeneration == 2 && t.currentGeneration == 1 && t.bootedGeneration == 1)
         #expect(t.profileKernel == "6.9.0" && t.kernel == "6.6.1")
         #expect(t.operation?.bootIDAtRebuild == fake.bootID)
+        await engine2.halt()  // the old process ends with the reboot
         try fake.simulateReboot()
         try fake.setKnob("unit-k3s-active", false)
         let engine3 = try ApplyEngine(system: system, stateDir: fake.stateDir, clock: clock, logger: EngineKit.logger)

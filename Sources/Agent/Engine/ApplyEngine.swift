@@ -98,8 +98,16 @@ public actor ApplyEngine: AgentEngine, Service {
     public func run() async throws {
         await start()
         try? await gracefulShutdown()
+        halt()
+    }
+
+    /// Stops the confirm-deadline watcher, as the end of the process does (the deadline stays persisted and is
+    /// re-armed by the next `start()`). Tests that replace an engine by a new one, as a restarted agent would,
+    /// halt the old one first: otherwise its deadline would still fire, a second agent on the same machine.
+    public func halt() {
         deadlineTask?.cancel()
         deadlineTask = nil
+        deadlineDate = nil
     }
 
     /// Waits until no step is running and no due deadline is pending (tests, `nk3-agent run-once`).

@@ -151,17 +151,22 @@ public struct HTTPServerLimits: Sendable, Hashable {
     public var maxHeaderBytes: Int
     /// A connection with no request in progress and nothing read for this long is closed.
     public var idleTimeout: Duration
+    /// A connection with an answer waiting to be written that the client has not read any of for this long is
+    /// closed, after one to two such periods (a client that stops reading would otherwise hold the connection and
+    /// the answer forever).
+    public var writeTimeout: Duration
     /// Listen backlog.
     public var backlog: Int
 
     /// Makes limits (defaults suit the agent: `NK3Wire.maxBodyBytes`-sized bodies).
     public init(
         maxBodyBytes: Int = 4 * 1024 * 1024, maxHeaderBytes: Int = 16 * 1024, idleTimeout: Duration = .seconds(60),
-        backlog: Int = 1024
+        writeTimeout: Duration = .seconds(60), backlog: Int = 1024
     ) {
         self.maxBodyBytes = maxBodyBytes
         self.maxHeaderBytes = maxHeaderBytes
         self.idleTimeout = idleTimeout
+        self.writeTimeout = writeTimeout
         self.backlog = backlog
     }
 }
@@ -270,8 +275,10 @@ public final class HTTPSServer: Sendable {
         logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         handler: @escaping @Sendable (HTTPServerRequest) async -> HTTPServerResponse
     ) async throws -> HTTPSServer {
-        let idle = TimeAmount.nanoseconds(
-            limits.idleTimeout.components.seconds * 1_000_000_000 + limits.idleTimeout.components.attoseconds / 1_000_000_000)
+        func nanoseconds(_ d: Duration) -> TimeAmount {
+            .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+        }
+        let (idle, stalled) = (nanoseconds(limits.idleTimeout), nanoseconds(limits.writeTimeout))
         let headerLimits: NIOHTTPDecoderLimitConfiguration = {
             var l = NIOHTTPDecoderLimitConfiguration()
             l.maxHeaderListSize = limits.maxHeaderBytes
@@ -292,7 +299,7 @@ public final class HTTPSServer: Sendable {
                         ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: headerLimits)))
                     try sync.addHandler(HTTPResponseEncoder())
                     try sync.addHandler(HTTPServerProtocolErrorHandler())
-                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
+                    try sync.addHandler(IdleStateHandler(readTimeout: idle, writeTimeout: stalled))
                     try sync.addHandler(IdleCloseHandler())
                     let connection = try Connection(wrappingChannelSynchronously: channel)
                     pending.hold(connection)
@@ -334,7 +341,7 @@ public final class HTTPSServer: Sendable {
     }
 
     /// How many connections are being served (tests: 0 once every client has gone away).
-    var openConnectionCount: Int { connections.count }
+    public var openConnectionCount: Int { connections.count }
 
     /// Connections served since the start (each one TLS handshake when `tls` is set).
     public var acceptedConnectionCount: Int { connections.total }
@@ -529,6 +536,10 @@ private final class IdleCloseHandler: ChannelDuplexHandler, RemovableChannelHand
     typealias OutboundOut = HTTPServerResponsePart
 
     private var requestsInProgress = 0
+    /// Writes handed down that have not completed (the socket has not taken them).
+    private var writesPending = 0
+    /// Bytes waiting in the socket's buffer at the last write timeout with writes pending.
+    private var bufferedAtLastTimeout: Int?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .end = Self.unwrapInboundIn(data) { requestsInProgress += 1 }
@@ -537,14 +548,33 @@ private final class IdleCloseHandler: ChannelDuplexHandler, RemovableChannelHand
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = Self.unwrapOutboundIn(data) { requestsInProgress = max(0, requestsInProgress - 1) }
-        context.write(data, promise: promise)
+        let done = promise ?? context.eventLoop.makePromise()
+        writesPending += 1
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        done.futureResult.whenComplete { _ in me.value.writesPending -= 1 }
+        context.write(data, promise: done)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+        switch event as? IdleStateHandler.IdleStateEvent {
+        case .read?:
             if requestsInProgress == 0 { context.close(promise: nil) }
-            return
+        case .write?:
+            // No write completed for the write timeout while some wait. One large answer to a slow reader completes
+            // only at its end, so the stall is proven only when nothing left the socket's buffer since the last
+            // such timeout either: the client stopped reading (closed after one to two write timeouts).
+            guard writesPending > 0 else {
+                bufferedAtLastTimeout = nil
+                return
+            }
+            let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)
+            if let buffered, buffered == bufferedAtLastTimeout {
+                context.close(promise: nil)
+            } else {
+                bufferedAtLastTimeout = buffered
+            }
+        case .all?, nil:
+            context.fireUserInboundEventTriggered(event)
         }
-        context.fireUserInboundEventTriggered(event)
     }
 }

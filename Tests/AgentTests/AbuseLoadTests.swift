@@ -211,6 +211,76 @@ struct AbuseLoadTests {
         #expect(try await client.status().hostname == "node-a")
     }
 
+    @Test("a client that stops reading for good is cut off after the write timeout; the agent serves others meanwhile and after")
+    func stalledReaderIsCutOff() async throws {
+        let size = 24 << 20  // larger than the loopback socket buffers on both sides
+        let agent = try await AbuseAgent.start(writeTimeout: .milliseconds(300), landedBytes: size)
+        defer { Task { await agent.server.shutdown() } }
+        let connection = try await agent.rawConnection()
+        let outcome: (declared: Int, received: Int, closed: Bool) = try await connection.channel.executeThenClose {
+            inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /v1/files HTTP/1.1\r\nHost: node-a\r\n\r\n"))
+            var iterator = inbound.makeAsyncIterator()
+            var head = ""
+            while !head.contains("\r\n\r\n"), let chunk = try await iterator.next() { head += String(buffer: chunk) }
+            let declared = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? -1
+            var received = head.utf8.count - (head.range(of: "\r\n\r\n").map { head.utf8.distance(from: head.startIndex, to: $0.upperBound) } ?? 0)
+            // Stop reading until the agent has let go of this connection (the only one open), then read what is left.
+            let clock = ContinuousClock()
+            let end = clock.now.advanced(by: .seconds(60))
+            while (agent.server.openConnectionCount ?? 0) > 0, clock.now < end {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let closed = agent.server.openConnectionCount == 0
+            abuseReport("stalled reader: cut off after \(received) of \(declared) body bytes read (write timeout 0.3 s)")
+            do {
+                while let chunk = try await iterator.next() { received += chunk.readableBytes }
+            } catch {
+                // The agent closed without close_notify: the stream ends with an error, which is the point.
+            }
+            return (declared, received, closed)
+        }
+        #expect(outcome.closed, "the agent still held the stalled connection after 60 s")
+        #expect(outcome.declared > size)
+        #expect(outcome.received < outcome.declared, "the whole answer arrived: the connection was not cut off")
+        #expect(try await agent.client().status().hostname == "node-a")
+    }
+
+    @Test("a slow but steady reader of one large answer is not cut off, though that answer's one write completes only at its end")
+    func slowSteadyReaderIsServed() async throws {
+        let size = 24 << 20
+        // Pauses of 100 ms per MiB (2.4 s in all) against a 1 s write timeout: the timeout fires while the answer's one
+        // write is still pending, and the reader must still get all of it.
+        let agent = try await AbuseAgent.start(writeTimeout: .seconds(1), landedBytes: size)
+        defer { Task { await agent.server.shutdown() } }
+        let connection = try await agent.rawConnection()
+        let (declared, received) = try await connection.channel.executeThenClose { inbound, outbound -> (Int, Int) in
+            try await outbound.write(ByteBuffer(string: "GET /v1/files HTTP/1.1\r\nHost: node-a\r\nConnection: close\r\n\r\n"))
+            var head = ""
+            var received = 0
+            var sincePause = 0
+            for try await chunk in inbound {
+                if head.contains("\r\n\r\n") {
+                    received += chunk.readableBytes
+                } else {
+                    head += String(buffer: chunk)
+                    if let r = head.range(of: "\r\n\r\n") { received = head.utf8.distance(from: r.upperBound, to: head.endIndex) }
+                }
+                sincePause += chunk.readableBytes
+                if sincePause >= 1 << 20 {
+                    sincePause = 0
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let declared = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? -1
+            return (declared, received)
+        }
+        #expect(declared > size)
+        #expect(received == declared)
+    }
+
     @Test("2,000 envelopes with bad signatures: each refused with its code, the state directory unchanged")
     func badSignatureFloodChangesNothing() async throws {
         let agent = try await AbuseAgent.start()

@@ -54,6 +54,8 @@ public final class AgentServer: Service, Sendable {
     public static let maxOperationWaitSeconds = 30
     /// TLS connections accepted since `start()` (nil before it); also the metric `nk3_agent_connections_total`.
     public var acceptedConnectionCount: Int? { server.withLock { $0?.acceptedConnectionCount } }
+    /// Connections open now (nil before `start()`).
+    public var openConnectionCount: Int? { server.withLock { $0?.openConnectionCount } }
 
     /// Binds and starts serving; returns the bound port. Calling it again returns the same port.
     @discardableResult

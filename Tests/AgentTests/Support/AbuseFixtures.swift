@@ -22,7 +22,9 @@ struct AbuseAgent {
     let server: AgentServer
     let clientTLS: NIOSSLContext
 
-    static func start(idleTimeout: Duration = .seconds(60), landedBytes: Int = 0) async throws -> AbuseAgent {
+    static func start(
+        idleTimeout: Duration = .seconds(60), writeTimeout: Duration = .seconds(60), landedBytes: Int = 0
+    ) async throws -> AbuseAgent {
         let ca = try ClusterCA.create(cluster: "abuse")
         let agentCert = try ca.issueAgent(hostname: node, addresses: ["127.0.0.1"])
         let operatorCert = try ca.issueClient(name: "alice", role: .operator)
@@ -34,7 +36,7 @@ struct AbuseAgent {
             privateKey: .pem(agentCert.privateKeyPEM), clientCA: .pem(try ca.certificatePEM),
             signingPublicKeys: [signer.privateKey.publicKey.rawRepresentation.base64EncodedString()], nodeName: node,
             stateDirectory: stateDir,
-            limits: HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes, idleTimeout: idleTimeout))
+            limits: HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes, idleTimeout: idleTimeout, writeTimeout: writeTimeout))
         let server = try AgentServer(config: config, engine: engine, logger: channelQuietLogger())
         try await server.start()
         let identity = try TLSIdentity(certificatePEM: operatorCert.certificatePEM, privateKeyPEM: operatorCert.privateKeyPEM)

@@ -548,7 +548,9 @@ private final class IdleCloseHandler: ChannelDuplexHandler, RemovableChannelHand
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = Self.unwrapOutboundIn(data) { requestsInProgress = max(0, requestsInProgress - 1) }
-        let done = promise ?? context.eventLoop.makePromise()
+        // Our own promise, on this channel's loop (a caller's could belong to another loop), passed on to theirs.
+        let done = context.eventLoop.makePromise(of: Void.self)
+        if let promise { done.futureResult.cascade(to: promise) }
         writesPending += 1
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         done.futureResult.whenComplete { _ in me.value.writesPending -= 1 }

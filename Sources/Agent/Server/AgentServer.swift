@@ -50,7 +50,7 @@ public final class AgentServer: Service, Sendable {
 
     /// The bound port once started (nil before).
     public var port: Int? { server.withLock { $0?.port } }
-    /// The longest `GET /v1/operations/ID?wait=` holds an answer (well under the connection idle timeout).
+    /// The longest `GET /v1/operations/ID?wait=` holds an answer (well under the connection idle and write timeouts).
     public static let maxOperationWaitSeconds = 30
     /// TLS connections accepted since `start()` (nil before it); also the metric `nk3_agent_connections_total`.
     public var acceptedConnectionCount: Int? { server.withLock { $0?.acceptedConnectionCount } }
@@ -123,7 +123,7 @@ public final class AgentServer: Service, Sendable {
             return ok(LandedFiles(files: await engine.landedFiles()))
         case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
             let id = HTTPServerRequest.percentDecoded(s[2]) ?? s[2]
-            // `?wait=SECONDS` (0…60): a long poll while the operation is still being applied.
+            // `?wait=SECONDS` (0…maxOperationWaitSeconds): a long poll while the operation is still being applied.
             var wait: Duration = .zero
             if let text = request.query["wait"] {
                 guard let seconds = Int(text), (0...Self.maxOperationWaitSeconds).contains(seconds) else {

@@ -517,10 +517,11 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    /// Reads an apply's state; nil while it is still rebuilding (or the agent is briefly unreachable).
     /// How long one `GET /v1/operations/ID` may hold its answer while a node rebuilds.
     static var rebuildLongPoll: Duration { .seconds(10) }
 
+    /// Reads an apply's state (a long poll of up to `wait` where the agent can); nil while it is still rebuilding
+    /// (or the agent is briefly unreachable).
     private func rebuildOutcome(node: String, operationID: String?, serial: UInt64?, wait: Duration) async throws
         -> RebuildOutcome?
     {

@@ -100,7 +100,8 @@ struct FleetBench {
                     + r.phases.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ") + " ms")
             result.notes.append(
                 "\(size) nodes, budget 1, Kubernetes requests per node: \(String(format: "%.1f", r.kubeRequests.reduce(0) { $0 + $1.1 })) = "
-                    + r.kubeRequests.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", "))
+                    + r.kubeRequests.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ")
+                    + "; agent connections (mTLS handshakes) per node: \(String(format: "%.1f", r.agentConnections))")
         }
         if let size = options.rolloutSizes.first {
             let r = try await rolloutRuns(
@@ -159,6 +160,8 @@ struct FleetBench {
         var phases: [(String, Double)] = []
         /// Kubernetes requests per node by route during the last run (the simulated controllers make none over HTTP).
         var kubeRequests: [(String, Double)] = []
+        /// Agent connections (mTLS handshakes) per node during the last run.
+        var agentConnections: Double = 0
     }
 
     static func perNode(_ after: [String: Int], minus before: [String: Int], nodes: Int) -> [(String, Double)] {
@@ -209,8 +212,11 @@ struct FleetBench {
                 try changed.write(toFile: templatePath, atomically: true, encoding: .utf8)
                 await cluster.settleAgents()
                 let requestsBefore = cluster.kube.state.stats.byRoute
+                let connectionsBefore = cluster.members.reduce(0) { $0 + $1.agentConnections }
                 defer {
                     figures.kubeRequests = Self.perNode(cluster.kube.state.stats.byRoute, minus: requestsBefore, nodes: nodes)
+                    let connections = cluster.members.reduce(0) { $0 + $1.agentConnections } - connectionsBefore
+                    figures.agentConnections = Double(connections) / Double(nodes)
                 }
                 if let nk3 {
                     let out = dir.appendingPathComponent("apply-\(tag)-\(run).jsonl").path

@@ -27,6 +27,8 @@ final class SimulatedAgentSlot: Sendable {
         var attempts = 0
         /// Starts that failed (e.g. the port was taken): systemd would retry them, so do `startRetrying`.
         var startFailures = 0
+        /// TLS connections accepted by processes that have stopped.
+        var connectionsOfStopped = 0
         var chain: Task<Void, Never>?
         var lastStateDir: String?
         var lastError: String?
@@ -72,6 +74,10 @@ final class SimulatedAgentSlot: Sendable {
     var processes: Int { state.withLock { $0.processes } }
     /// Number of starts that failed so far.
     var startFailures: Int { state.withLock { $0.startFailures } }
+    /// TLS connections accepted by all of this node's agent processes so far (each one a handshake).
+    var connectionsAccepted: Int {
+        state.withLock { $0.connectionsOfStopped + ($0.running?.server.acceptedConnectionCount ?? 0) }
+    }
     /// The last start failure, if any.
     var lastError: String? { state.withLock { $0.lastError } }
 
@@ -180,6 +186,7 @@ final class SimulatedAgentSlot: Sendable {
     func stop(reason: String) async {
         guard let running = state.withLock({ s -> Running? in
             defer { s.running = nil }
+            s.connectionsOfStopped += s.running?.server.acceptedConnectionCount ?? 0
             return s.running
         }) else { return }
         running.alive.kill()

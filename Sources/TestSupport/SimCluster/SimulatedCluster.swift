@@ -45,6 +45,8 @@ public final class SimulatedCluster: Sendable {
         public var agentProcesses: Int { slot.processes }
         /// Agent starts that failed and were retried (e.g. the port held by another socket for a moment).
         public var agentStartFailures: Int { slot.startFailures }
+        /// TLS connections this node's agent processes accepted so far (each one a handshake on both sides).
+        public var agentConnections: Int { slot.connectionsAccepted }
     }
 
     /// Tunables beyond node count and speed.

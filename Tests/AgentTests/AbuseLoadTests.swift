@@ -183,11 +183,7 @@ struct AbuseLoadTests {
             try await outbound.write(ByteBuffer(string: "GET /v1/files HTTP/1.1\r\nHost: node-a\r\n\r\n"))
             var iterator = inbound.makeAsyncIterator()
             // Read only the start of the answer, then stop reading (backpressure stops the socket reads).
-            var head = ""
-            while !head.contains("\r\n\r\n"), let chunk = try await iterator.next() { head += String(buffer: chunk) }
-            let declared = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? -1
-            var received = head.utf8.count - (head.range(of: "\r\n\r\n").map { head.utf8.distance(from: head.startIndex, to: $0.upperBound) } ?? 0)
+            var (declared, received) = try await readAnswerHead(&iterator)
             // Meanwhile the agent answers others.
             let clock = ContinuousClock()
             let t0 = clock.now
@@ -221,11 +217,7 @@ struct AbuseLoadTests {
             inbound, outbound in
             try await outbound.write(ByteBuffer(string: "GET /v1/files HTTP/1.1\r\nHost: node-a\r\n\r\n"))
             var iterator = inbound.makeAsyncIterator()
-            var head = ""
-            while !head.contains("\r\n\r\n"), let chunk = try await iterator.next() { head += String(buffer: chunk) }
-            let declared = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? -1
-            var received = head.utf8.count - (head.range(of: "\r\n\r\n").map { head.utf8.distance(from: head.startIndex, to: $0.upperBound) } ?? 0)
+            var (declared, received) = try await readAnswerHead(&iterator)
             // Stop reading until the agent has let go of this connection (the only one open), then read what is left.
             let clock = ContinuousClock()
             let end = clock.now.advanced(by: .seconds(60))
@@ -257,24 +249,17 @@ struct AbuseLoadTests {
         let connection = try await agent.rawConnection()
         let (declared, received) = try await connection.channel.executeThenClose { inbound, outbound -> (Int, Int) in
             try await outbound.write(ByteBuffer(string: "GET /v1/files HTTP/1.1\r\nHost: node-a\r\nConnection: close\r\n\r\n"))
-            var head = ""
-            var received = 0
-            var sincePause = 0
-            for try await chunk in inbound {
-                if head.contains("\r\n\r\n") {
-                    received += chunk.readableBytes
-                } else {
-                    head += String(buffer: chunk)
-                    if let r = head.range(of: "\r\n\r\n") { received = head.utf8.distance(from: r.upperBound, to: head.endIndex) }
-                }
+            var iterator = inbound.makeAsyncIterator()
+            var (declared, received) = try await readAnswerHead(&iterator)
+            var sincePause = received
+            while let chunk = try await iterator.next() {
+                received += chunk.readableBytes
                 sincePause += chunk.readableBytes
                 if sincePause >= 1 << 20 {
                     sincePause = 0
                     try await Task.sleep(for: .milliseconds(100))
                 }
             }
-            let declared = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? -1
             return (declared, received)
         }
         #expect(declared > size)

@@ -154,3 +154,16 @@ final class AbuseBox<Value: Sendable>: Sendable {
     init(_ value: Value) { storage = Mutex(value) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { storage.withLock { body(&$0) } }
 }
+
+/// Reads an HTTP answer's head from a raw connection: its `Content-Length` (-1 without one) and how many body bytes
+/// arrived with the head.
+func readAnswerHead(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) async throws
+    -> (declared: Int, bodyBytes: Int)
+{
+    var head = ""
+    while !head.contains("\r\n\r\n"), let chunk = try await iterator.next() { head += String(buffer: chunk) }
+    let declared = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+        .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? -1
+    let bodyBytes = head.range(of: "\r\n\r\n").map { head.utf8.distance(from: $0.upperBound, to: head.endIndex) } ?? 0
+    return (declared, bodyBytes)
+}

@@ -24,7 +24,6 @@ import concurrent.futures
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -141,15 +140,8 @@ def main():
     d = tempfile.mkdtemp(prefix="agent-heap-")
     try:
         port = rss.make_root(d)
-        log = open(f"{d}/agent.log", "w")
-        proc = subprocess.Popen([os.path.realpath(args.run), "serve", "--config", f"{d}/agent.json",
-                                 "--log-level", "info"], stderr=log, stdout=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while "nk3-agent listening" not in open(f"{d}/agent.log").read():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("agent did not start: " + open(f"{d}/agent.log").read()[-800:])
-                time.sleep(0.02)
+        cmd = [os.path.realpath(args.run), "serve", "--config", f"{d}/agent.json", "--log-level", "info"]
+        with rss.running_agent(cmd, d) as proc:
             time.sleep(1)
             print(f"mode {args.mode} inflight {args.inflight}", flush=True)
             print(f"{0:6d} requests  idle        {sample(proc.pid)}", flush=True)
@@ -167,13 +159,6 @@ def main():
                 subprocess.run(["gdb", "-batch", "-p", str(proc.pid), "-ex", "call (int) malloc_trim(0)"],
                                capture_output=True, check=True)
                 print(f"{done:6d} requests  malloc_trim {sample(proc.pid)}", flush=True)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -31,6 +31,7 @@ touches few 64 KiB windows.
 import argparse
 import bisect
 import collections
+import contextlib
 import json
 import os
 import re
@@ -503,12 +504,34 @@ def status_requests(d, port, n, inflight=16):
         list(ex.map(one, range(n)))
 
 
+@contextlib.contextmanager
+def running_agent(cmd, d):
+    """Starts `cmd` (an nk3-agent serve against the root in `d`, log in d/agent.log), waits until it listens, yields
+    the process, and stops it (SIGTERM, then SIGKILL after 10 s) on the way out."""
+    log = open(f"{d}/agent.log", "w")
+    proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "nk3-agent listening" not in open(f"{d}/agent.log").read():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("agent did not start: " + open(f"{d}/agent.log").read()[-800:])
+            time.sleep(0.02)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run(args):
     d = tempfile.mkdtemp(prefix="rss-by-module-")
     try:
         port = make_root(d)
         binary = os.path.realpath(args.run)
-        log = open(f"{d}/agent.log", "w")
         cmd = [binary, "serve", "--config", f"{d}/agent.json", "--log-level", "info"]
         if args.callgrind:
             # valgrind 3.19 cannot read this toolchain's DWARF: run a copy without debug info (symbols stay).
@@ -516,13 +539,7 @@ def run(args):
             sh("objcopy", "--strip-debug", binary, copy)
             cmd = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={d}/callgrind.out",
                    copy] + cmd[1:]
-        proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while "nk3-agent listening" not in open(f"{d}/agent.log").read():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("agent did not start: " + open(f"{d}/agent.log").read()[-800:])
-                time.sleep(0.02)
+        with running_agent(cmd, d) as proc:
             time.sleep(args.settle)
             if args.callgrind:
                 if args.requests:
@@ -540,13 +557,6 @@ def run(args):
                 print()
                 report(results["after_requests"], f"after {args.requests} status requests", args.top)
             return results
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
     finally:
         if not args.keep:
             shutil.rmtree(d, ignore_errors=True)

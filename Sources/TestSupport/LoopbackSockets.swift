@@ -53,6 +53,16 @@ public enum LoopbackSockets {
         return (0..<count).map { _ in Int.random(in: pool) }
     }
 
+    /// Runs `bind` with ports below the ephemeral range (`portsBelowEphemeralRange`) until one succeeds, then with 0
+    /// (a kernel-chosen port) as the last resort; returns what the first success returned, or throws the last failure.
+    /// For servers that must get the same port again after a restart.
+    public static func bindingStablePort<T>(_ bind: (Int) async throws -> T) async throws -> T {
+        for candidate in portsBelowEphemeralRange(count: 16) {
+            if let bound = try? await bind(candidate) { return bound }  // taken: the next one
+        }
+        return try await bind(0)
+    }
+
     /// A free TCP port on 127.0.0.1 (bound, read, closed: someone else may take it before the caller binds it,
     /// which is unlikely on a quiet host; callers that can should retry).
     public static func freePort() throws -> Int {

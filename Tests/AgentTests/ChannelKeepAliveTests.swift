@@ -43,14 +43,13 @@ struct ChannelKeepAliveTests {
         let fixture = try ChannelFixture()
         // A port outside the ephemeral range, as an agent's is: any outgoing connection of a parallel test could
         // take an ephemeral one between the stop and the restart (see LoopbackSockets.portsBelowEphemeralRange).
-        var first: AgentServer?
-        for candidate in LoopbackSockets.portsBelowEphemeralRange(count: 16) + [0] where first == nil {
+        let firstServer = try await LoopbackSockets.bindingStablePort { candidate in
             var config = try fixture.serverConfig()
             config.port = candidate
             let server = try AgentServer(config: config, engine: fixture.engine, logger: channelQuietLogger())
-            if (try? await server.start()) != nil { first = server }
+            try await server.start()
+            return server
         }
-        let firstServer = try #require(first)
         let port = try #require(firstServer.port)
         let keep = try fixture.client(firstServer, identity: fixture.readerCert, keepReadsAlive: true)
         _ = try await keep.status()

@@ -138,25 +138,22 @@ final class SimulatedAgentSlot: Sendable {
             }
             throw error
         }
-        let candidates = port != 0 ? [port] : LoopbackSockets.portsBelowEphemeralRange(count: 16) + [0]
-        var started: (server: AgentServer, port: Int)?
-        for (i, candidate) in candidates.enumerated() {
-            do {
-                let server = try AgentServer(config: makeConfig(candidate, stateDir), engine: engine, logger: log)
-                started = (server, try await server.start())
-                break
-            } catch where i < candidates.count - 1 {
-                continue  // a first start whose random port is taken: the next candidate
-            } catch {
-                alive.kill()
-                state.withLock { s in
-                    s.startFailures += 1
-                    s.lastError = "cannot bind 127.0.0.1:\(candidate): \(error)"
-                }
-                throw error
-            }
+        let bindOn = { (candidate: Int) async throws -> (AgentServer, Int) in
+            let server = try AgentServer(config: self.makeConfig(candidate, stateDir), engine: engine, logger: log)
+            return (server, try await server.start())
         }
-        guard let (server, bound) = started else { preconditionFailure("the last candidate returns or throws") }
+        let server: AgentServer
+        let bound: Int
+        do {
+            (server, bound) = port != 0 ? try await bindOn(port) : try await LoopbackSockets.bindingStablePort(bindOn)
+        } catch {
+            alive.kill()
+            state.withLock { s in
+                s.startFailures += 1
+                s.lastError = "cannot bind 127.0.0.1:\(port == 0 ? "any port" : String(port)): \(error)"
+            }
+            throw error
+        }
         state.withLock { s in
             s.processes += 1
             s.port = bound

@@ -275,10 +275,7 @@ public final class HTTPSServer: Sendable {
         logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         handler: @escaping @Sendable (HTTPServerRequest) async -> HTTPServerResponse
     ) async throws -> HTTPSServer {
-        func nanoseconds(_ d: Duration) -> TimeAmount {
-            .nanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
-        }
-        let (idle, stalled) = (nanoseconds(limits.idleTimeout), nanoseconds(limits.writeTimeout))
+        let (idle, stalled) = (TimeAmount(limits.idleTimeout), TimeAmount(limits.writeTimeout))
         let headerLimits: NIOHTTPDecoderLimitConfiguration = {
             var l = NIOHTTPDecoderLimitConfiguration()
             l.maxHeaderListSize = limits.maxHeaderBytes

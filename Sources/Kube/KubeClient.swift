@@ -310,10 +310,7 @@ public final class KubeClient: KubeAPI {
                     request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
                     request.body = .bytes(ByteBuffer(bytes: body))
                 }
-                let timeout = TimeAmount.nanoseconds(
-                    options.requestTimeout.components.seconds * 1_000_000_000
-                        + options.requestTimeout.components.attoseconds / 1_000_000_000)
-                let response = try await http.execute(request, timeout: timeout, logger: logger)
+                let response = try await http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger)
                 let bytes = try await response.body.collect(upTo: options.maxBodyBytes)
                 let code = Int(response.status.code)
                 if (200..<300).contains(code) { return (response.headers, bytes) }

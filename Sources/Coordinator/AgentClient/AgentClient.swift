@@ -195,7 +195,7 @@ public struct AgentClient: Sendable {
         }
         let oneShot = HTTPSOneShot(
             host: endpoint.host, port: endpoint.port, serverHostname: serverHostname, tls: tls,
-            timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000),
+            timeout: TimeAmount(timeout),
             maxResponseBytes: 64 * 1024 * 1024, group: group, keptAlive: keptAlive)
         let response: HTTPSOneShot.Response
         do {

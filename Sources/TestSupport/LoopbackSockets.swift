@@ -1,10 +1,11 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// TCP sockets on 127.0.0.1 with a port the kernel picks, for tests and benchmarks.
+/// TCP sockets on 127.0.0.1 for tests and benchmarks: kernel-picked ports, and reserved stable ones.
 public enum LoopbackSockets {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -41,26 +42,60 @@ public enum LoopbackSockets {
         return bounds[0]...bounds[1]
     }
 
-    /// Up to `count` random ports just below the ephemeral range, for a server that must bind the same port again
-    /// after a restart (a simulated agent across a reboot). A port inside the range can be taken meanwhile by any
-    /// outgoing connection's local end (e.g. 127.0.0.1:P → another test's server), and then `bind` fails with
-    /// EADDRINUSE even with SO_REUSEADDR; ports outside it are only ever taken by explicit binds, as a production
-    /// agent's fixed port is. Empty when the range leaves no room below it.
-    public static func portsBelowEphemeralRange(count: Int) -> [Int] {
+    /// A port just below the ephemeral range that no other caller in this process is handed while this lives, for a
+    /// server that must bind the same port again after a restart (a simulated agent across a reboot). A port inside
+    /// the range can be taken meanwhile by any outgoing connection's local end (e.g. 127.0.0.1:P → another test's
+    /// server), and then `bind` fails with EADDRINUSE even with SO_REUSEADDR; ports outside it are only taken by
+    /// explicit binds, as a production agent's fixed port is. The reservation keeps the other explicit binders of
+    /// this process (parallel tests, other simulated agents) off the port while its server is down: without it, a
+    /// test restarting its server could find its port taken by another test's first start (CI, stop 11).
+    public final class PortReservation: Sendable {
+        public let port: Int
+        fileprivate init(_ port: Int) { self.port = port }
+        deinit { _ = LoopbackSockets.reserved.withLock { $0.remove(port) } }
+    }
+
+    fileprivate static let reserved = Mutex<Set<Int>>([])
+
+    /// Up to `count` reservations of random, so far unreserved ports below the ephemeral range, tried in order by
+    /// the callers below (a reservation not kept is released when dropped). Empty when the range leaves no room.
+    static func candidatePorts(count: Int) -> [PortReservation] {
         let low = ephemeralPortRange().lowerBound
         guard low > 2048 else { return [] }
         let pool = max(1024, low - 12_000)..<low
-        return (0..<count).map { _ in Int.random(in: pool) }
+        let ports = reserved.withLock { taken -> [Int] in
+            var picked: [Int] = []
+            for _ in 0..<count * 4 where picked.count < count {
+                let port = Int.random(in: pool)
+                if taken.insert(port).inserted { picked.append(port) }
+            }
+            return picked
+        }
+        return ports.map(PortReservation.init)
     }
 
-    /// Runs `bind` with ports below the ephemeral range (`portsBelowEphemeralRange`) until one succeeds, then with 0
-    /// (a kernel-chosen port) as the last resort; returns what the first success returned, or throws the last failure.
-    /// For servers that must get the same port again after a restart.
-    public static func bindingStablePort<T>(_ bind: (Int) async throws -> T) async throws -> T {
-        for candidate in portsBelowEphemeralRange(count: 16) {
-            if let bound = try? await bind(candidate) { return bound }  // taken: the next one
+    /// Runs `bind` with reserved ports below the ephemeral range (see `PortReservation`) until one succeeds, then
+    /// with 0 (a kernel-chosen port) as the last resort; returns what the first success returned with the
+    /// reservation to keep for as long as the port must stay the caller's (nil after the last resort), or throws
+    /// the last failure. For servers that must get the same port again after a restart.
+    public static func bindingStablePort<T>(_ bind: (Int) async throws -> T) async throws -> (T, PortReservation?) {
+        for candidate in candidatePorts(count: 16) {
+            if let bound = try? await bind(candidate.port) { return (bound, candidate) }  // taken: the next one
         }
-        return try await bind(0)
+        return (try await bind(0), nil)
+    }
+
+    /// A reserved port below the ephemeral range that was free a moment ago (bound, closed), for a server in
+    /// another process (an `nk3-agent` child): no outgoing connection can take it, and no other caller in this
+    /// process is handed it while the reservation lives.
+    public static func reserveStablePort() throws -> PortReservation {
+        for candidate in candidatePorts(count: 16) {
+            if let (fd, _) = try? bind(port: candidate.port) {
+                close(fd)
+                return candidate
+            }
+        }
+        throw Failure(description: "no free port below the ephemeral range \(ephemeralPortRange())")
     }
 
     /// A free TCP port on 127.0.0.1 (bound, read, closed: someone else may take it before the caller binds it,

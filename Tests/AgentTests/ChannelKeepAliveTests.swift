@@ -41,9 +41,10 @@ struct ChannelKeepAliveTests {
     @Test("a kept connection the agent closed by restarting is replaced: the next read succeeds on a fresh connection to the new process")
     func restartedAgentIsReconnected() async throws {
         let fixture = try ChannelFixture()
-        // A port outside the ephemeral range, as an agent's is: any outgoing connection of a parallel test could
-        // take an ephemeral one between the stop and the restart (see LoopbackSockets.portsBelowEphemeralRange).
-        let firstServer = try await LoopbackSockets.bindingStablePort { candidate in
+        // A reserved port outside the ephemeral range, as an agent's is: any outgoing connection of a parallel test
+        // could take an ephemeral one between the stop and the restart, and another test's server an unreserved one
+        // (see LoopbackSockets.PortReservation).
+        let (firstServer, reservation) = try await LoopbackSockets.bindingStablePort { candidate in
             var config = try fixture.serverConfig()
             config.port = candidate
             let server = try AgentServer(config: config, engine: fixture.engine, logger: channelQuietLogger())
@@ -51,6 +52,7 @@ struct ChannelKeepAliveTests {
             return server
         }
         let port = try #require(firstServer.port)
+        defer { withExtendedLifetime(reservation) {} }
         let keep = try fixture.client(firstServer, identity: fixture.readerCert, keepReadsAlive: true)
         _ = try await keep.status()
         _ = try await keep.status()

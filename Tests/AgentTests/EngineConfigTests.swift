@@ -1,6 +1,7 @@
 import Foundation
 import NK3Agent
 import NK3Protocol
+import NK3TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -80,7 +81,9 @@ struct EngineConfigTests {
         var config = fake.agentConfig(signingKey: key)
         config.tls = .init(certFile: fake.root + "/agent.crt", keyFile: fake.root + "/agent.key", caFile: fake.root + "/ca.crt")
         config.listenAddress = "127.0.0.1"
-        config.port = Int.random(in: 20000...60000)
+        let reservation = try LoopbackSockets.reserveStablePort()  // not ephemeral, not another test's
+        defer { withExtendedLifetime(reservation) {} }
+        config.port = reservation.port
         let path = fake.root + "/serve.json"
         try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: path))
 

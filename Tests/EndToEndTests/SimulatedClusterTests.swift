@@ -310,4 +310,25 @@ struct SimulatedClusterTests {
             #expect(status.bootID == m.node.snapshot.bootID, "the restarted agent answers, on the same boot")
         }
     }
+
+    @Test("a simulated agent's port stays reserved while it is down: no other stable-port binder in this process is handed it (CI stop 11: a restarting test server found its port taken)")
+    func downAgentsPortIsNotHandedOut() async throws {
+        try await withCluster(nodes: 1) { cluster in
+            let m = try cluster.member("sim-node-1")
+            try await cluster.inject(.agentUnreachable, on: "sim-node-1")  // port closed, as during a reboot
+            var handedOut = Set<Int>()
+            var held: [LoopbackSockets.PortReservation] = []
+            for _ in 0..<200 {
+                // A binder that takes any port it is offered: only the reservation can keep it off the agent's.
+                let (port, reservation) = try await LoopbackSockets.bindingStablePort { $0 }
+                held.append(try #require(reservation))
+                handedOut.insert(port)
+            }
+            #expect(handedOut.count == 200, "no port handed out twice while reserved")
+            #expect(!handedOut.contains(m.port))
+            #expect(held.allSatisfy { !LoopbackSockets.ephemeralPortRange().contains($0.port) })
+            try await cluster.clear(.agentUnreachable, on: "sim-node-1")
+            #expect(m.agentProcesses == 2)
+        }
+    }
 }

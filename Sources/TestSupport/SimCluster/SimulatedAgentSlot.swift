@@ -20,6 +20,8 @@ final class SimulatedAgentSlot: Sendable {
 
     struct State: Sendable {
         var port: Int
+        /// Keeps this process's other stable-port binders off `port` while the agent is down (released with the slot).
+        var portReservation: LoopbackSockets.PortReservation?
         var running: Running?
         /// Processes that started and served.
         var processes = 0
@@ -105,8 +107,8 @@ final class SimulatedAgentSlot: Sendable {
     }
 
     /// Starts a new agent process (no-op if one runs). The first start binds a port below the kernel's ephemeral
-    /// range (see `LoopbackSockets.portsBelowEphemeralRange`; an ephemeral one if none is free), later ones the
-    /// same port.
+    /// range, reserved for the slot's life (see `LoopbackSockets.PortReservation`; an ephemeral one if none is free),
+    /// later ones the same port.
     func start() async throws {
         if state.withLock({ $0.running != nil }) { return }
         let (port, number, previous) = state.withLock { s -> (Int, Int, String?) in
@@ -144,8 +146,13 @@ final class SimulatedAgentSlot: Sendable {
         }
         let server: AgentServer
         let bound: Int
+        var reservation: LoopbackSockets.PortReservation?
         do {
-            (server, bound) = port != 0 ? try await bindOn(port) : try await LoopbackSockets.bindingStablePort(bindOn)
+            if port != 0 {
+                (server, bound) = try await bindOn(port)
+            } else {
+                ((server, bound), reservation) = try await LoopbackSockets.bindingStablePort(bindOn)
+            }
         } catch {
             alive.kill()
             state.withLock { s in
@@ -157,6 +164,7 @@ final class SimulatedAgentSlot: Sendable {
         state.withLock { s in
             s.processes += 1
             s.port = bound
+            if let reservation { s.portReservation = reservation }
             s.running = Running(server: server, engine: engine, alive: alive, stateDir: stateDir)
             s.lastStateDir = stateDir
             s.lastError = nil

@@ -98,6 +98,59 @@ public enum LoopbackSockets {
         throw Failure(description: "no free port below the ephemeral range \(ephemeralPortRange())")
     }
 
+    /// Runs `bind` until it succeeds or fails other than with EADDRINUSE, for up to `within` (every 20 ms), for a
+    /// test server that binds the port its predecessor in this process just closed. That port can still be held for
+    /// a moment by a child that another thread of this process is spawning: the child starts with a copy of every
+    /// descriptor (NIO's sockets are not CLOEXEC, and even CLOEXEC ones live until the child's exec or its
+    /// close-from action), so `bind` fails although a moment later no socket is on the port (seen in the full
+    /// suite: EADDRINUSE, and /proc/net/tcp empty for the port right after). A production agent restarts as a new
+    /// process, after the old one's sockets are gone; the simulated one retries like systemd (`startRetrying`).
+    public static func rebinding<T>(within: Duration = .seconds(10), _ bind: () async throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        var retries = 0
+        while true {
+            do {
+                let bound = try await bind()
+                if retries > 0 {  // visible in CI logs: how often, and for how long, this happens
+                    FileHandle.standardError.write(Data(
+                        "[test support] rebind succeeded after \(retries) EADDRINUSE retries, \(ContinuousClock.now - start)\n".utf8))
+                }
+                return bound
+            } catch where "\(error)".contains("Address already in use") && ContinuousClock.now - start < within {
+                retries += 1
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    /// The TCP sockets of this host whose local port is `port` ("LISTEN 127.0.0.1:P <- 0.0.0.0:0 inode 123", from
+    /// /proc/net/tcp and tcp6), for failure messages: who holds a port a bind found in use.
+    public static func sockets(onPort port: Int) -> [String] {
+        let states = [
+            "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+            "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
+        ]
+        func endpoint(_ hex: Substring) -> (String, Int)? {
+            let parts = hex.split(separator: ":")
+            guard parts.count == 2, let p = Int(parts[1], radix: 16) else { return nil }
+            let a = parts[0]
+            if a.count == 8, let v = UInt32(a, radix: 16) {  // little-endian IPv4
+                return ("\(v & 0xff).\((v >> 8) & 0xff).\((v >> 16) & 0xff).\(v >> 24)", p)
+            }
+            return (String(a), p)
+        }
+        var found: [String] = []
+        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard f.count > 9, let local = endpoint(f[1]), local.1 == port, let remote = endpoint(f[2]) else { continue }
+                found.append("\(states[String(f[3])] ?? String(f[3])) \(local.0):\(local.1) <- \(remote.0):\(remote.1) inode \(f[9])")
+            }
+        }
+        return found
+    }
+
     /// A free TCP port on 127.0.0.1 (bound, read, closed: someone else may take it before the caller binds it,
     /// which is unlikely on a quiet host; callers that can should retry).
     public static func freePort() throws -> Int {

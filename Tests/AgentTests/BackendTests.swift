@@ -28,8 +28,10 @@ struct BackendTests {
         // The child ignores SIGTERM (so SIGKILL is needed) and has a grandchild that records its pid.
         let script = "trap '' TERM; sleep 300 & echo $! > \(dir)/grandchild; wait"
         let started = ContinuousClock.now
+        // The timeout leaves bash time to start its grandchild and record it even on a loaded machine (at 500 ms a
+        // slow start would leave no grandchild file, and the test would fail for the wrong reason).
         let r = try await ProcessRunner(terminationGrace: .milliseconds(300)).run(
-            "/bin/bash", ["-c", script], timeout: .milliseconds(500))
+            "/bin/bash", ["-c", script], timeout: .seconds(3))
         #expect(r.timedOut)
         #expect(r.exitCode == 128 + SIGKILL || r.exitCode == 128 + SIGTERM)
         #expect(ContinuousClock.now - started < .seconds(20))

@@ -62,7 +62,13 @@ struct ChannelKeepAliveTests {
         var config = try fixture.serverConfig()
         config.port = port
         let second = try AgentServer(config: config, engine: fixture.engine, logger: channelQuietLogger())
-        try await second.start()
+        do {
+            // Retried while a child being spawned elsewhere in this process still holds the old listener.
+            try await LoopbackSockets.rebinding { try await second.start() }
+        } catch {
+            Issue.record("rebinding \(port) after shutdown: \(error); sockets on it: \(LoopbackSockets.sockets(onPort: port))")
+            throw error
+        }
         defer { Task { await second.shutdown() } }
 
         let status = try await keep.status()

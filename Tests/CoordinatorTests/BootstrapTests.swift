@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NK3Protocol
+import NK3TestSupport
 import Testing
 
 @testable import NK3Coordinator
@@ -322,5 +323,23 @@ struct BootstrapScriptTests {
     @Test func remoteRootIsNormalised() {
         #expect(RemoteScripts(root: "/").root == "")
         #expect(RemoteScripts(root: "/tmp/x/").root == "/tmp/x")
+    }
+}
+
+@Suite("LocalProcess: the ssh runner's children")
+struct LocalProcessDescriptorTests {
+    @Test("an ssh child gets stdin, stdout and stderr and none of nk3's other descriptors (a listening socket opened without CLOEXEC, as NIO opens its sockets, stays out)")
+    func childGetsOnlyStandardStreams() throws {
+        let listener = try LoopbackSockets.bind(listen: 1)  // socket(2) without SOCK_CLOEXEC, like NIO's
+        defer { close(listener.fd) }
+        // posix_spawn returns once the child has exec'd, so its descriptor table is final when we look.
+        let pid = try LocalProcess.spawn("/bin/sleep", ["30"], stdin: "/dev/null", stdout: "/dev/null", stderr: "/dev/null")
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
+        #expect(fds == [0, 1, 2], "the child holds \(fds)")
     }
 }

@@ -331,4 +331,12 @@ struct SimulatedClusterTests {
             #expect(m.agentProcesses == 2)
         }
     }
+
+    @Test("sockets(onPort:) names a listener on the port, for bind failures' messages")
+    func socketsOnPortNamesTheListener() throws {
+        let listener = try LoopbackSockets.bind(listen: 1)
+        defer { close(listener.fd) }
+        let found = LoopbackSockets.sockets(onPort: listener.port)
+        #expect(found.contains { $0.hasPrefix("LISTEN 127.0.0.1:\(listener.port) <- 0.0.0.0:0") }, "\(found)")
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import Synchronization
 
 #if canImport(Glibc)
@@ -178,6 +179,8 @@ enum LocalProcess {
         posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        // Nothing else of ours reaches ssh: NIO's sockets (agent connections, the Kubernetes API) are not CLOEXEC.
+        SpawnFileActions.closeFrom(3, in: &actions)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }

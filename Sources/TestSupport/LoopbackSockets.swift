@@ -105,6 +105,7 @@ public enum LoopbackSockets {
     /// close-from action), so `bind` fails although a moment later no socket is on the port (seen in the full
     /// suite: EADDRINUSE, and /proc/net/tcp empty for the port right after). A production agent restarts as a new
     /// process, after the old one's sockets are gone; the simulated one retries like systemd (`startRetrying`).
+    @discardableResult
     public static func rebinding<T>(within: Duration = .seconds(10), _ bind: () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
         var retries = 0

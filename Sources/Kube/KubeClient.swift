@@ -104,6 +104,15 @@ public final class KubeClient: KubeAPI {
         try await list("/api/v1/nodes")
     }
 
+    public func listNodesForWatch() async throws -> (nodes: [Node], resourceVersion: String?) {
+        let (nodes, meta): ([Node], ListMeta?) = try await listWithMeta("/api/v1/nodes")
+        return (nodes, meta?.resourceVersion)
+    }
+
+    public func watchNodes(from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Node>, any Error> {
+        watch("/api/v1/nodes", as: Node.self, resourceVersion: resourceVersion)
+    }
+
     public func patchNode(_ name: String, patch: JSONValue) async throws -> Node {
         // kubernetes-facts §2: kubectl cordon sends a strategic merge patch.
         try await send(
@@ -247,17 +256,26 @@ public final class KubeClient: KubeAPI {
     // MARK: - plumbing
 
     private func list<T: Codable & Sendable>(_ path: String, query: [(String, String)] = []) async throws -> [T] {
+        try await listWithMeta(path, query: query).items
+    }
+
+    /// The whole list and the metadata of its first page (whose resourceVersion is the snapshot the pages share).
+    private func listWithMeta<T: Codable & Sendable>(_ path: String, query: [(String, String)] = []) async throws
+        -> (items: [T], meta: ListMeta?)
+    {
         // kubernetes-facts §3: chunked lists (limit=500), following metadata.continue.
         var items: [T] = []
         var cont: String? = nil
+        var first: ListMeta?? = nil
         repeat {
             var q = query + [("limit", "500")]
             if let cont { q.append(("continue", cont)) }
             let page: KubeList<T> = try await get(path, query: q)
+            if first == nil { first = .some(page.metadata) }
             items += page.items
             cont = page.metadata?.continue.flatMap { $0.isEmpty ? nil : $0 }
         } while cont != nil
-        return items
+        return (items, first ?? nil)
     }
 
     private func send<B: Encodable, T: Decodable>(

@@ -132,4 +132,60 @@ struct GateWaitTests {
         try await client.shutdown()
         await server.shutdown()
     }
+
+    @Test("kubelet gate: one list at the first check; while it waits, one more list and a watch, then no lists; a watch the server ends is replaced by a list and a new watch; a change arrives through the watch; passing ends the watch; dropping the gate ends its watch (kubernetes-facts §7)")
+    func kubeletGateWatchesWhileWaiting() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            s.addNode("n1")
+            s.addNode("n2")
+            s.setNodeReady("n1", false)
+            let lists = { s.stats.byRoute["GET nodes (list)"] ?? 0 }
+            var gate: HealthGate? = HealthGates.kubeletReady(client)
+            var passed = try await gate!.check().passed
+            #expect(!passed)
+            #expect(lists() == 1 && s.stats.watches == 0, "most gate waits pass at once: no watch on the first check")
+            passed = try await gate!.check().passed
+            #expect(!passed)
+            #expect(lists() == 2)
+            #expect(await Self.within { s.stats.watches == 1 && s.openWatches == 1 }, "the watch request is on its way")
+            for _ in 0..<5 {
+                passed = try await gate!.check().passed
+                #expect(!passed)
+            }
+            #expect(lists() == 2, "checks read the watched view")
+
+            s.endWatches()  // as at the watch's timeoutSeconds
+            #expect(await Self.within { _ = try? await gate?.check(); return s.stats.watches == 2 })
+            #expect(lists() == 3, "one list to start the new watch from")
+            #expect(await Self.within { s.openWatches == 1 })
+
+            s.setNodeReady("n1", true)
+            #expect(await Self.within { (try? await gate?.check().passed) == true }, "the change came through the watch")
+            #expect(lists() == 3)
+            #expect(await Self.within { s.openWatches == 0 }, "a passing gate ends its watch")
+            passed = try await gate!.check().passed
+            #expect(passed)
+            #expect(lists() == 4 && s.stats.watches == 2, "the next check lists afresh and starts no watch")
+
+            s.setNodeReady("n1", false)
+            for _ in 0..<2 {
+                passed = try await gate!.check().passed
+                #expect(!passed)
+            }
+            #expect(await Self.within { s.stats.watches == 3 && s.openWatches == 1 })
+            gate = nil
+            #expect(await Self.within { s.openWatches == 0 }, "the gate's watch ends with it")
+        }
+    }
+
+    /// Polls `condition` every 10 ms for up to 20 s (a deadline with slack, not a timing assertion).
+    static func within(_ condition: () async -> Bool) async -> Bool {
+        let end = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < end {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return await condition()
+    }
 }

@@ -178,4 +178,44 @@ struct KubeClientTests {
             #expect(changed.readyCondition?.reason == "KubeletNotReady")
         }
     }
+
+    @Test("a watch from a list's resourceVersion gets the changes made between the list and the watch, and no ADDED replay (kubernetes-facts §7)")
+    func watchFromListResourceVersion() async throws {
+        try await withFakeKube { server, client in
+            server.state.addNode("n1")
+            server.state.addNode("n2")
+            let (nodes, rv) = try await client.listNodesForWatch()
+            #expect(nodes.map(\.name).sorted() == ["n1", "n2"])
+            let version = try #require(rv)
+            server.state.setNodeReady("n2", false)  // after the list, before the watch
+            var iterator = client.watchNodes(from: version).makeAsyncIterator()
+            guard case .modified(let changed)? = try await iterator.next() else {
+                Issue.record("expected the MODIFIED made before the watch started")
+                return
+            }
+            #expect(changed.name == "n2" && !changed.isReady)
+            server.state.setNodeReady("n2", true)
+            guard case .modified(let back)? = try await iterator.next() else {
+                Issue.record("expected a live MODIFIED")
+                return
+            }
+            #expect(back.name == "n2" && back.isReady)
+        }
+    }
+
+    @Test("a watch from a resourceVersion older than the server's history gets one ERROR event, 410 Expired, and the stream ends (kubernetes-facts §7)")
+    func watchFromExpiredResourceVersion() async throws {
+        try await withFakeKube { server, client in
+            server.state.addNode("n1")
+            var events: [WatchEvent<Node>] = []
+            for try await event in client.watchNodes(from: "5") { events.append(event) }
+            #expect(events.count == 1)
+            guard case .error(let status)? = events.first else {
+                Issue.record("expected an ERROR event, got \(events)")
+                return
+            }
+            #expect(status.code == 410 && status.reason == "Expired")
+            #expect(status.message?.contains("too old resource version") == true)
+        }
+    }
 }

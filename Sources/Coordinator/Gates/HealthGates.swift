@@ -3,10 +3,13 @@ import NK3Kube
 
 /// Gate factories: each is a thin fetch through `KubeAPI` followed by the pure rule in `GateLogic`.
 public enum HealthGates {
-    /// Every node's kubelet Ready.
+    /// Every node's kubelet Ready. A list on the first check; while the gate waits, a watch (see `NodeWatch`).
     public static func kubeletReady(_ kube: any KubeAPI, period: Duration = .milliseconds(100)) -> HealthGate {
-        HealthGate(name: "kubelet ready on every node", period: period) {
-            GateLogic.kubeletReady(nodes: try await kube.listNodes())
+        let nodes = NodeWatch(kube)
+        return HealthGate(name: "kubelet ready on every node", period: period) {
+            let result = GateLogic.kubeletReady(nodes: try await nodes.nodes())
+            if result.passed { nodes.passed() }
+            return result
         }
     }
 

@@ -151,19 +151,39 @@ public struct FakeKubeRouter: Sendable {
         let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let id = UUID()
         let fromRV = request.query["resourceVersion"]
-        state.store.withLock { s in
+        func send(_ type: String, _ obj: JSONValue) {
+            var data = JSONValue.object(["type": .string(type), "object": obj]).jsonData()
+            data.append(UInt8(ascii: "\n"))
+            continuation.yield(ByteBuffer(bytes: data))
+        }
+        let expired = state.store.withLock { s -> Bool in
             s.stats.watches += 1
             // kubernetes-facts §7: without a resourceVersion (or "0"), existing objects come first as ADDED.
             if fromRV == nil || fromRV == "0" || fromRV == "" {
                 for obj in s.list(route.resource, namespace: route.namespace)
                 where FakeKubeState.Store.matches(obj, namespace: nil, fields) {
-                    var data = JSONValue.object(["type": .string("ADDED"), "object": obj]).jsonData()
-                    data.append(UInt8(ascii: "\n"))
-                    continuation.yield(ByteBuffer(bytes: data))
+                    send("ADDED", obj)
+                }
+            } else if let from = fromRV.flatMap(Int.init) {
+                // A specific resourceVersion: only the later changes, replayed from the history, then live ones;
+                // one older than the history is answered the watch cache's way (HTTP 200, one ERROR 410 Expired).
+                guard from >= s.historyStart else { return true }
+                for e in s.history where e.resourceVersion > from && e.resource == route.resource
+                    && FakeKubeState.Store.matches(e.object, namespace: route.namespace, fields)
+                {
+                    send(e.type, e.object)
                 }
             }
             s.watchers[id] = FakeKubeState.Watcher(
                 resource: route.resource, namespace: route.namespace, fieldSelector: fields, continuation: continuation)
+            return false
+        }
+        if expired {
+            let historyStart = state.store.withLock { $0.historyStart }
+            send("ERROR", (try? JSONValue.from(KubeStatus(
+                message: "too old resource version: \(fromRV ?? "") (\(historyStart + 1))", reason: "Expired", code: 410))) ?? .null)
+            continuation.finish()
+            return HTTPServerResponse(status: .ok, headers: ["Content-Type": "application/json"], body: .stream(stream))
         }
         let state = self.state
         let timeout = request.query["timeoutSeconds"].flatMap(Int.init)

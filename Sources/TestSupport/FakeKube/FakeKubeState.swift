@@ -16,6 +16,12 @@ public final class FakeKubeState: Sendable {
         var fieldSelector: [(path: [String], value: String)]
         var continuation: AsyncStream<ByteBuffer>.Continuation
     }
+    struct HistoryEvent {
+        var resourceVersion: Int
+        var resource: FakeKubeResource
+        var type: String
+        var object: JSONValue
+    }
     struct Fault {
         var fault: FakeKubeFault
         var remaining: Int
@@ -25,6 +31,13 @@ public final class FakeKubeState: Sendable {
         var resourceVersion = 1000
         var objects: [FakeKubeResource: [String: JSONValue]] = [:]
         var watchers: [UUID: Watcher] = [:]
+        /// The latest changes (oldest first), so a watch from a list's resourceVersion gets what happened between
+        /// the list and the watch, as the API server's watch cache gives it (kubernetes-facts §7). Bounded like
+        /// the real history; a watch from before `historyStart` gets 410 Expired.
+        var history: [FakeKubeState.HistoryEvent] = []
+        /// The resourceVersion before the oldest retained event (a watch from it or later can be served).
+        var historyStart = 1000
+        static let historyLimit = 4096
         var faults: [Fault] = []
         var stats = FakeKubeStats()
         var podTerminationDelay: Duration = .zero
@@ -360,6 +373,15 @@ public final class FakeKubeState: Sendable {
 
     /// The number of watchers open now.
     public var openWatches: Int { store.withLock { $0.watchers.count } }
+
+    /// Ends every open watch stream, as the API server does at a watch's timeoutSeconds.
+    public func endWatches() {
+        let open = store.withLock { s -> [Watcher] in
+            defer { s.watchers.removeAll() }
+            return Array(s.watchers.values)
+        }
+        for w in open { w.continuation.finish() }
+    }
 }
 
 // MARK: - store internals
@@ -438,7 +460,13 @@ extension FakeKubeState.Store {
         return decoded
     }
 
-    func notify(_ r: FakeKubeResource, type: String, _ object: JSONValue) {
+    mutating func notify(_ r: FakeKubeResource, type: String, _ object: JSONValue) {
+        history.append(FakeKubeState.HistoryEvent(resourceVersion: resourceVersion, resource: r, type: type, object: object))
+        if history.count > Self.historyLimit {
+            let dropped = history.count - Self.historyLimit / 2
+            historyStart = history[dropped - 1].resourceVersion
+            history.removeFirst(dropped)
+        }
         guard !watchers.isEmpty else { return }
         var lineBytes: ByteBuffer? = nil
         for w in watchers.values where w.resource == r && Self.matches(object, namespace: w.namespace, w.fieldSelector) {

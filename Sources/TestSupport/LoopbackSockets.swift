@@ -48,7 +48,8 @@ public enum LoopbackSockets {
     /// server), and then `bind` fails with EADDRINUSE even with SO_REUSEADDR; ports outside it are only taken by
     /// explicit binds, as a production agent's fixed port is. The reservation keeps the other explicit binders of
     /// this process (parallel tests, other simulated agents) off the port while its server is down: without it, a
-    /// test restarting its server could find its port taken by another test's first start (CI, stop 11).
+    /// test restarting its server could find its port taken by another test's first start. (CI stop 11's failed
+    /// rebind had another cause, a spawning child holding the old listener: see `rebinding`.)
     public final class PortReservation: Sendable {
         public let port: Int
         fileprivate init(_ port: Int) { self.port = port }

@@ -28,7 +28,8 @@ final class NodeWatch: Sendable {
 
     init(_ kube: any KubeAPI) { self.kube = kube }
 
-    deinit { state.withLock { $0.task?.cancel() } }
+    // Cancelled outside the lock: cancellation runs the watch's termination handlers synchronously.
+    deinit { state.withLock { $0.task }?.cancel() }
 
     /// Whether a watch feeds the view now (tests).
     var isWatching: Bool { state.withLock { $0.nodes != nil } }

@@ -195,7 +195,12 @@ public struct FakeKubeRouter: Sendable {
         }
         continuation.onTermination = { _ in
             timer?.cancel()
-            _ = state.store.withLock { $0.watchers.removeValue(forKey: id) }
+            // Not here and now: this runs inside the cancellation of the consuming task, holding that task's status
+            // lock, while `notify` holds the store lock and yields — which takes the same task's status lock to
+            // resume it. Waiting for the store lock here deadlocked the two (seen once in a stressed suite run:
+            // the gate bench's watch cancelled while a node event was yielded to it). Yields to a terminated
+            // continuation are dropped, so removing the watcher a moment later is harmless.
+            Task { _ = state.store.withLock { $0.watchers.removeValue(forKey: id) } }
         }
         return HTTPServerResponse(status: .ok, headers: ["Content-Type": "application/json"], body: .stream(stream))
     }

@@ -8,7 +8,9 @@ import Synchronization
 /// clients see real shapes; this type is also the in-process API tests and the simulator use to set node
 /// readiness, add pods, set DaemonSet/Deployment status, set Ceph health and inject faults.
 ///
-/// Thread-safe: one `Mutex` guards everything; watchers are fed under the lock (yielding never blocks).
+/// Thread-safe: one `Mutex` guards everything; watchers are fed under the lock (yielding never blocks, but it can
+/// take the consuming task's status lock: nothing that may hold such a lock — a termination or cancellation handler —
+/// may wait for this one; see the watch's `onTermination` in FakeKubeRouter).
 public final class FakeKubeState: Sendable {
     struct Watcher {
         var resource: FakeKubeResource

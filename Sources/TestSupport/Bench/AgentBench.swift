@@ -103,7 +103,7 @@ struct AgentBench {
     struct Measured {
         var idleRSS: Double
         var busyRSS: Double
-        /// After the quiet period that follows the requests (the agent trims its heap 2 s after its last request).
+        /// After the quiet period that follows the requests (whether the memory the load took is given back).
         var quietRSS: Double
         var idleCPU: Double
         var requestsSeconds: Double

@@ -156,7 +156,8 @@ public struct FakeKubeRouter: Sendable {
             data.append(UInt8(ascii: "\n"))
             continuation.yield(ByteBuffer(bytes: data))
         }
-        let expired = state.store.withLock { s -> Bool in
+        // The history's start when `fromRV` is older than it (the watch is refused), else nil.
+        let expiredBefore = state.store.withLock { s -> Int? in
             s.stats.watches += 1
             // kubernetes-facts §7: without a resourceVersion (or "0"), existing objects come first as ADDED.
             if fromRV == nil || fromRV == "0" || fromRV == "" {
@@ -167,7 +168,7 @@ public struct FakeKubeRouter: Sendable {
             } else if let from = fromRV.flatMap(Int.init) {
                 // A specific resourceVersion: only the later changes, replayed from the history, then live ones;
                 // one older than the history is answered the watch cache's way (HTTP 200, one ERROR 410 Expired).
-                guard from >= s.historyStart else { return true }
+                guard from >= s.historyStart else { return s.historyStart }
                 for e in s.history where e.resourceVersion > from && e.resource == route.resource
                     && FakeKubeState.Store.matches(e.object, namespace: route.namespace, fields)
                 {
@@ -176,10 +177,9 @@ public struct FakeKubeRouter: Sendable {
             }
             s.watchers[id] = FakeKubeState.Watcher(
                 resource: route.resource, namespace: route.namespace, fieldSelector: fields, continuation: continuation)
-            return false
+            return nil
         }
-        if expired {
-            let historyStart = state.store.withLock { $0.historyStart }
+        if let historyStart = expiredBefore {
             send("ERROR", (try? JSONValue.from(KubeStatus(
                 message: "too old resource version: \(fromRV ?? "") (\(historyStart + 1))", reason: "Expired", code: 410))) ?? .null)
             continuation.finish()

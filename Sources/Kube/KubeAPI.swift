@@ -37,23 +37,11 @@ public protocol KubeAPI: Sendable {
     /// (kubernetes-facts §8).
     func updateLease(_ lease: Lease) async throws -> Lease
     /// `GET /api/v1/nodes` with the list's `metadata.resourceVersion`, to start a watch from (kubernetes-facts §7);
-    /// nil when this implementation cannot watch.
+    /// nil when the answer carries none (then callers list again instead of watching).
     func listNodesForWatch() async throws -> (nodes: [Node], resourceVersion: String?)
     /// `GET /api/v1/nodes?watch=true&resourceVersion=…`: the changes after `resourceVersion`, until the server ends
     /// the stream or the caller cancels (kubernetes-facts §7).
     func watchNodes(from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Node>, any Error>
-}
-
-extension KubeAPI {
-    /// No watch: the list alone (callers then list again instead of watching).
-    public func listNodesForWatch() async throws -> (nodes: [Node], resourceVersion: String?) {
-        (try await listNodes(), nil)
-    }
-
-    /// No watch: a stream that fails at once.
-    public func watchNodes(from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Node>, any Error> {
-        AsyncThrowingStream { $0.finish(throwing: KubeError(.invalid, "this KubeAPI cannot watch")) }
-    }
 }
 
 /// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons

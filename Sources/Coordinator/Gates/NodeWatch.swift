@@ -12,7 +12,7 @@ import Synchronization
 /// lags a write by the event's way through the API; a caller that writes and then waits again must not be
 /// answered from before its write (the gate bench caught exactly that). The watch also ends when the gate is
 /// dropped. If the server ends it (timeoutSeconds), fails it, or answers 410 Expired, the next check lists again
-/// and watches anew, as a client-go reflector re-lists. A `KubeAPI` that cannot watch gets a list on every check.
+/// and watches anew, as a client-go reflector re-lists. A list without a resourceVersion means a list on every check.
 final class NodeWatch: Sendable {
     private struct State {
         var checks = 0

@@ -33,7 +33,7 @@
       };
 
       checks = forAllSystems (system: pkgs: {
-        # Three k3s nodes with nk3-agent and a coordinator VM; needs KVM (nixos-facts §7).
+        # Three k3s nodes with nk3-agent and a coordinator VM; needs KVM (see nix/tests/vm-test.nix).
         vm-test = import ./nix/tests/vm-test.nix {
           inherit pkgs;
           nk3 = self.packages.${system}.nk3;

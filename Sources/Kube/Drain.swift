@@ -2,7 +2,7 @@ import Foundation
 import Logging
 
 /// How `drain` behaves. The defaults are `kubectl drain --ignore-daemonsets --delete-emptydir-data`,
-/// always under a timeout (kubectl's default is none: design "Lessons from the field").
+/// always under a timeout (kubectl drain's `--timeout` defaults to 0, forever: kubectl pkg/cmd/drain/drain.go).
 public struct DrainOptions: Sendable {
     /// The whole drain (evictions and waiting for pods to be gone) must finish within this.
     public var timeout: Duration
@@ -10,7 +10,7 @@ public struct DrainOptions: Sendable {
     public var initialBackoff: Duration
     /// Cap on the wait between eviction attempts (kubectl waits a fixed 5 s).
     public var maxBackoff: Duration
-    /// How often to check that an evicted pod is gone (kubectl: 1 s; here fast, kubernetes-facts §4).
+    /// How often to check that an evicted pod is gone (kubectl: 1 s; here fast, docs/UPSTREAM.md#eviction).
     public var pollInterval: Duration
     /// `deleteOptions.gracePeriodSeconds`; nil uses each pod's own.
     public var gracePeriodSeconds: Int?
@@ -49,7 +49,7 @@ public struct DrainReport: Sendable, Hashable {
     public init() {}
 }
 
-/// The pure part of drain: which pods to evict (kubernetes-facts §3, `kubectl drain` filters, with
+/// The pure part of drain: which pods to evict (docs/UPSTREAM.md#drain, `kubectl drain` filters, with
 /// `--ignore-daemonsets --delete-emptydir-data`).
 public enum DrainPlanner {
     /// The decision for one pod.
@@ -74,7 +74,7 @@ public enum DrainPlanner {
     }
 
     /// The PDB name in a 429's cause: "The disruption budget web-pdb needs 2 healthy pods and has 2 currently"
-    /// (kubernetes-facts §4).
+    /// (docs/UPSTREAM.md#eviction).
     public static func budgetName(in error: KubeError) -> String? {
         for cause in error.status?.details?.causes ?? [] {
             guard let m = cause.message else { continue }
@@ -92,7 +92,7 @@ public enum DrainPlanner {
 
 extension KubeAPI {
     /// Drains `node` like `kubectl drain --ignore-daemonsets --delete-emptydir-data`: evicts every pod
-    /// through the Eviction API (kubernetes-facts §4), waits out PodDisruptionBudget 429s with jittered
+    /// through the Eviction API (docs/UPSTREAM.md#eviction), waits out PodDisruptionBudget 429s with jittered
     /// backoff, then waits until each evicted pod is gone (404, or recreated with a new uid) — all within
     /// `options.timeout`. A timeout throws `.timeout` naming the PDB that blocked (in the message and in
     /// `blockingPodDisruptionBudget`). The caller cordons first (see `cordon(node:by:reason:)`).
@@ -115,7 +115,7 @@ extension KubeAPI {
             }
         }
         if !refused.isEmpty {
-            // kubernetes-facts §3: errors are aggregated and the drain aborts before it evicts anything.
+            // docs/UPSTREAM.md#drain: errors are aggregated and the drain aborts before it evicts anything.
             throw KubeError(
                 .refused,
                 "cannot drain \(node): pods that declare no controller would be lost: \(refused.joined(separator: ", ")) (delete them, give them a controller, or drain with force)")
@@ -147,7 +147,7 @@ extension KubeAPI {
                 try await evictPod(namespace: pod.namespace, name: pod.name, gracePeriodSeconds: options.gracePeriodSeconds)
                 break evicting
             } catch let error as KubeError where error.code == .notFound {
-                return refusals  // kubernetes-facts §4: a 404 on eviction counts as done
+                return refusals  // kubectl pkg/drain/drain.go `evictPods`: a 404 on eviction counts as done
             } catch let error as KubeError where error.code == .tooManyRequests {
                 refusals += 1
                 var pdb = DrainPlanner.budgetName(in: error).map { "\(pod.namespace)/\($0)" }
@@ -176,7 +176,8 @@ extension KubeAPI {
                 try await clock.sleep(for: delay)
             }
         }
-        // kubernetes-facts §4: wait until the pod is gone, or recreated under the same name (new uid).
+        // Wait until the pod is gone, or recreated under the same name with a new uid (kubectl pkg/drain/drain.go
+        // `waitForDelete`).
         let evicted = clock.now
         while true {
             do {

@@ -43,7 +43,7 @@ public enum JSONValue: Codable, Sendable, Hashable {
     }
 
     /// Applies a JSON merge patch (RFC 7386) to this value: objects merge key by key, `null` removes a key,
-    /// anything else (including lists) replaces. kubernetes-facts §2: for the fields nk3 patches
+    /// anything else (including lists) replaces. docs/UPSTREAM.md#nodes: for the fields nk3 patches
     /// (`spec.unschedulable`, `metadata.annotations`) a strategic merge patch behaves the same.
     public func merging(patch: JSONValue) -> JSONValue {
         guard case .object(let patchObject) = patch else { return patch }

@@ -11,14 +11,14 @@ public protocol KubeAPI: Sendable {
     /// `GET /api/v1/nodes`.
     func listNodes() async throws -> [Node]
     /// `PATCH /api/v1/nodes/{name}` with a strategic merge patch (for the fields nk3 touches it equals a
-    /// JSON merge patch, kubernetes-facts §2). A `metadata.resourceVersion` in the patch makes a stale
+    /// JSON merge patch, docs/UPSTREAM.md#nodes). A `metadata.resourceVersion` in the patch makes a stale
     /// write fail with `.conflict`.
     func patchNode(_ name: String, patch: JSONValue) async throws -> Node
-    /// Pods bound to `node` (`fieldSelector=spec.nodeName=…`, all namespaces, kubernetes-facts §3).
+    /// Pods bound to `node` (`fieldSelector=spec.nodeName=…`, all namespaces, docs/UPSTREAM.md#drain).
     func listPods(onNode node: String) async throws -> [Pod]
     /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
     func getPod(namespace: String, name: String) async throws -> Pod
-    /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (kubernetes-facts §4). A PDB refusal throws
+    /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (docs/UPSTREAM.md#eviction). A PDB refusal throws
     /// `.tooManyRequests` with the API's Status (its cause names the budget).
     func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws
     /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets`.
@@ -34,18 +34,18 @@ public protocol KubeAPI: Sendable {
     /// `POST` a new Lease; an existing one throws `.conflict` (AlreadyExists).
     func createLease(_ lease: Lease) async throws -> Lease
     /// `PUT` a Lease carrying the resourceVersion it was read at; a stale one throws `.conflict`
-    /// (kubernetes-facts §8).
+    /// (docs/UPSTREAM.md#lease).
     func updateLease(_ lease: Lease) async throws -> Lease
-    /// `GET /api/v1/nodes` with the list's `metadata.resourceVersion`, to start a watch from (kubernetes-facts §7);
+    /// `GET /api/v1/nodes` with the list's `metadata.resourceVersion`, to start a watch from (docs/UPSTREAM.md#watch);
     /// nil when the answer carries none (then callers list again instead of watching).
     func listNodesForWatch() async throws -> (nodes: [Node], resourceVersion: String?)
     /// `GET /api/v1/nodes?watch=true&resourceVersion=…`: the changes after `resourceVersion`, until the server ends
-    /// the stream or the caller cancels (kubernetes-facts §7).
+    /// the stream or the caller cancels (docs/UPSTREAM.md#watch).
     func watchNodes(from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Node>, any Error>
 }
 
 /// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons
-/// (Rancher's upgrade controller uncordoned nodes it had not cordoned: design "Lessons from the field").
+/// (Rancher's upgrade controller uncordoned nodes it had not cordoned: rancher/system-upgrade-controller#341).
 public enum NK3Annotations {
     /// Who cordoned the node (e.g. `nk3/alice@laptop`).
     public static let cordonedBy = "nk3.io/cordoned-by"

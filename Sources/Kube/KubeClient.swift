@@ -48,7 +48,7 @@ public final class KubeClient: KubeAPI {
         self.options = options
         self.logger = logger
         var tls = TLSConfiguration.makeClientConfiguration()
-        tls.certificateVerification = .fullVerification  // never anything else (design: security model)
+        tls.certificateVerification = .fullVerification  // never anything else (README.md, "How it stays safe")
         tls.minimumTLSVersion = .tlsv12
         do {
             if let ca = config.certificateAuthorityPEM {
@@ -114,7 +114,7 @@ public final class KubeClient: KubeAPI {
     }
 
     public func patchNode(_ name: String, patch: JSONValue) async throws -> Node {
-        // kubernetes-facts §2: kubectl cordon sends a strategic merge patch.
+        // kubectl pkg/drain/cordon.go: kubectl cordon sends a strategic merge patch.
         try await send(
             .PATCH, "/api/v1/nodes/\(seg(name))", body: patch, contentType: "application/strategic-merge-patch+json")
     }
@@ -129,7 +129,7 @@ public final class KubeClient: KubeAPI {
 
     public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {
         let body = Eviction(namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds)
-        // kubernetes-facts §4: 201 with a Success Status (docs say 200): accept any 2xx.
+        // apiserver pkg/endpoints/handlers/create.go: 201 with a Success Status (docs say 200): accept any 2xx.
         let _: JSONValue = try await send(
             .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction", body: body)
     }
@@ -177,7 +177,7 @@ public final class KubeClient: KubeAPI {
         return try decode(T.self, body, path: path)
     }
 
-    // MARK: - watch (kubernetes-facts §7)
+    // MARK: - watch (docs/UPSTREAM.md#watch)
 
     /// Watches a collection (e.g. `/api/v1/nodes`): newline-delimited JSON events until the server ends
     /// the stream (`timeoutSeconds`) or the task is cancelled. Pass the list's resourceVersion to get only
@@ -207,7 +207,7 @@ public final class KubeClient: KubeAPI {
                     var pending = ByteBuffer()
                     for try await var chunk in response.body {
                         pending.writeBuffer(&chunk)
-                        // kubernetes-facts §7: split on newlines, not on HTTP chunks.
+                        // docs/UPSTREAM.md#watch: split on newlines, not on HTTP chunks.
                         while let nl = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
                             let length = nl - pending.readerIndex
                             let line = pending.readSlice(length: length)!
@@ -263,7 +263,7 @@ public final class KubeClient: KubeAPI {
     private func listWithMeta<T: Codable & Sendable>(_ path: String, query: [(String, String)] = []) async throws
         -> (items: [T], meta: ListMeta?)
     {
-        // kubernetes-facts §3: chunked lists (limit=500), following metadata.continue.
+        // docs/UPSTREAM.md#drain: chunked lists (limit=500), following metadata.continue.
         var items: [T] = []
         var cont: String? = nil
         var first: ListMeta?? = nil
@@ -375,7 +375,8 @@ public final class KubeClient: KubeAPI {
     }
 
     /// Turns an error answer into a `KubeError`, reading the API's Status when the body is one and keeping
-    /// a plain-text body (API priority-and-fairness 429s are plain text, kubernetes-facts §10) as the message.
+    /// a plain-text body (API priority-and-fairness 429s are plain text, apiserver
+    /// pkg/server/filters/priority-and-fairness.go) as the message.
     static func error(status: Int, headers: HTTPHeaders, body: ByteBuffer, path: String) -> KubeError {
         let retryAfter = headers.first(name: "Retry-After").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let data = Data(body.readableBytesView)

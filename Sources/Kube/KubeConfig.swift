@@ -1,7 +1,7 @@
 import Foundation
 import Yams
 
-/// Credentials and endpoint resolved from a kubeconfig (kubernetes-facts §1): what `KubeClient` needs.
+/// Credentials and endpoint resolved from a kubeconfig (docs/UPSTREAM.md#kubeconfig): what `KubeClient` needs.
 ///
 /// TLS is always verified. `insecure-skip-tls-verify` is refused, and so are credential kinds nk3 does not
 /// implement (`exec`, `auth-provider`, basic auth), each with an error that says what to use instead.
@@ -49,7 +49,7 @@ public struct KubeConfig: Sendable, Hashable {
             }
             files = [path]
         } else if let list = environment["KUBECONFIG"], !list.isEmpty {
-            // kubernetes-facts §1: split on ':', dedupe, ignore empty names, skip missing files.
+            // client-go tools/clientcmd/loader.go: split on ':', dedupe, ignore empty names, skip missing files.
             var seen = Set<String>()
             files = list.split(separator: ":").map(String.init).filter { !$0.isEmpty && seen.insert($0).inserted }
             let existing = files.filter { FileManager.default.fileExists(atPath: $0) }
@@ -95,7 +95,7 @@ public struct KubeConfig: Sendable, Hashable {
     }
 
     /// Renders a kubeconfig (one cluster, user and context, all named `name`) with inline `*-data`
-    /// fields, like k3s's `k3s.yaml` (kubernetes-facts §1).
+    /// fields, like k3s's `k3s.yaml` (docs/UPSTREAM.md#kubeconfig).
     public func yaml(name: String = "default") -> String {
         func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
         var lines = ["apiVersion: v1", "kind: Config", "clusters:", "- name: \(name)", "  cluster:"]
@@ -113,7 +113,7 @@ public struct KubeConfig: Sendable, Hashable {
     }
 }
 
-// MARK: - raw file shape (kubernetes-facts §1)
+// MARK: - raw file shape (docs/UPSTREAM.md#kubeconfig)
 
 struct RawKubeConfig: Decodable {
     struct Named<T: Decodable>: Decodable {
@@ -224,7 +224,7 @@ struct MergedConfig {
         guard server.scheme == "https" else {
             throw KubeError(.config, "cluster \"\(clusterName)\" server \(serverText) is not https: nk3 talks to the API only over verified TLS")
         }
-        // kubernetes-facts §1: a *-data field overrides its file-path twin.
+        // client-go tools/clientcmd/validation.go: a *-data field overrides its file-path twin.
         let ca = try Self.material(data: cluster.certificateAuthorityData, file: cluster.certificateAuthority, dir: cdir, what: "certificate-authority")
         var config = KubeConfig(server: server, certificateAuthorityPEM: ca, namespace: ctx.namespace, contextName: name)
         if let userName = ctx.user, !userName.isEmpty {
@@ -242,7 +242,7 @@ struct MergedConfig {
             if (config.clientCertificatePEM == nil) != (config.clientKeyPEM == nil) {
                 throw KubeError(.config, "user \"\(userName)\" sets a client certificate without its key (or the reverse); set both client-certificate(-data) and client-key(-data)")
             }
-            // kubernetes-facts §1: the tokenFile's content wins over token.
+            // client-go tools/clientcmd/api/v1/types.go: the tokenFile's content wins over token.
             if let tf = user.tokenFile, !tf.isEmpty {
                 let path = Self.resolve(tf, dir: udir)
                 do {
@@ -258,7 +258,8 @@ struct MergedConfig {
     }
 
     static func resolve(_ path: String, dir: String) -> String {
-        // kubernetes-facts §1: relative paths resolve against the kubeconfig file's directory.
+        // client-go tools/clientcmd/loader.go `ResolveLocalPaths`: relative paths resolve against the kubeconfig file's
+        // directory.
         path.hasPrefix("/") ? path : (dir as NSString).appendingPathComponent(path)
     }
 

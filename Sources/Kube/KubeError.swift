@@ -9,7 +9,7 @@ public struct KubeError: Error, Sendable, CustomStringConvertible {
         private init(_ raw: String) { self.raw = raw }
         /// 404: the object does not exist.
         public static let notFound = Code("notFound")
-        /// 410: a watch or list continue token is too old (re-list, kubernetes-facts §7).
+        /// 410: a watch or list continue token is too old (re-list, docs/UPSTREAM.md#watch).
         public static let expired = Code("expired")
         /// 409: stale resourceVersion (or AlreadyExists on create).
         public static let conflict = Code("conflict")
@@ -73,7 +73,7 @@ public struct KubeError: Error, Sendable, CustomStringConvertible {
         return s
     }
 
-    /// The code an HTTP status maps to (kubernetes-facts §10).
+    /// The code an HTTP status maps to (docs/UPSTREAM.md#api-errors).
     public static func code(forHTTPStatus status: Int) -> Code {
         switch status {
         case 401: return .unauthorized

@@ -96,7 +96,8 @@ public struct PendingRebootStatus: Codable, Sendable, Hashable {
     }
 }
 
-/// Kubelet state as only the node can see it (k3s binds healthz to 127.0.0.1:10248, nixos-facts §5).
+/// Kubelet state as only the node can see it (k3s binds healthz to 127.0.0.1:10248: k3s-io/k3s
+/// pkg/daemons/agent/agent_linux.go).
 public struct KubeletState: Codable, Sendable, Hashable {
     /// systemd unit checked (default `k3s`).
     public var unit: String

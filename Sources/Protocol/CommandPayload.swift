@@ -119,7 +119,8 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
             return "confirmTimeoutSeconds \(confirmTimeoutSeconds) out of range 10…86400"
         }
         if let ch = nixChannel, !(ch.hasPrefix("https://") || ch.hasPrefix("http://") || ch.hasPrefix("file://")) {
-            // nix-channel --add rejects other schemes with "invalid channel URL" (nixos-facts §4).
+            // nix-channel --add rejects other schemes with "invalid channel URL" (NixOS/nix
+            // src/nix-channel/nix-channel.cc).
             return "invalid channel URL '\(ch)': must start with https://, http:// or file://"
         }
         return nil

@@ -13,7 +13,8 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// `nk3-agent`: the node agent. Parses, wires, runs (style habit 10); all behaviour lives in NK3Agent.
+/// `nk3-agent`: the node agent. Parses, wires, runs (as swift-argument-parser's examples do); all behaviour lives in
+/// NK3Agent.
 @main
 struct NK3AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,8 @@ import Foundation
 import NK3Coordinator
 import NK3TestSupport
 
-/// `nk3 bench`: the benchmarks of design.md's targets, in one command (run it from a release build).
+/// `nk3 bench`: the benchmarks behind BENCHMARKS.md, each figure beside its target, in one command (run it from a
+/// release build).
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",

@@ -9,7 +9,7 @@ import Synchronization
 import Testing
 
 /// Load and abuse against a real agent server: real mTLS on 127.0.0.1, fresh certificates, real signatures
-/// (design "Targets to design for": one agent serves 1,000 concurrent status requests without error and with
+/// (the reliability target: one agent serves 1,000 concurrent status requests without error and with
 /// bounded memory; bad input is refused with a clear error and no state change). Measured numbers are
 /// printed with an `[abuse]` prefix and recorded in docs/RELIABILITY.md.
 @Suite("Abuse: load and hostile clients against a real agent", .serialized, .timeLimit(.minutes(2)))

@@ -3,7 +3,8 @@ import NK3Agent
 import NK3Protocol
 import Testing
 
-/// The pure state machine, driven with events only (style habit 2: no I/O in these tests).
+/// The pure state machine, driven with events only (no I/O in these tests, as async-http-client tests
+/// its connection-pool state machine).
 @Suite("ApplyMachine")
 struct ApplyMachineTests {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
@@ -88,7 +89,7 @@ struct ApplyMachineTests {
         #expect(m.state.lastResult?.message.contains("error: undefined variable 'foo'") == true)
     }
 
-    @Test("exit 100 without a new generation is nix's build failure, not 'reboot needed' (nixos-facts §1)")
+    @Test("exit 100 without a new generation is nix's build failure, not 'reboot needed' (docs/UPSTREAM.md#nixos-rebuild)")
     func exit100Ambiguity() throws {
         var m = ApplyMachine()
         _ = try m.handle(.started(bootID: "b", now: t0))
@@ -102,7 +103,7 @@ struct ApplyMachineTests {
         #expect(m2.state.apply?.bootMode == true)
     }
 
-    @Test("revertActivation: check, don't assume (nixos-facts §1)")
+    @Test("revertActivation: check, don't assume (docs/UPSTREAM.md#nixos-rebuild)")
     func revertDecision() {
         let b = baseline
         func decide(_ a: RebuildAction, _ g: GenerationState) -> String? {
@@ -199,7 +200,7 @@ struct ApplyMachineTests {
         #expect(try CanonicalJSON.decode(ApplyMachine.State.self, from: data) == m.state)
     }
 
-    @Test("plan counts: current, singular and Nix ≤ 2.3 wordings (nixos-facts §1)")
+    @Test("plan counts: current, singular and Nix ≤ 2.3 wordings (docs/UPSTREAM.md#nixos-rebuild)")
     func planCounts() {
         let current = "these 12 derivations will be built:\n  /nix/store/a.drv\nthese 3 paths will be fetched (1.2 MiB download, 5.0 MiB unpacked):\n  /nix/store/b\n"
         func c(_ s: String) -> String { let r = RebuildOutputParser.counts(in: s); return "\(r.derivations.map(String.init) ?? "nil") \(r.paths.map(String.init) ?? "nil")" }

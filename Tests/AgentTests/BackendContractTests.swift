@@ -5,8 +5,9 @@ import NK3Protocol
 import NK3TestSupport
 import Testing
 
-/// One contract for every `NodeSystem` (style habit 4): the real backend against a fake root and the simulated
-/// node must behave the same way wherever the apply engine relies on it.
+/// One contract for every `NodeSystem` (as swift-configuration's ProviderCompatTest runs one suite for every
+/// provider): the real backend against a fake root and the simulated node must behave the same way wherever
+/// the apply engine relies on it.
 @Suite("NodeSystem contract", .serialized, .timeLimit(.minutes(2)))
 struct BackendContractTests {
     enum Kind: String, CaseIterable, CustomTestStringConvertible {
@@ -50,7 +51,7 @@ struct BackendContractTests {
         #expect(try await s.system.readConfigFiles() == old)
     }
 
-    @Test("channel: --add changes the list, restoreChannel puts back exactly what was saved (nixos-facts §4)",
+    @Test("channel: --add changes the list, restoreChannel puts back exactly what was saved (docs/UPSTREAM.md#channels)",
         arguments: Kind.allCases)
     func channel(_ kind: Kind) async throws {
         let s = try make(kind)

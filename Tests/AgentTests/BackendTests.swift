@@ -89,7 +89,7 @@ struct BackendTests {
         await #expect(throws: NodeSystemError.self) { try await system.replaceConfigFiles(with: ["../evil": "x"]) }
     }
 
-    @Test("generations and activation follow system-N-link (nixos-facts §2)")
+    @Test("generations and activation follow system-N-link (docs/UPSTREAM.md#generations)")
     func generationsAndActivate() async throws {
         let fake = try EngineFakeRoot()
         let system = fake.system()

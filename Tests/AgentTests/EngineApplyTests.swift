@@ -81,7 +81,7 @@ struct EngineApplyTests {
         #expect(await engine.status().operation?.phase == .awaitingConfirm)
     }
 
-    @Test("bogus channel (nixos-facts §4): --add succeeds, --update fails; list file and channel profile restored")
+    @Test("bogus channel (docs/UPSTREAM.md#channels): --add succeeds, --update fails; list file and channel profile restored")
     func bogusChannelReverts() async throws {
         let fake = try EngineFakeRoot()
         let engine = try EngineKit.engine(fake, clock: ManualAgentClock())
@@ -121,7 +121,7 @@ struct EngineApplyTests {
         #expect(fake.read("root/.nix-channels") == channelsBefore)
     }
 
-    @Test("failed activation after the profile moved (nixos-facts §1): profile moved back, old generation re-activated")
+    @Test("failed activation after the profile moved (docs/UPSTREAM.md#nixos-rebuild): profile moved back, old generation re-activated")
     func failedActivationMovesProfileBack() async throws {
         for ng in [false, true] {
             let fake = try EngineFakeRoot()

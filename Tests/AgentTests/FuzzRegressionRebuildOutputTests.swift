@@ -22,7 +22,7 @@ struct FuzzRegressionRebuildOutputTests {
         #expect(r.paths == nil)
     }
 
-    @Test("ordinary output is counted as before (nixos-facts §1)")
+    @Test("ordinary output is counted as before (docs/UPSTREAM.md#nixos-rebuild)")
     func ordinaryOutput() {
         let r = RebuildOutputParser.counts(
             in: "these 3 derivations will be built:\n  /nix/store/a.drv\n  /nix/store/b.drv\n  /nix/store/c.drv\n"

@@ -92,7 +92,7 @@ struct KillMatrixTests {
         let s = await engine.status()
         #expect(s.lastResult?.outcome == .failed)
         #expect(s.lastResult?.message.contains("while nixos-rebuild ran") == true)
-        #expect(fake.profileGeneration == 1, "profile moved back (nixos-facts §1: set before activation)")
+        #expect(fake.profileGeneration == 1, "profile moved back (it is set before activation)")
         #expect(try fake.currentSystem() == gen1)
         #expect(fake.bootDefault == gen1)
     }

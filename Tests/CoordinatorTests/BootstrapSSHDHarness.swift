@@ -131,8 +131,8 @@ final class SSHDHarness: @unchecked Sendable {  // mutable only in init/stop, ca
 
     /// The fake nixos-rebuild: logs its arguments; fails like an evaluation error if configuration.nix contains
     /// NK3_TEST_FAIL_EVAL; moves the system profile and then fails like a failed activation (exit 4, the code
-    /// switch-to-configuration uses for failed units, nixos-facts §1) if it contains NK3_TEST_FAIL_ACTIVATION;
-    /// otherwise "starts the agent" by creating the marker.
+    /// switch-to-configuration uses for failed units, docs/UPSTREAM.md#nixos-rebuild) if it contains
+    /// NK3_TEST_FAIL_ACTIVATION; otherwise "starts the agent" by creating the marker.
     private static func fakeRebuild(root: String, dir: String) -> String {
         """
         #!/bin/sh

@@ -158,7 +158,7 @@ struct BootstrapSSHTests {
         #expect(read(h.root + "/etc/nixos/hardware-configuration.nix") == SSHDHarness.hardwareConfiguration)
     }
 
-    @Test("a failed activation that moved the system profile is reported with the fix (nixos-facts §1)",
+    @Test("a failed activation that moved the system profile is reported with the fix (docs/UPSTREAM.md#nixos-rebuild)",
           .enabled(if: SSHDHarness.available, SSHDHarness.skipReason))
     func failedActivationReportsProfile() async throws {
         let h = try SSHDHarness()

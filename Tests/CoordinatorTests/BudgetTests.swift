@@ -8,7 +8,7 @@ import Testing
     static let seeds: [UInt64] = Array(1...40)
 
     @Test(arguments: seeds) func budgetTwoWithThreeServersNeverTakesTwoServersDown(seed: UInt64) {
-        // nixos-facts §5: three servers survive one down, so ⌊(3−1)/2⌋ = 1 at a time.
+        // https://docs.k3s.io/datastore/ha-embedded: three servers survive one down, so ⌊(3−1)/2⌋ = 1 at a time.
         let plan = RT.applyPlan(servers: ["s1", "s2", "s3"], options: .init(disruptionBudget: 2))
         #expect(plan.maxServersDown == 1)
         var sim = MachineSim(plan: plan, seed: seed)

@@ -4,7 +4,8 @@ import Testing
 
 @Suite("UnifiedDiff")
 struct DiffTests {
-    /// The seed README's template change: one line added after line 14 (nk3-seed-readme.md sample output).
+    /// The Python nk3 README's template change: one line added after line 14 (its sample output,
+    /// github.com/nihr43/nk3).
     static let before = """
         # Rendered by nk3
         { config, pkgs, lib, ... }:
@@ -29,7 +30,7 @@ struct DiffTests {
 
         """
 
-    @Test("the seed's one-line-added hunk, exactly as the sample output shows it")
+    @Test("the Python nk3's one-line-added hunk, exactly as the sample output shows it")
     func seedHunk() {
         let after = Self.before.replacingOccurrences(
             of: "  boot.kernelModules = [ \"rbd\" ];\n",

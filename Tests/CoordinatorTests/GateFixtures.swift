@@ -1,14 +1,14 @@
 import Foundation
 import NK3Kube
 
-/// Real-shaped API JSON (as `kubectl get … -o json` prints it; shapes from kubernetes-facts §2, §6, §9)
-/// for the pure gate rules. Kept inline so the fixtures sit next to the tests that read them.
+/// Real-shaped API JSON (as `kubectl get … -o json` prints it; shapes from docs/UPSTREAM.md#nodes, #rollout-status,
+/// #rook-cephcluster) for the pure gate rules. Kept inline so the fixtures sit next to the tests that read them.
 enum GateFixtures {
     static func decode<T: Decodable>(_ json: String, as type: T.Type = T.self) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(json.utf8))
     }
 
-    /// kubernetes-facts §2: one Ready node, one NotReady (KubeletNotReady), one whose heartbeats stopped.
+    /// docs/UPSTREAM.md#nodes: one Ready node, one NotReady (KubeletNotReady), one whose heartbeats stopped.
     static let nodeList = #"""
         {"kind":"NodeList","apiVersion":"v1","metadata":{"resourceVersion":"48300"},"items":[
          {"kind":"Node","apiVersion":"v1",
@@ -37,7 +37,7 @@ enum GateFixtures {
         ]}
         """#
 
-    /// kubernetes-facts §6: one settled DaemonSet, one rolling out (new generation not yet observed), one
+    /// docs/UPSTREAM.md#rollout-status: one settled DaemonSet, one rolling out (new generation not yet observed), one
     /// with a pod unavailable; `omitempty` counters absent where zero.
     static let daemonSetList = #"""
         {"kind":"DaemonSetList","apiVersion":"apps/v1","metadata":{"resourceVersion":"9000"},"items":[
@@ -59,7 +59,7 @@ enum GateFixtures {
          "status":{"currentNumberScheduled":0,"numberMisscheduled":0,"desiredNumberScheduled":0,"numberReady":0,"observedGeneration":1}}
         """#
 
-    /// kubernetes-facts §6: a Deployment below its minimum replicas (Available False), one settled.
+    /// docs/UPSTREAM.md#rollout-status: a Deployment below its minimum replicas (Available False), one settled.
     static let deploymentList = #"""
         {"kind":"DeploymentList","apiVersion":"apps/v1","metadata":{"resourceVersion":"9100"},"items":[
          {"metadata":{"name":"coredns","namespace":"default","generation":2},
@@ -77,7 +77,7 @@ enum GateFixtures {
         ]}
         """#
 
-    /// kubernetes-facts §9: a Rook CephCluster, with `health`, `details` and `lastChecked` filled in.
+    /// docs/UPSTREAM.md#rook-cephcluster: a Rook CephCluster, with `health`, `details` and `lastChecked` filled in.
     static func cephCluster(health: String, details: [String: (String, String)] = [:], lastChecked: String) -> String {
         let d = details.sorted { $0.key < $1.key }.map { #""\#($0.key)":{"severity":"\#($0.value.0)","message":"\#($0.value.1)"}"# }
             .joined(separator: ",")

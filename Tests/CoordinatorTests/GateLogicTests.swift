@@ -6,7 +6,7 @@ import Testing
 /// The pure gate rules on real-shaped JSON (GateFixtures).
 @Suite("Health gate rules on API JSON")
 struct GateLogicTests {
-    @Test("kubelet gate: Ready/KubeletReady passes; KubeletNotReady and NodeStatusUnknown fail (kubernetes-facts §2)")
+    @Test("kubelet gate: Ready/KubeletReady passes; KubeletNotReady and NodeStatusUnknown fail (docs/UPSTREAM.md#nodes)")
     func kubeletReady() throws {
         let nodes = try GateFixtures.decode(GateFixtures.nodeList, as: KubeList<Node>.self).items
         #expect(nodes.count == 3)
@@ -41,7 +41,7 @@ struct GateLogicTests {
         #expect(nodes[0].bootID == "b1" && nodes[1].kernelVersion == "6.6.31")
     }
 
-    @Test("daemonset gate: a rollout whose generation is not yet observed, and a pod unavailable, are recovering (kubernetes-facts §6)")
+    @Test("daemonset gate: a rollout whose generation is not yet observed, and a pod unavailable, are recovering (docs/UPSTREAM.md#rollout-status)")
     func daemonSetsRollingOut() throws {
         let list = try GateFixtures.decode(GateFixtures.daemonSetList, as: KubeList<DaemonSet>.self).items
         let r = GateLogic.daemonSets(list, namespace: "kube-system")
@@ -90,7 +90,7 @@ struct GateLogicTests {
         return GateLogic.ceph(cluster, checkedAfter: Self.cameBack)
     }
 
-    @Test("ceph HEALTH_OK checked after the node came back passes (kubernetes-facts §9)")
+    @Test("ceph HEALTH_OK checked after the node came back passes (docs/UPSTREAM.md#rook-cephcluster)")
     func cephOK() throws {
         let r = try ceph("HEALTH_OK")
         #expect(r.passed)
@@ -120,7 +120,7 @@ struct GateLogicTests {
         #expect(r.failure?.contains("MON_CLOCK_SKEW") == true)
     }
 
-    @Test("ceph HEALTH_WARN with two checks fails even if both are tolerable alone (design: a lone warning); no details fails")
+    @Test("ceph HEALTH_WARN with two checks fails even if both are tolerable alone (README.md: a lone warning); no details fails")
     func cephWarnEdges() throws {
         let both = try ceph(
             "HEALTH_WARN", ["MON_CLOCK_SKEW": ("HEALTH_WARN", "skew"), "RECENT_CRASH": ("HEALTH_WARN", "crash")])

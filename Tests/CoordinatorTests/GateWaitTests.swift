@@ -35,7 +35,7 @@ struct GateWaitTests {
         var messages: [String] { lines.withLock { $0.map(\.message) } }
     }
 
-    @Test("gates report the seed's lines, wait while a DaemonSet recovers, and pass once it is healthy")
+    @Test("gates report the Python nk3's lines, wait while a DaemonSet recovers, and pass once it is healthy")
     func waitsForRecovery() async throws {
         try await withCluster { server, client in
             let s = server.state
@@ -133,7 +133,7 @@ struct GateWaitTests {
         await server.shutdown()
     }
 
-    @Test("kubelet gate: one list at the first check; while it waits, one more list and a watch, then no lists; a watch the server ends is replaced by a list and a new watch; a change arrives through the watch; passing ends the watch; dropping the gate ends its watch (kubernetes-facts §7)")
+    @Test("kubelet gate: one list at the first check; while it waits, one more list and a watch, then no lists; a watch the server ends is replaced by a list and a new watch; a change arrives through the watch; passing ends the watch; dropping the gate ends its watch (docs/UPSTREAM.md#watch)")
     func kubeletGateWatchesWhileWaiting() async throws {
         try await withCluster { server, client in
             let s = server.state

@@ -36,7 +36,7 @@ struct InventoryTests {
         }
     }
 
-    @Test("the seed README's inventory parses unchanged")
+    @Test("the Python nk3 README's inventory parses unchanged")
     func seedParses() throws {
         let inv = try Inventory.parse(yaml: Self.seed, file: "inventory.yaml")
         #expect(inv.joinAddress == "172.30.190.3")

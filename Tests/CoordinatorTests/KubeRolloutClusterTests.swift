@@ -6,7 +6,7 @@ import NK3TestSupport
 import Testing
 
 /// The real `RolloutCluster` adapter against the simulated Kubernetes API over real TLS: the Lease that
-/// locks one rollout per cluster (kubernetes-facts §8), progress carried on it, and nk3-only uncordon.
+/// locks one rollout per cluster (docs/UPSTREAM.md#lease), progress carried on it, and nk3-only uncordon.
 @Suite("KubeRolloutCluster against the fake API")
 struct KubeRolloutClusterTests {
     let logger = Logger(label: "test.kube-rollout-cluster")

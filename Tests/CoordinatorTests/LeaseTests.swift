@@ -3,7 +3,7 @@ import NK3Coordinator
 import NK3Protocol
 import Testing
 
-/// One rollout per cluster: the Lease (kubernetes-facts §8) is taken first, renewed, and released.
+/// One rollout per cluster: the Lease (docs/UPSTREAM.md#lease) is taken first, renewed, and released.
 @Suite struct LeaseTests {
     @Test func heldLeaseFailsFastNamingHolderAndExpiry() async {
         let rig = ExecutorRig(agents: ["a1"])

@@ -221,7 +221,7 @@ final class KillSwitch: @unchecked Sendable {
     }
 }
 
-/// design.md: "a coordinator killed at any rollout phase and rerun: no node left cordoned".
+/// A coordinator killed at any rollout phase and rerun leaves no node cordoned (docs/RELIABILITY.md, faults).
 @Suite struct RolloutKillResumeTests {
     /// Total calls a clean run of this setup makes (so every call index is a kill point).
     static func callsInACleanRun() async -> Int {

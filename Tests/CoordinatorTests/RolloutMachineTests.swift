@@ -102,7 +102,7 @@ import Testing
         let a = m.start(RT.start(["n1", "n2"]) { $0 == "n1" ? RT.status($0, files: RT.files("new")) : RT.status($0) })
         #expect(a.messages.first == "No action needed on n1")
         #expect(!a.work.contains { $0.node == "n1" })
-        // Nothing at all to do → no gates, done at once (the seed's "No action needed" run).
+        // Nothing at all to do → no gates, done at once (the Python nk3's "No action needed" run).
         var m2 = RolloutMachine(plan: RT.applyPlan(agents: ["n1"]))
         let b = m2.start(RT.start(["n1"]) { RT.status($0, files: RT.files("new")) })
         #expect(b.work == [.done(b.summary!)])
@@ -309,7 +309,7 @@ import Testing
     }
 
     @Test func quorumRefusesTwoServerClustersUnlessAllowed() {
-        // nixos-facts §5: two servers survive none being down.
+        // https://docs.k3s.io/datastore/ha-embedded: two servers survive none being down.
         let plan = RT.applyPlan(servers: ["s1", "s2"])
         #expect(plan.maxServersDown == 0)
         var m = RolloutMachine(plan: plan)

@@ -7,7 +7,7 @@ import NK3TestSupport
 import Testing
 
 /// End-to-end rollouts with a fault injected into one node: the rollout stops with the right exit code and
-/// a message naming the node and the phase, and the cluster is left in the state the design promises.
+/// a message naming the node and the phase, and the cluster is left in the state docs/RELIABILITY.md promises.
 extension E2E {
 @Suite("E2E: node faults (simulation)", .timeLimit(.minutes(2)))
 struct E2EFaultTests {

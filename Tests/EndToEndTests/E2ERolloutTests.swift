@@ -12,7 +12,7 @@ import Testing
 extension E2E {
 @Suite("E2E: rollouts (simulation)", .timeLimit(.minutes(2)))
 struct E2ERolloutTests {
-    @Test("a template change rolls through 3 nodes: files landed, committed, new generation booted, nothing cordoned, lease released; the seed's lines in order")
+    @Test("a template change rolls through 3 nodes: files landed, committed, new generation booted, nothing cordoned, lease released; the Python nk3's lines in order")
     func configChangeRollsThrough() async throws {
         try await E2ECluster.with { c in
             let before = try await c.statuses()
@@ -39,7 +39,7 @@ struct E2ERolloutTests {
                 #expect(s.bootedGeneration == (b.bootedGeneration ?? 0) + 1, "\(n) booted the new generation")
                 #expect(s.currentGeneration == s.bootedGeneration)
                 #expect(s.profileGeneration == s.bootedGeneration)
-                // The seed's lines, in this order, for each node.
+                // The Python nk3's lines, in this order, for each node.
                 let lines = [
                     "\(n) modified:", "Rebuilding NixOS on \(n)", "Draining \(n)", "Rebooting \(n)", "\(n) is reachable",
                     "kubelet is ready on \(n)", "\(n) uncordoned",

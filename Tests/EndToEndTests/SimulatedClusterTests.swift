@@ -198,7 +198,7 @@ struct SimulatedClusterTests {
             #expect(await eventually { m.node.snapshot.power == .down })
             // Not Ready while down: Unknown once heartbeats stop, or False if the simulated kubelet's last
             // "not ready" is applied after the power-down under load (a real kubelet may post NotReady while
-            // shutting down, before the node controller marks it Unknown — kubernetes-facts §2).
+            // shutting down, before the node controller marks it Unknown — docs/UPSTREAM.md#nodes).
             #expect(await eventually {
                 let ready = cluster.kube.state.node(node)?.status?.conditions?.first { $0.type == "Ready" }?.status
                 return ready == "Unknown" || ready == "False"

@@ -7,8 +7,9 @@ import Synchronization
 import Testing
 
 /// The simulated NixOS node passes the behaviours the NixOS backend is tested for against its fake root
-/// (nixos-facts §1, §2, §4): generation semantics of switch/boot/test, "nothing to build", rebuild failure,
-/// channel update and restore, activate, and reboot into the profile generation with a new boot id.
+/// (docs/UPSTREAM.md#nixos-rebuild, #generations, #channels): generation semantics of switch/boot/test,
+/// "nothing to build", rebuild failure, channel update and restore, activate, and reboot into the profile
+/// generation with a new boot id.
 @Suite("SimulatedNode (simulation)", .timeLimit(.minutes(1)))
 struct SimulatedNodeTests {
     static let quiet = Logger(label: "sim-test", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -61,7 +62,7 @@ struct SimulatedNodeTests {
         #expect(await node.kubelet(unit: "k3s") == KubeletState(unit: "k3s", unitActive: true, healthz: true))
     }
 
-    @Test("switch (nixos-facts §1): profile set then activated; derivations listed; same config → nothing to build, no new generation")
+    @Test("switch (docs/UPSTREAM.md#nixos-rebuild): profile set then activated; derivations listed; same config → nothing to build, no new generation")
     func switchSemantics() async throws {
         let node = try makeNode()
         let before = try await node.generations()
@@ -85,11 +86,11 @@ struct SimulatedNodeTests {
         #expect(!again.output.contains("will be built"))
         let same = try await node.generations()
         #expect(same.profileGeneration == 2)
-        #expect(same.generations.count == 2, "nix-env --set of the highest generation's path makes no new one (§2)")
+        #expect(same.generations.count == 2, "nix-env --set of the highest generation's path makes no new one")
         #expect(same.currentSystem == after.currentSystem)
     }
 
-    @Test("boot (nixos-facts §1): profile set, current unchanged; reboot boots it with a new boot id")
+    @Test("boot (docs/UPSTREAM.md#nixos-rebuild): profile set, current unchanged; reboot boots it with a new boot id")
     func bootThenReboot() async throws {
         let node = try makeNode()
         let before = try await node.generations()
@@ -112,7 +113,7 @@ struct SimulatedNodeTests {
         #expect(await eventually { node.snapshot.kubeletReady }, "kubelet turns Ready some time after boot")
     }
 
-    @Test("test (nixos-facts §1): current only; profile and boot default untouched, a reboot returns to the profile")
+    @Test("test (docs/UPSTREAM.md#nixos-rebuild): current only; profile and boot default untouched, a reboot returns to the profile")
     func testAction() async throws {
         let node = try makeNode()
         let before = try await node.generations()
@@ -151,7 +152,7 @@ struct SimulatedNodeTests {
         #expect(try await node.facts().kernel == "6.6.46")
     }
 
-    @Test("bogus channel (nixos-facts §4): --add succeeds, --upgrade fails with HTTP error 404, restore puts the list back")
+    @Test("bogus channel (docs/UPSTREAM.md#channels): --add succeeds, --upgrade fails with HTTP error 404, restore puts the list back")
     func bogusChannel() async throws {
         let node = try makeNode()
         let saved = try await node.channelState()
@@ -167,7 +168,7 @@ struct SimulatedNodeTests {
         #expect(try await node.channelState() == saved)
     }
 
-    @Test("nix-channel --add refuses a URL without http(s)/file scheme (nixos-facts §4)")
+    @Test("nix-channel --add refuses a URL without http(s)/file scheme (docs/UPSTREAM.md#channels)")
     func invalidChannelURL() async throws {
         let node = try makeNode()
         await #expect(throws: NodeSystemError.self) { try await node.addChannel(url: "nixos-24.05", name: "nixos") }
@@ -187,7 +188,7 @@ struct SimulatedNodeTests {
         #expect(gens.generations.count == 1)
     }
 
-    @Test("activate (nixos-facts §2): switch moves profile and current, boot the profile only, test current only")
+    @Test("activate (docs/UPSTREAM.md#generations): switch moves profile and current, boot the profile only, test current only")
     func activate() async throws {
         let node = try makeNode()
         try await node.replaceConfigFiles(with: changed("two"))
@@ -209,7 +210,7 @@ struct SimulatedNodeTests {
         await #expect(throws: NodeSystemError.self) { try await node.activate(generation: 9, mode: .switch) }
     }
 
-    @Test("same configuration after a rollback: nix-env --set makes generation highest+1 pointing at the old path (§2)")
+    @Test("same configuration after a rollback: nix-env --set makes generation highest+1 pointing at the old path (docs/UPSTREAM.md#generations)")
     func setAfterRollback() async throws {
         let node = try makeNode()
         let original = try await node.readConfigFiles()

@@ -3,7 +3,7 @@ import NK3Kube
 import NK3TestSupport
 import Testing
 
-/// Cordon/uncordon with nk3's record (kubernetes-facts §2), against the fake API server over TLS.
+/// Cordon/uncordon with nk3's record (docs/UPSTREAM.md#nodes), against the fake API server over TLS.
 @Suite("cordon and uncordon")
 struct CordonTests {
     @Test("cordon sets spec.unschedulable and the nk3 annotations; uncordon removes all three")

@@ -3,7 +3,8 @@ import NK3Kube
 import NK3TestSupport
 import Testing
 
-/// Drain through the Eviction API (kubernetes-facts §3, §4, §5) against the fake API server over TLS.
+/// Drain through the Eviction API (docs/UPSTREAM.md#drain, #eviction, #poddisruptionbudget) against the fake API server
+/// over TLS.
 @Suite("drain")
 struct DrainTests {
     let fast = DrainOptions(
@@ -30,7 +31,7 @@ struct DrainTests {
         }
     }
 
-    @Test("a pod with no controller stops the drain before anything is evicted (kubernetes-facts §3)")
+    @Test("a pod with no controller stops the drain before anything is evicted (docs/UPSTREAM.md#drain)")
     func unreplicatedRefused() async throws {
         try await withFakeKube { server, client in
             server.state.addPod(name: "web-1", node: "n1")

@@ -6,7 +6,7 @@ import Testing
 /// The real client against the fake API server over real TLS on 127.0.0.1.
 @Suite("KubeClient against the fake API server")
 struct KubeClientTests {
-    @Test("get node decodes conditions, unschedulable, annotations and nodeInfo (kubernetes-facts §2)")
+    @Test("get node decodes conditions, unschedulable, annotations and nodeInfo (docs/UPSTREAM.md#nodes)")
     func getNode() async throws {
         try await withFakeKube { server, client in
             server.state.addNode("n1", controlPlane: true, kernelVersion: "6.6.30", bootID: "boot-1")
@@ -27,7 +27,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("404 comes back as .notFound with the API's Status message (kubernetes-facts §10)")
+    @Test("404 comes back as .notFound with the API's Status message (docs/UPSTREAM.md#api-errors)")
     func notFound() async throws {
         try await withFakeKube { _, client in
             let error = await #expect(throws: KubeError.self) { try await client.getNode("ghost") }
@@ -49,7 +49,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("429 with a plain-text body (API priority and fairness, kubernetes-facts §10) then success")
+    @Test("429 with a plain-text body (API priority and fairness, docs/UPSTREAM.md#api-errors) then success")
     func retriesPlainText429() async throws {
         try await withFakeKube { server, client in
             server.state.addNode("n1")
@@ -87,7 +87,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("Lease create / get / update with resourceVersion; a stale update is a typed 409 (kubernetes-facts §8)")
+    @Test("Lease create / get / update with resourceVersion; a stale update is a typed 409 (docs/UPSTREAM.md#lease)")
     func leaseOptimisticConcurrency() async throws {
         try await withFakeKube { _, client in
             let now = KubeTime.formatMicro(Date())
@@ -147,7 +147,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("pods on a node via fieldSelector spec.nodeName (kubernetes-facts §3)")
+    @Test("pods on a node via fieldSelector spec.nodeName (docs/UPSTREAM.md#drain)")
     func podsOnNode() async throws {
         try await withFakeKube { server, client in
             server.state.addPod(name: "a", node: "n1")
@@ -158,7 +158,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("watch streams ADDED for existing nodes, then MODIFIED as readiness changes (kubernetes-facts §7)")
+    @Test("watch streams ADDED for existing nodes, then MODIFIED as readiness changes (docs/UPSTREAM.md#watch)")
     func watchNodes() async throws {
         try await withFakeKube { server, client in
             server.state.addNode("n1")
@@ -179,7 +179,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("a watch from a list's resourceVersion gets the changes made between the list and the watch, and no ADDED replay (kubernetes-facts §7)")
+    @Test("a watch from a list's resourceVersion gets the changes made between the list and the watch, and no ADDED replay (docs/UPSTREAM.md#watch)")
     func watchFromListResourceVersion() async throws {
         try await withFakeKube { server, client in
             server.state.addNode("n1")
@@ -203,7 +203,7 @@ struct KubeClientTests {
         }
     }
 
-    @Test("a watch from a resourceVersion older than the server's history gets one ERROR event, 410 Expired, and the stream ends (kubernetes-facts §7)")
+    @Test("a watch from a resourceVersion older than the server's history gets one ERROR event, 410 Expired, and the stream ends (docs/UPSTREAM.md#watch)")
     func watchFromExpiredResourceVersion() async throws {
         try await withFakeKube { server, client in
             server.state.addNode("n1")

@@ -4,7 +4,7 @@ import NK3Protocol
 import NK3TestSupport
 import Testing
 
-/// kubeconfig loading (kubernetes-facts §1), each variant proven by a real TLS request to the fake server.
+/// kubeconfig loading (docs/UPSTREAM.md#kubeconfig), each variant proven by a real TLS request to the fake server.
 @Suite("kubeconfig loading")
 struct KubeConfigTests {
     func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }

@@ -1,9 +1,10 @@
-# NixOS VM test for nk3, for people with Nix and KVM (nixos-facts §7):
+# NixOS VM test for nk3, for people with Nix and KVM (pkgs.testers.runNixOSTest; NixOS manual, "Writing Tests"):
 #
 #   nix build .#checks.x86_64-linux.vm-test -L                 # run it
 #   nix build .#checks.x86_64-linux.vm-test.driverInteractive  # then ./result/bin/nixos-test-driver
 #
-# Three k3s servers (embedded etcd, nixos-facts §5) with nk3-agent, and a coordinator VM that runs `nk3 apply`:
+# Three k3s servers (embedded etcd, https://docs.k3s.io/datastore/ha-embedded) with nk3-agent, and a coordinator VM that
+# runs `nk3 apply`:
 #   1. a harmless change (a file under /etc) on every node: the rollout passes and every agent commits;
 #   2. a change that breaks the kubelet on n2 only (an unknown --kubelet-arg): the rollout aborts with a
 #      non-zero exit at n2, n3 is never touched, and n2's agent rolls back BY ITSELF when the confirm deadline
@@ -23,7 +24,7 @@
 #   nk3 certs issue-agent NODE --address IP --dir DIR  -> DIR/agents/NODE.{crt,key}
 #   nk3 apply --inventory FILE --action switch         -> exit 0 when the rollout completes, non-zero on abort
 # (--action switch: the VMs boot their kernel directly, so a boot+reboot rollout would not exercise the new
-# generation, nixos-facts §7.)
+# generation: nixos/modules/virtualisation/qemu-vm.nix, useBootLoader.)
 # The test PKI is minted at build time, so its private keys sit in the VM's Nix store: acceptable for a
 # throwaway test cluster only. Real nodes get their keys from `nk3 bootstrap` into /var/lib/nk3-agent/tls.
 { pkgs

@@ -300,7 +300,7 @@ public enum NK3Fuzz {
         return value
     }
 
-    /// One line of a watch stream (kubernetes-facts §7), decoded for each object kind nk3 watches.
+    /// One line of a watch stream (docs/UPSTREAM.md#watch), decoded for each object kind nk3 watches.
     public static func kubeWatch(_ data: Data) {
         let line = ByteBuffer(bytes: data)
         _ = try? KubeClient.decodeEvent(Node.self, line)

@@ -9,7 +9,8 @@ import NK3Common
 import Glibc
 #endif
 
-/// A minimal HTTP/1.0 GET for loopback health endpoints (kubelet healthz on 127.0.0.1:10248, nixos-facts §5).
+/// A minimal HTTP/1.0 GET for loopback health endpoints (kubelet healthz on 127.0.0.1:10248, k3s-io/k3s
+/// pkg/daemons/agent/agent_linux.go).
 ///
 /// Refuses any host that is not loopback: the agent never sends traffic off the node from here.
 enum LoopbackHTTP {

@@ -154,7 +154,7 @@ public struct NixOSSystem: NodeSystem {
         var args = [action.rawValue]
         if upgrade { args.append("--upgrade") }
         if options.configDir != "/etc/nixos" || !options.root.isEmpty {
-            // nixos-rebuild builds <nixos-config> (nixos-facts §1); point it at our directory.
+            // nixos-rebuild builds <nixos-config> (docs/UPSTREAM.md#nixos-rebuild); point it at our directory.
             args += ["-I", "nixos-config=\(configDir)/configuration.nix"]
         }
         logger.info("running nixos-rebuild", metadata: ["agent.args": "\(args.joined(separator: " "))"])
@@ -168,7 +168,7 @@ public struct NixOSSystem: NodeSystem {
             pathsToFetch: counts.paths)
     }
 
-    // MARK: channels (nixos-facts §4)
+    // MARK: channels (docs/UPSTREAM.md#channels)
 
     public func channelState() async throws -> ChannelState {
         let file = rooted(options.channelsFile)
@@ -200,13 +200,14 @@ public struct NixOSSystem: NodeSystem {
         } catch {
             throw NodeSystemError(.fileIO, "cannot restore \(file): \(error)")
         }
-        // `nix-channel --rollback` does not restore the list file, only the channel profile (nixos-facts §4).
+        // `nix-channel --rollback` does not restore the list file, only the channel profile (NixOS/nix
+        // src/nix-channel/nix-channel.cc).
         if let before = saved.profileGeneration, linkGeneration(rooted(options.channelsProfile)) != before {
             _ = try await runChecked(options.nixChannel, ["--rollback", "\(before)"], timeout: options.commandTimeout)
         }
     }
 
-    // MARK: generations (nixos-facts §2)
+    // MARK: generations (docs/UPSTREAM.md#generations)
 
     public func generations() async throws -> GenerationState {
         let profile = rooted(options.systemProfile)
@@ -237,14 +238,15 @@ public struct NixOSSystem: NodeSystem {
                 .notFound, "generation \(number) does not exist (\(link) is missing); it may have been garbage-collected")
         }
         if mode != .test {
-            // Move the profile first: the bootloader installer lists the profile's generations (nixos-facts §2).
+            // Move the profile first: the bootloader installer lists the profile's generations
+            // (docs/UPSTREAM.md#generations).
             _ = try await runChecked(
                 options.nixEnv, ["-p", profile, "--switch-generation", "\(number)"], timeout: options.commandTimeout)
         }
         let result = try await runChecked(
             "\(link)/bin/switch-to-configuration", [mode.rawValue], timeout: options.activationTimeout,
             allowFailure: true)
-        // 100: activated as far as possible, the rest takes effect after a reboot (nixos-facts §1).
+        // 100: activated as far as possible, the rest takes effect after a reboot (docs/UPSTREAM.md#nixos-rebuild).
         if result.exitCode != 0 && result.exitCode != 100 {
             throw NodeSystemError(
                 .processFailed,
@@ -331,7 +333,8 @@ public struct NixOSSystem: NodeSystem {
         return String(cString: p)
     }
 
-    /// The single directory under `<system>/kernel-modules/lib/modules/` (how nixos-rebuild-ng finds it, §2).
+    /// The single directory under `<system>/kernel-modules/lib/modules/` (how nixos-rebuild-ng finds it,
+    /// docs/UPSTREAM.md#generations).
     func kernelRelease(ofSystem system: String) -> String? {
         let dir = "\(system)/kernel-modules/lib/modules"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []

@@ -28,16 +28,17 @@ public protocol NodeSystem: Sendable {
 
     /// The channel list file and channel profile generation, saved before an apply changes them.
     func channelState() async throws -> ChannelState
-    /// `nix-channel --add URL NAME` (succeeds even for a bogus URL; the failure comes at `--update`, nixos-facts §4).
+    /// `nix-channel --add URL NAME` (succeeds even for a bogus URL; the failure comes at `--update`,
+    /// docs/UPSTREAM.md#channels).
     func addChannel(url: String, name: String) async throws
     /// Puts the channel list file back as saved and, if the channel profile moved, switches it back
-    /// (`nix-channel --rollback N`, nixos-facts §4).
+    /// (`nix-channel --rollback N`, docs/UPSTREAM.md#channels).
     func restoreChannel(_ saved: ChannelState) async throws
 
-    /// Current, booted and profile generations (nixos-facts §2).
+    /// Current, booted and profile generations (docs/UPSTREAM.md#generations).
     func generations() async throws -> GenerationState
-    /// Re-activates generation `number` (nixos-facts §2): for `.switch`/`.boot` first moves the system profile
-    /// back to it (`nix-env -p PROFILE --switch-generation N`), then runs its
+    /// Re-activates generation `number` (docs/UPSTREAM.md#generations): for `.switch`/`.boot` first moves the system
+    /// profile back to it (`nix-env -p PROFILE --switch-generation N`), then runs its
     /// `bin/switch-to-configuration switch|boot|test`.
     func activate(generation number: Int, mode: ActivationMode) async throws
     /// Reboots the machine. On a real node the agent process goes away; a simulator brings it back with a
@@ -46,7 +47,7 @@ public protocol NodeSystem: Sendable {
 
     /// Hostname, kernel release, NixOS version, boot id, uptime.
     func facts() async throws -> NodeFacts
-    /// `systemctl is-active UNIT` and the kubelet healthz on loopback (nixos-facts §5).
+    /// `systemctl is-active UNIT` and the kubelet healthz on loopback (docs/UPSTREAM.md#k3s-on-nixos).
     func kubelet(unit: String) async -> KubeletState
 }
 
@@ -66,7 +67,8 @@ public struct RebuildOutcome: Codable, Sendable, Hashable {
     public var exitCode: Int32
     /// Combined stdout+stderr, bounded (head and tail kept when longer).
     public var output: String
-    /// "these N derivations will be built" / "this derivation will be built" (nixos-facts §1); nil if absent.
+    /// "these N derivations will be built" / "this derivation will be built" (NixOS/nix src/libmain/shared.cc
+    /// `printMissing`); nil if absent.
     public var derivationsToBuild: Int?
     /// "these N paths will be fetched" / "this path will be fetched"; nil if absent.
     public var pathsToFetch: Int?
@@ -101,7 +103,7 @@ public struct ChannelState: Codable, Sendable, Hashable {
     }
 }
 
-/// Generations as the machine sees them (nixos-facts §2).
+/// Generations as the machine sees them (docs/UPSTREAM.md#generations).
 public struct GenerationState: Codable, Sendable, Hashable {
     /// Store path of `/run/current-system`.
     public var currentSystem: String?

@@ -24,7 +24,7 @@ public struct ProcessResult: Sendable, Hashable {
 
 /// Runs one program (no shell, arguments passed as an argv array) in its own process group, capturing
 /// combined output, with a timeout and a SIGTERM → wait → SIGKILL teardown of the whole group on timeout or
-/// task cancellation (style habit 7; like swift-subprocess's `TeardownStep`).
+/// task cancellation (like swift-subprocess's `TeardownStep`).
 public struct ProcessRunner: Sendable {
     /// Time between SIGTERM and SIGKILL on teardown.
     public var terminationGrace: Duration

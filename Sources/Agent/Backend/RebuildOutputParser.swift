@@ -1,6 +1,6 @@
 import NK3Common
 
-/// Reads nix's build plan out of `nixos-rebuild` output (nixos-facts §1, `printMissing`).
+/// Reads nix's build plan out of `nixos-rebuild` output (NixOS/nix src/libmain/shared.cc `printMissing`).
 ///
 /// Wordings handled:
 /// - current: `these N derivations will be built:` / `this derivation will be built:`,

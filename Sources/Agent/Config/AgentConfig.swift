@@ -7,8 +7,8 @@ import NK3Common
 import NK3Protocol
 
 /// The agent's configuration file (JSON), as the NixOS module renders it from `services.nk3-agent.settings`
-/// with `pkgs.formats.json` (nixos-facts §6). Only `nodeName`, `tls` and `signingPublicKeys` are required;
-/// every other key has the default shown. Unknown keys are an error (a typo must not silently fall back to a
+/// with `pkgs.formats.json` (nixpkgs pkgs/pkgs-lib/formats.nix). Only `nodeName`, `tls` and `signingPublicKeys` are
+/// required; every other key has the default shown. Unknown keys are an error (a typo must not silently fall back to a
 /// default).
 public struct AgentConfig: Codable, Sendable, Hashable {
     /// TLS files of the agent.
@@ -41,7 +41,7 @@ public struct AgentConfig: Codable, Sendable, Hashable {
         public var bootedSystem = "/run/booted-system"
         public var systemProfile = "/nix/var/nix/profiles/system"
         public var channelsFile = "/root/.nix-channels"
-        /// Channel profile (`nix-channel --rollback` moves it; nixos-facts §4). nk3 addition.
+        /// Channel profile (`nix-channel --rollback` moves it; docs/UPSTREAM.md#channels). nk3 addition.
         public var channelsProfile = "/nix/var/nix/profiles/per-user/root/channels"
         public var osrelease = "/proc/sys/kernel/osrelease"
         public var bootID = "/proc/sys/kernel/random/boot_id"

@@ -31,7 +31,8 @@ import NK3Protocol
 //                                 otherwise arm the persisted deadline (fires at once if already past)
 //   pendingReboot with the same boot id → the reboot did not happen: reboot again
 //
-// Boot mode: `action == .boot`, or a `switch` whose activation exited 100 ("reboot needed", nixos-facts §1).
+// Boot mode: `action == .boot`, or a `switch` whose activation exited 100 ("reboot needed",
+// docs/UPSTREAM.md#nixos-rebuild).
 // Rolling back in boot mode makes the previous generation the boot default again and, if the new generation
 // is the one running, requests a reboot.
 
@@ -144,8 +145,8 @@ public struct ApplyMachine: Sendable {
         case rebuild(RebuildAction, upgrade: Bool)
         case restoreFiles([String: String])
         case restoreChannel(ChannelState)
-        /// Check, don't assume (nixos-facts §1): read the generations and, if the profile or the live system
-        /// moved away from the baseline, move it back (`ApplyMachine.revertActivation`).
+        /// Check, don't assume (docs/UPSTREAM.md#nixos-rebuild): read the generations and, if the profile or the live
+        /// system moved away from the baseline, move it back (`ApplyMachine.revertActivation`).
         case revertGeneration(Baseline, RebuildAction)
         /// Activate the previous generation (dead-man rollback).
         case activatePrevious(generation: Int, mode: ActivationMode)
@@ -214,7 +215,7 @@ public struct ApplyMachine: Sendable {
                 after.profileGeneration != base.generations.profileGeneration
                 || after.profileSystem != base.generations.profileSystem
             // 100 is "reboot needed" only once the new generation was installed; from nix itself it is a build
-            // failure (nixos-facts §1: bash passes nix's 100, ng passes switch-to-configuration's 100).
+            // failure (docs/UPSTREAM.md#nixos-rebuild: bash passes nix's 100, ng passes switch-to-configuration's 100).
             let rebootNeeded = outcome.exitCode == 100 && action != .test && profileMoved
             guard outcome.exitCode == 0 || rebootNeeded else {
                 a.failure =
@@ -373,7 +374,7 @@ public struct ApplyMachine: Sendable {
             return rollbackActions()
         case .awaitingConfirm:
             if a.bootMode, a.deadlineBootID != bootID {
-                // The reboot into the new generation happened: the deadline counts from now (design: re-armed).
+                // The reboot into the new generation happened: the deadline is re-armed and counts from now.
                 let d = now.addingTimeInterval(TimeInterval(a.bundle.confirmTimeoutSeconds))
                 a.deadline = d
                 a.deadlineBootID = bootID
@@ -448,7 +449,7 @@ public struct ApplyMachine: Sendable {
     // MARK: pure helpers
 
     /// The generation and mode a dead-man rollback activates: the exact previous generation recorded before the
-    /// rebuild (nixos-facts §2).
+    /// rebuild (docs/UPSTREAM.md#generations).
     public static func rollbackTarget(_ a: Apply) -> (generation: Int, mode: ActivationMode)? {
         guard let base = a.baseline else { return nil }
         if a.bundle.action == .test {
@@ -459,7 +460,7 @@ public struct ApplyMachine: Sendable {
     }
 
     /// After a failed or interrupted rebuild: which activation puts the machine back, if anything moved.
-    /// A failed `switch|boot` can have set the profile before activation failed (nixos-facts §1).
+    /// A failed `switch|boot` can have set the profile before activation failed (docs/UPSTREAM.md#nixos-rebuild).
     public static func revertActivation(
         baseline: Baseline, action: RebuildAction, now: GenerationState
     ) -> (generation: Int, mode: ActivationMode)? {

@@ -8,7 +8,7 @@ import NK3Protocol
 import Synchronization
 
 /// The last accepted envelope serial, persisted atomically in the agent's state directory so that replay
-/// protection survives restarts (design: "persisted across restarts").
+/// protection survives restarts (README.md, "How it stays safe": replays are refused also across agent restarts).
 ///
 /// `accept` checks and persists under one lock: two concurrent envelopes can never both pass with the same
 /// serial.

@@ -267,7 +267,8 @@ public struct NodeBootstrapper: Sendable {
                 + "\(RemoteScripts.backupDirectory)/\(stamp) on the node."
         }
         var text = "The previous /etc/nixos files were put back."
-        // nixos-facts §1: a failed switch can still have moved the system profile (it is set before activation).
+        // A failed switch can still have moved the system profile: it is set before activation
+        // (docs/UPSTREAM.md#nixos-rebuild).
         if let after = facts["profile"], after != profileBefore {
             text += " The system profile moved from \(profileBefore.isEmpty ? "(none)" : profileBefore) to \(after)"
                 + " (activation failed after the profile was set): run `nixos-rebuild switch --rollback` on the node."

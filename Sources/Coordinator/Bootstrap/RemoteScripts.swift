@@ -18,7 +18,7 @@ public struct RemoteScripts: Sendable, Hashable {
     public static let backupDirectory = "/var/lib/nk3-agent/bootstrap-backup"
     /// The file NixOS creates on every installed system (stage-2 and the installer create /etc/NIXOS).
     public static let nixosMarker = "/etc/NIXOS"
-    /// The system profile (nixos-facts §2).
+    /// The system profile (docs/UPSTREAM.md#generations).
     public static let systemProfile = "/nix/var/nix/profiles/system"
 
     /// Makes scripts for a remote root ("" or "/" for the machine's own root).
@@ -151,7 +151,7 @@ public struct RemoteScripts: Sendable, Hashable {
     // MARK: rebuild
 
     /// Runs `nixos-rebuild switch` (activation runs in a transient systemd unit, so a lost ssh session does
-    /// not kill it; nixos-facts §1). Output of both streams is the rebuild's log.
+    /// not kill it; docs/UPSTREAM.md#nixos-rebuild). Output of both streams is the rebuild's log.
     public func rebuildSwitch() -> String {
         header + """
             exec 2>&1

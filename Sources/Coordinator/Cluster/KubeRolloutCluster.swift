@@ -6,7 +6,7 @@ import Synchronization
 
 /// The real `RolloutCluster`: the Kubernetes API through `KubeAPI`, the health gates of `HealthGates`, and a
 /// `coordination.k8s.io/v1` Lease that both locks the cluster for one rollout and carries its progress
-/// (annotation `nk3.io/rollout-progress`), so a rerun after a killed coordinator resumes (kubernetes-facts §8).
+/// (annotation `nk3.io/rollout-progress`), so a rerun after a killed coordinator resumes (docs/UPSTREAM.md#lease).
 public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     /// Where the Lease lives. kube-system exists in every cluster.
     public var leaseNamespace: String

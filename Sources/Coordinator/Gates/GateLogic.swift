@@ -8,7 +8,7 @@ public enum GateLogic {
     public static let toleratedCephChecks: Set<String> = ["MON_CLOCK_SKEW", "RECENT_CRASH"]
 
     /// Every node's kubelet is Ready: condition `Ready` is `True` with reason `KubeletReady`
-    /// (kubernetes-facts §2; `Unknown`/`NodeStatusUnknown` means heartbeats stopped).
+    /// (docs/UPSTREAM.md#nodes; `Unknown`/`NodeStatusUnknown` means heartbeats stopped).
     public static func kubeletReady(nodes: [Node]) -> GateResult {
         var lines: [GateReport] = []
         var notReady: [String] = []
@@ -31,8 +31,8 @@ public enum GateLogic {
     }
 
     /// Whether one DaemonSet is healthy: the controller saw its current spec (`observedGeneration >=
-    /// generation`) and `numberAvailable == desiredNumberScheduled` (kubernetes-facts §6); nil if healthy,
-    /// else why not.
+    /// generation`) and `numberAvailable == desiredNumberScheduled` (kubectl pkg/polymorphichelpers/rollout_status.go);
+    /// nil if healthy, else why not.
     public static func daemonSetProblem(_ ds: DaemonSet) -> String? {
         let s = ds.status ?? DaemonSetStatus()
         if let gen = ds.metadata.generation, s.observedGeneration < gen {
@@ -58,7 +58,7 @@ public enum GateLogic {
     }
 
     /// Whether one Deployment is healthy: its `Available` condition is `True` (reason
-    /// `MinimumReplicasAvailable`, kubernetes-facts §6); nil if healthy, else why not.
+    /// `MinimumReplicasAvailable`, docs/UPSTREAM.md#rollout-status); nil if healthy, else why not.
     public static func deploymentProblem(_ d: Deployment) -> String? {
         guard let c = d.availableCondition else { return "\(d.name): no Available condition yet" }
         if c.isTrue { return nil }
@@ -80,8 +80,8 @@ public enum GateLogic {
             failure: "deployments in \(namespace) not available: \(problems.joined(separator: "; "))")
     }
 
-    /// Ceph is healthy per Rook's CephCluster status (kubernetes-facts §9): HEALTH_OK, or HEALTH_WARN whose
-    /// single check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
+    /// Ceph is healthy per Rook's CephCluster status (docs/UPSTREAM.md#rook-cephcluster): HEALTH_OK, or HEALTH_WARN
+    /// whose single check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
     /// is strictly later than `checkedAfter` (the moment the node came back): Rook refreshes about every
     /// 60 s, so an older HEALTH_OK says nothing about the node that just returned.
     public static func ceph(
@@ -110,7 +110,8 @@ public enum GateLogic {
         switch health {
         case "HEALTH_OK":
             return GateResult(passed: true, lines: [GateReport(status: .ok, message: line)])
-        // design.md: "a lone MON_CLOCK_SKEW or RECENT_CRASH warning tolerated" — one check, and a tolerated one.
+        // A lone MON_CLOCK_SKEW or RECENT_CRASH warning is tolerated (README.md, "How it stays safe"): one check,
+        // and a tolerated one.
         case "HEALTH_WARN" where checks.count == 1 && tolerated.contains(checks[0]):
             return GateResult(passed: true, lines: [GateReport(status: .warning, message: "\(line) (tolerated: \(checks.joined(separator: ", ")))")])
         default:

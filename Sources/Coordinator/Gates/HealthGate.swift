@@ -5,8 +5,8 @@ import NK3Kube
 public struct GateResult: Sendable, Hashable {
     /// Whether the gate passes now.
     public var passed: Bool
-    /// The human lines (seed output: "kubelet is ready on X", "4 daemonsets healthy in namespace
-    /// kube-system", "1 deployments recovering in namespace default", "ceph state is HEALTH_WARN").
+    /// The human lines (the Python nk3's output, github.com/nihr43/nk3: "kubelet is ready on X", "4 daemonsets healthy
+    /// in namespace kube-system", "1 deployments recovering in namespace default", "ceph state is HEALTH_WARN").
     public var lines: [GateReport]
     /// Why it does not pass (named in timeout errors), nil when it passes.
     public var failure: String?

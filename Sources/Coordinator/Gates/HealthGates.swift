@@ -40,7 +40,7 @@ public enum HealthGates {
         }
     }
 
-    /// The standard set, in the seed's output order: kubelet Ready; per watched namespace DaemonSets, then
+    /// The standard set, in the Python nk3's output order: kubelet Ready; per watched namespace DaemonSets, then
     /// Deployments; then Ceph if a CephCluster is named.
     public static func standard(
         _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)? = nil,

@@ -4,7 +4,7 @@ import Synchronization
 
 /// The nodes behind the "kubelet ready on every node" gate. The first check lists them, since most gate waits pass
 /// at once. If the gate has to wait, the next check lists them with the list's resourceVersion and starts a watch
-/// from it (kubernetes-facts §7), and later checks read the watched view: a gate waiting minutes on a large cluster
+/// from it (docs/UPSTREAM.md#watch), and later checks read the watched view: a gate waiting minutes on a large cluster
 /// no longer lists and decodes every node about ten times a second.
 ///
 /// The watch only serves a gate that is failing: once a check passes, the gate calls `passed()`, which ends the

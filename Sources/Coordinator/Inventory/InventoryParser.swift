@@ -241,7 +241,8 @@ struct InventoryParser {
         } else {
             // Nothing says which nodes are servers. The Python tool's clusters join every node as a k3s server
             // (embedded etcd: the initiator with clusterInit, the rest with serverAddr), and counting a node as a
-            // server is the safe mistake for quorum, so every node counts (nixos-facts §5: quorum is n/2+1).
+            // server is the safe mistake for quorum, so every node counts (quorum is n/2+1:
+            // https://docs.k3s.io/datastore/ha-embedded).
             for i in nodes.indices { nodes[i].isServer = true }
         }
 

@@ -4,7 +4,7 @@ import NK3Protocol
 /// The rollout as a pure state machine: the executor feeds it inputs (what happened) and carries out the
 /// actions it returns. No I/O and no clocks in here: waits and timeouts belong to the executor, which
 /// reports them as inputs (`.timedOut`). Modelled on async-http-client's connection-pool state machine
-/// (style habit 2).
+/// (the shape of async-http-client's HTTPConnectionPool+StateMachine).
 ///
 /// Per node (kind `apply`, action `boot`):
 /// send → rebuild → [unchanged: done] → drain → reboot → agent back with a NEW boot id → kubelet Ready →
@@ -14,7 +14,7 @@ import NK3Protocol
 ///
 /// Concurrency (disruption budget > 1), decided here and documented in `RolloutPlan.Options`:
 /// - at most `disruptionBudget` nodes are in flight (started, not yet finished), and at most
-///   `RolloutPlan.maxServersDown` of them are k3s servers (etcd quorum, nixos-facts §5);
+///   `RolloutPlan.maxServersDown` of them are k3s servers (etcd quorum, https://docs.k3s.io/datastore/ha-embedded);
 /// - a node starts only while the cluster is *verified*: the health gates passed and no node has entered
 ///   disruption since (so "gates before each new node" holds with any budget);
 /// - gates run only while no node is disrupted (between its drain and its uncordon, or while a `switch`
@@ -246,7 +246,7 @@ public struct RolloutMachine: Sendable {
             } else {
                 let cause =
                     "k3s server \(serversToTouch[0]) needs a restart, but with \(servers) server(s) etcd keeps quorum "
-                    + "only while ⌊(\(servers)−1)/2⌋ = 0 servers are down (nixos-facts §5)"
+                    + "only while ⌊(\(servers)−1)/2⌋ = 0 servers are down (https://docs.k3s.io/datastore/ha-embedded)"
                 return actions
                     + abort(
                         RolloutFailure(

@@ -114,7 +114,8 @@ public struct RolloutPlan: Sendable, Hashable {
     public var isUpgrade: Bool { nodes.contains { $0.bundle?.upgrade == true } }
 
     /// k3s servers that may be down at once without losing etcd quorum: ⌊(servers − 1) / 2⌋
-    /// (quorum is n/2 + 1; three servers survive one down, two survive none — nixos-facts §5).
+    /// (quorum is n/2 + 1; three servers survive one down, two survive none —
+    /// https://docs.k3s.io/datastore/ha-embedded).
     public var maxServersDown: Int { max(0, (nodes.filter(\.isServer).count - 1) / 2) }
 
     /// Identifies this plan's content: a resumed run only trusts "done" records made by the same plan.

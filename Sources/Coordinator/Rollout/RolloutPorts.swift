@@ -1,7 +1,7 @@
 import Foundation
 import NK3Protocol
 
-// The narrow seams the rollout executor drives. The lead adapts the real agent client and Kubernetes client to
+// The narrow seams the rollout executor drives. ClusterSession adapts the real agent client and Kubernetes client to
 // these; tests use in-memory fakes. Keep them small: everything here must be fakeable in a few lines.
 
 /// The agents of one cluster, addressed by node name (the inventory hostname).
@@ -77,7 +77,7 @@ public struct GateReport: Sendable, Hashable {
     }
 }
 
-/// A held rollout Lease (coordination.k8s.io/v1, kubernetes-facts §8).
+/// A held rollout Lease (coordination.k8s.io/v1, docs/UPSTREAM.md#lease).
 public struct RolloutLease: Sendable, Hashable {
     /// `spec.holderIdentity`.
     public var holder: String

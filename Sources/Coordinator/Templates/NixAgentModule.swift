@@ -11,9 +11,9 @@ public enum NixAgentModule {
 # So it must not import anything by relative path, and it must evaluate on a node that only has
 # /etc/nixos and a nixpkgs channel.
 #
-# Written the way nixpkgs modules are (nixos-facts §6): mkEnableOption, a package option, typed options,
-# an RFC 42 free-form `settings` rendered with pkgs.formats.json, assertions with clear messages, and the
-# firewall idiom of services/monitoring/prometheus/exporters.nix.
+# Written the way nixpkgs modules are: mkEnableOption, a package option, typed options, an RFC 42
+# free-form `settings` rendered with pkgs.formats.json (nixos/doc/manual/development/settings-options.section.md),
+# assertions with clear messages, and the firewall idiom of services/monitoring/prometheus/exporters.nix.
 #
 # Key material is never in the Nix store: certFile / keyFile / caFile are absolute path STRINGS to files
 # that `nk3 bootstrap` places under /var/lib/nk3-agent/tls (0600 files in a 0700 directory). A Nix path
@@ -133,7 +133,7 @@ in
     k3sUnit = lib.mkOption {
       type = lib.types.str;
       default = "k3s";
-      description = "systemd unit of k3s on this node, whose state the agent reports (nixos-facts §5: the unit is k3s.service).";
+      description = "systemd unit of k3s on this node, whose state the agent reports (the nixpkgs k3s module runs it as k3s.service).";
     };
 
     confirmTimeout = lib.mkOption {
@@ -214,7 +214,7 @@ in
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
 
-      # nixos-facts §2 and §6: copied from nixos-upgrade.service. The agent runs the very
+      # Copied from nixos-upgrade.service (nixpkgs nixos/modules/tasks/auto-upgrade.nix). The agent runs the very
       # `nixos-rebuild switch` that activates a configuration changing this unit; without these the
       # switch would stop or restart the agent halfway through its own apply. The agent's persisted state
       # machine resumes anything a real restart interrupts. Consequence: a new agent package or config.json
@@ -225,7 +225,7 @@ in
       # What the agent runs. nixos-rebuild is the one this system was built with (the same derivation
       # nixos-upgrade.service uses); the rest mirrors nixos-upgrade.service's path (channel unpacking needs
       # tar/xz/gzip, flakes need git) plus systemctl/bootctl/systemd-run (systemd) for reboot, unit state and
-      # trial boots (nixos-facts §3), and grub-reboot when GRUB is the bootloader.
+      # trial boots (nk3 docs/UPSTREAM.md#trial-boot), and grub-reboot when GRUB is the bootloader.
       path = [
         config.system.build.nixos-rebuild
         config.nix.package.out
@@ -240,11 +240,11 @@ in
 
       environment = config.nix.envVars
         // lib.optionalAttrs (config.environment.sessionVariables ? NIX_PATH) {
-          # nixos-rebuild finds <nixpkgs/nixos> and <nixos-config> through NIX_PATH (nixos-facts §1).
+          # nixos-rebuild finds <nixpkgs/nixos> and <nixos-config> through NIX_PATH (as in nixos-upgrade.service).
           inherit (config.environment.sessionVariables) NIX_PATH;
         }
         // {
-          HOME = "/root"; # /root/.nix-channels (nixos-facts §4)
+          HOME = "/root"; # nix-channel reads ~/.nix-channels (nixos-upgrade.service sets it too)
           # Builds go to nix-daemon (its own cgroup and sandbox) instead of running in-process as root with
           # the local store: a build is then not killed with the agent and does not run under the agent's
           # process limits.
@@ -267,7 +267,7 @@ in
         User = "root";
         Group = "root";
 
-        # Hardening: only what cannot break that job (nixos-facts §6, "Hardening that breaks a root
+        # Hardening: only what cannot break that job (nk3 docs/UPSTREAM.md#nixos-modules, "Hardening that breaks a root
         # nixos-rebuild agent"). Whatever the agent runs directly (switch-to-configuration during a rollback,
         # nix-channel, grub-reboot/bootctl) inherits these, so:
         #  - NOT ProtectSystem / ProtectHome / ReadWritePaths / PrivateTmp / PrivateDevices / ProtectKernel*:

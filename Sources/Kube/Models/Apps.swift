@@ -1,6 +1,6 @@
 import Foundation
 
-/// An `apps/v1` DaemonSet (kubernetes-facts §6).
+/// An `apps/v1` DaemonSet (docs/UPSTREAM.md#rollout-status).
 public struct DaemonSet: Codable, Sendable, Hashable {
     /// `apps/v1`.
     public var apiVersion: String? = "apps/v1"
@@ -23,7 +23,7 @@ public struct DaemonSet: Codable, Sendable, Hashable {
 }
 
 /// `status` of a DaemonSet. The first four counters are always present; the others are `omitempty`,
-/// so absent means 0 (kubernetes-facts §6).
+/// so absent means 0 (k8s.io/api apps/v1/types.go).
 public struct DaemonSetStatus: Codable, Sendable, Hashable {
     /// Nodes running at least one daemon pod that should.
     public var currentNumberScheduled: Int
@@ -91,7 +91,7 @@ public struct DaemonSetStatus: Codable, Sendable, Hashable {
     }
 }
 
-/// An `apps/v1` Deployment (kubernetes-facts §6).
+/// An `apps/v1` Deployment (docs/UPSTREAM.md#rollout-status).
 public struct Deployment: Codable, Sendable, Hashable {
     /// `apps/v1`.
     public var apiVersion: String? = "apps/v1"
@@ -128,7 +128,7 @@ public struct DeploymentSpec: Codable, Sendable, Hashable {
     }
 }
 
-/// `status` of a Deployment (every field `omitempty`, kubernetes-facts §6).
+/// `status` of a Deployment (every field `omitempty`, k8s.io/api apps/v1/types.go).
 public struct DeploymentStatus: Codable, Sendable, Hashable {
     /// Observed generation.
     public var observedGeneration: Int?
@@ -172,7 +172,7 @@ public struct LabelSelector: Codable, Sendable, Hashable {
     }
 
     /// Whether `labels` satisfy the selector. An empty selector matches everything (the newer eviction
-    /// code, kubernetes-facts §4).
+    /// code, docs/UPSTREAM.md#eviction).
     public func matches(_ labels: [String: String]) -> Bool {
         for (k, v) in matchLabels ?? [:] where labels[k] != v { return false }
         for e in matchExpressions ?? [] {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A Rook `ceph.rook.io/v1` CephCluster: only its health status is modelled (kubernetes-facts §9).
+/// A Rook `ceph.rook.io/v1` CephCluster: only its health status is modelled (docs/UPSTREAM.md#rook-cephcluster).
 public struct CephCluster: Codable, Sendable, Hashable {
     /// `ceph.rook.io/v1`.
     public var apiVersion: String? = "ceph.rook.io/v1"
@@ -39,7 +39,7 @@ public struct CephClusterStatus: Codable, Sendable, Hashable {
     }
 }
 
-/// `status.ceph`: refreshed by the operator about every 60 s (kubernetes-facts §9).
+/// `status.ceph`: refreshed by the operator about every 60 s (rook pkg/operator/ceph/cluster/cephstatus.go).
 public struct CephStatus: Codable, Sendable, Hashable {
     /// HEALTH_OK, HEALTH_WARN or HEALTH_ERR.
     public var health: String?

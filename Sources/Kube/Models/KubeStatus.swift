@@ -1,6 +1,6 @@
 import Foundation
 
-/// The API's `Status` object, returned with errors and some successes (kubernetes-facts §10).
+/// The API's `Status` object, returned with errors and some successes (apimachinery pkg/apis/meta/v1/types.go).
 public struct KubeStatus: Codable, Sendable, Hashable {
     /// `Status`.
     public var kind: String? = "Status"
@@ -76,7 +76,7 @@ public struct KubeStatusCause: Codable, Sendable, Hashable {
     }
 }
 
-/// One event of a watch stream (kubernetes-facts §7).
+/// One event of a watch stream (apimachinery pkg/watch/watch.go).
 public enum WatchEvent<Object: Codable & Sendable>: Sendable {
     /// ADDED.
     case added(Object)

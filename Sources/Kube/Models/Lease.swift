@@ -1,6 +1,6 @@
 import Foundation
 
-/// A `coordination.k8s.io/v1` Lease (kubernetes-facts §8).
+/// A `coordination.k8s.io/v1` Lease (docs/UPSTREAM.md#lease).
 public struct Lease: Codable, Sendable, Hashable {
     /// `coordination.k8s.io/v1`.
     public var apiVersion: String? = "coordination.k8s.io/v1"

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A `v1` Node: the fields nk3 reads (conditions, unschedulable, annotations, nodeInfo) — kubernetes-facts §2.
+/// A `v1` Node: the fields nk3 reads (conditions, unschedulable, annotations, nodeInfo) — docs/UPSTREAM.md#nodes.
 public struct Node: Codable, Sendable, Hashable {
     /// `v1`.
     public var apiVersion: String? = "v1"
@@ -22,7 +22,7 @@ public struct Node: Codable, Sendable, Hashable {
 
     /// The node name ("" if missing).
     public var name: String { metadata.name ?? "" }
-    /// `spec.unschedulable` (absent means false: it is `omitempty`, kubernetes-facts §2).
+    /// `spec.unschedulable` (absent means false: it is `omitempty`, docs/UPSTREAM.md#nodes).
     public var isUnschedulable: Bool { spec?.unschedulable ?? false }
     /// The `Ready` condition, if reported.
     public var readyCondition: KubeCondition? { status?.conditions?.first { $0.type == "Ready" } }
@@ -40,7 +40,7 @@ public struct Node: Codable, Sendable, Hashable {
 public struct NodeSpec: Codable, Sendable, Hashable {
     /// Cordoned (omitempty: nil = false).
     public var unschedulable: Bool?
-    /// Taints (no patch strategy: a strategic merge patch replaces the list, kubernetes-facts §2).
+    /// Taints (no patch strategy: a strategic merge patch replaces the list: k8s.io/api core/v1/types.go).
     public var taints: [Taint]?
     /// Makes a spec.
     public init(unschedulable: Bool? = nil, taints: [Taint]? = nil) {

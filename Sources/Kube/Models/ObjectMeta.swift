@@ -8,15 +8,15 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     public var namespace: String?
     /// Unique id; a recreated object with the same name gets a new one.
     public var uid: String?
-    /// Opaque version for optimistic concurrency (kubernetes-facts §2, §8).
+    /// Opaque version for optimistic concurrency (docs/UPSTREAM.md#nodes, #lease).
     public var resourceVersion: String?
-    /// Spec generation (compare with `status.observedGeneration`, kubernetes-facts §6).
+    /// Spec generation (compare with `status.observedGeneration`, docs/UPSTREAM.md#rollout-status).
     public var generation: Int?
     /// Labels.
     public var labels: [String: String]?
     /// Annotations.
     public var annotations: [String: String]?
-    /// Owners; drain looks only at the one with `controller: true` (kubernetes-facts §3).
+    /// Owners; drain looks only at the one with `controller: true` (docs/UPSTREAM.md#drain).
     public var ownerReferences: [OwnerReference]?
     /// RFC 3339 creation time.
     public var creationTimestamp: String?
@@ -76,9 +76,9 @@ public struct OwnerReference: Codable, Sendable, Hashable {
 
 /// `metadata` of a list response.
 public struct ListMeta: Codable, Sendable, Hashable {
-    /// The collection's resourceVersion (start a watch from here, kubernetes-facts §7).
+    /// The collection's resourceVersion (start a watch from here, docs/UPSTREAM.md#watch).
     public var resourceVersion: String?
-    /// Continue token for chunked lists (kubernetes-facts §3).
+    /// Continue token for chunked lists (docs/UPSTREAM.md#drain).
     public var `continue`: String?
     /// Makes list metadata.
     public init(resourceVersion: String? = nil, continue: String? = nil) {
@@ -122,7 +122,7 @@ public struct KubeList<Item: Codable & Sendable>: Codable, Sendable {
 public struct KubeCondition: Codable, Sendable, Hashable {
     /// Condition type, e.g. `Ready`, `Available`.
     public var type: String
-    /// "True", "False" or "Unknown" (kubernetes-facts §2).
+    /// "True", "False" or "Unknown" (docs/UPSTREAM.md#nodes).
     public var status: String
     /// Machine-readable reason, e.g. `KubeletReady`, `MinimumReplicasAvailable`.
     public var reason: String?
@@ -154,7 +154,7 @@ public struct KubeCondition: Codable, Sendable, Hashable {
 }
 
 /// Kubernetes time stamps: `Time` is RFC 3339 in whole seconds, `MicroTime` has 6 fraction digits
-/// (kubernetes-facts §8).
+/// (docs/UPSTREAM.md#lease).
 public enum KubeTime {
     /// Formats a date as a `Time` (`2024-05-01T12:00:00Z`).
     public static func format(_ date: Date) -> String {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A `v1` Pod: owners, node, volumes and phase — what drain needs (kubernetes-facts §3).
+/// A `v1` Pod: owners, node, volumes and phase — what drain needs (docs/UPSTREAM.md#drain).
 public struct Pod: Codable, Sendable, Hashable {
     /// `v1`.
     public var apiVersion: String? = "v1"
@@ -20,7 +20,7 @@ public struct Pod: Codable, Sendable, Hashable {
         self.status = status
     }
 
-    /// The annotation marking a static (mirror) pod (kubernetes-facts §3).
+    /// The annotation marking a static (mirror) pod (k8s.io/api core/v1/annotation_key_constants.go).
     public static let mirrorAnnotation = "kubernetes.io/config.mirror"
 
     /// Name ("" if missing).
@@ -83,7 +83,7 @@ public struct PodStatus: Codable, Sendable, Hashable {
     }
 }
 
-/// A `policy/v1` Eviction request body (kubernetes-facts §4).
+/// A `policy/v1` Eviction request body (docs/UPSTREAM.md#eviction).
 public struct Eviction: Codable, Sendable, Hashable {
     /// `policy/v1`.
     public var apiVersion: String = "policy/v1"

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A `policy/v1` PodDisruptionBudget (kubernetes-facts §5).
+/// A `policy/v1` PodDisruptionBudget (docs/UPSTREAM.md#poddisruptionbudget).
 public struct PodDisruptionBudget: Codable, Sendable, Hashable {
     /// `policy/v1`.
     public var apiVersion: String? = "policy/v1"
@@ -78,7 +78,7 @@ public struct PodDisruptionBudgetSpec: Codable, Sendable, Hashable {
     }
 }
 
-/// `status` of a PDB; the four counters are always present (kubernetes-facts §5).
+/// `status` of a PDB; the four counters are always present (k8s.io/api policy/v1/types.go).
 public struct PodDisruptionBudgetStatus: Codable, Sendable, Hashable {
     /// Observed generation.
     public var observedGeneration: Int?

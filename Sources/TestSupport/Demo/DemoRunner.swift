@@ -39,7 +39,8 @@ public struct DemoRunner: Sendable {
         self.logger = logger
     }
 
-    /// The line added to the template by the demo's configuration change (the seed README's example).
+    /// The line added to the template by the demo's configuration change (the example in the Python nk3's README,
+    /// github.com/nihr43/nk3).
     public static let changedLine = "  hardware.cpu.amd.updateMicrocode = true;"
 
     /// Runs the demo. Returns the started cluster if `keepRunning` (the caller shuts it down), else nil.
@@ -94,7 +95,7 @@ public struct DemoRunner: Sendable {
         banner("$ nk3 status -i \(inventory)")
         try await printStatus(inventory: inventory)
 
-        // A configuration change, as in the seed README: one line added to the template.
+        // A configuration change, as in the Python nk3's README: one line added to the template.
         let dir = URL(fileURLWithPath: inventory).deletingLastPathComponent()
         let templatePath = dir.appendingPathComponent("template.nix.j2").path
         let changed = DefaultTemplate.source.replacingOccurrences(

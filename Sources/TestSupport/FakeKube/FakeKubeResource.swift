@@ -75,7 +75,8 @@ public enum FakeKubeFault: Sendable, Hashable {
     case internalError
     /// 503 with a `ServiceUnavailable` Status.
     case serviceUnavailable
-    /// 429 with the plain-text body of API priority and fairness (kubernetes-facts §10), and `Retry-After`.
+    /// 429 with the plain-text body of API priority and fairness (apiserver
+    /// pkg/server/filters/priority-and-fairness.go), and `Retry-After`.
     case tooManyRequestsPlainText(retryAfterSeconds: Int)
     /// 429 with a `TooManyRequests` Status body.
     case tooManyRequests

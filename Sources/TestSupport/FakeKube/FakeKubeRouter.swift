@@ -7,8 +7,8 @@ import NK3Kube
 /// The request handler of the fake Kubernetes API server — a SIMULATION of the API's REST surface as nk3
 /// and `kubectl get … -o json` use it: discovery, get/list/watch, create/update/patch/delete, the
 /// `pods/{name}/eviction` subresource with PodDisruptionBudget accounting, and real `Status` error bodies
-/// (kubernetes-facts §4, §7, §8, §10). A pure function of the request and `FakeKubeState`: testable
-/// without sockets, served over TLS by `FakeKubeServer`.
+/// (docs/UPSTREAM.md#eviction, #watch, #lease, #api-errors). A pure function of the request and `FakeKubeState`:
+/// testable without sockets, served over TLS by `FakeKubeServer`.
 public struct FakeKubeRouter: Sendable {
     /// The state it serves.
     public let state: FakeKubeState
@@ -113,7 +113,7 @@ public struct FakeKubeRouter: Sendable {
     }
 
     private func notFound(_ r: FakeKubeResource, _ name: String) -> HTTPServerResponse {
-        // kubernetes-facts §10: details.kind is the resource (plural).
+        // apimachinery pkg/api/errors/errors.go: details.kind is the resource (plural).
         Self.status(
             404, reason: "NotFound", message: "\(r.qualified) \"\(name)\" not found",
             details: KubeStatusDetails(name: name, group: r.group.isEmpty ? nil : r.group, kind: r.rawValue))
@@ -159,7 +159,8 @@ public struct FakeKubeRouter: Sendable {
         // The history's start when `fromRV` is older than it (the watch is refused), else nil.
         let expiredBefore = state.store.withLock { s -> Int? in
             s.stats.watches += 1
-            // kubernetes-facts §7: without a resourceVersion (or "0"), existing objects come first as ADDED.
+            // https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-watch: without a
+            // resourceVersion (or "0"), existing objects come first as ADDED.
             if fromRV == nil || fromRV == "0" || fromRV == "" {
                 for obj in s.list(route.resource, namespace: route.namespace)
                 where FakeKubeState.Store.matches(obj, namespace: nil, fields) {
@@ -248,7 +249,7 @@ public struct FakeKubeRouter: Sendable {
         let outcome: Outcome = state.store.withLock { s in
             let key = FakeKubeState.Store.key(r, route.namespace, name)
             guard let existing = s.objects[r]?[key] else {
-                // kubernetes-facts §8: a PUT to a missing Lease creates it.
+                // kubernetes pkg/registry/coordination/lease/strategy.go: a PUT to a missing Lease creates it.
                 return .ok(s.store(r, .object(obj)), created: true)
             }
             guard let sentRV, sentRV != .string("") else { return .missingRV }
@@ -274,7 +275,7 @@ public struct FakeKubeRouter: Sendable {
             $0.trimmingCharacters(in: .whitespaces)
         } ?? ""
         let accepted = r == .cephclusters
-            ? ["application/merge-patch+json"]  // kubernetes-facts §2: CRDs reject strategic merge patch
+            ? ["application/merge-patch+json"]  // kubernetes/kubernetes#97423: CRDs reject strategic merge patch
             : ["application/merge-patch+json", "application/strategic-merge-patch+json"]
         guard accepted.contains(contentType) else {
             return Self.status(
@@ -310,7 +311,7 @@ public struct FakeKubeRouter: Sendable {
         return Self.json(200, old)
     }
 
-    // MARK: - eviction (kubernetes-facts §4)
+    // MARK: - eviction (docs/UPSTREAM.md#eviction)
 
     private func evict(_ route: Route, _ name: String, _ request: HTTPServerRequest) -> HTTPServerResponse {
         let ns = route.namespace ?? "default"
@@ -450,7 +451,7 @@ public struct FakeKubeRouter: Sendable {
             ])
         }
         if group == "" {
-            // kubernetes-facts §4: kubectl finds the eviction version here.
+            // kubectl pkg/drain/drain.go: kubectl finds the eviction version here.
             resources.append(
                 .object([
                     "name": .string("pods/eviction"), "singularName": .string(""), "namespaced": .bool(true),
@@ -484,7 +485,7 @@ public struct FakeKubeRouter: Sendable {
     }
 
     static func conflict(_ r: FakeKubeResource, _ name: String) -> HTTPServerResponse {
-        // kubernetes-facts §8/§10: the API's conflict text.
+        // docs/UPSTREAM.md#lease/#api-errors: the API's conflict text.
         status(
             409, reason: "Conflict",
             message: "Operation cannot be fulfilled on \(r.qualified) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again",
@@ -518,7 +519,7 @@ public struct FakeKubeRouter: Sendable {
         case .tooManyRequests:
             return status(429, reason: "TooManyRequests", message: "SIMULATION: too many requests")
         case .tooManyRequestsPlainText(let retryAfter):
-            // kubernetes-facts §10: APF rejections are plain text with Retry-After.
+            // apiserver pkg/server/filters/priority-and-fairness.go: APF rejections are plain text with Retry-After.
             var r = HTTPServerResponse.text(.tooManyRequests, "Too many requests, please try again later.\n")
             r.headers.add(name: "Retry-After", value: "\(retryAfter)")
             return r

@@ -34,7 +34,7 @@ public final class FakeKubeState: Sendable {
         var objects: [FakeKubeResource: [String: JSONValue]] = [:]
         var watchers: [UUID: Watcher] = [:]
         /// The latest changes (oldest first), so a watch from a list's resourceVersion gets what happened between
-        /// the list and the watch, as the API server's watch cache gives it (kubernetes-facts §7). Bounded like
+        /// the list and the watch, as the API server's watch cache gives it (docs/UPSTREAM.md#watch). Bounded like
         /// the real history; a watch from before `historyStart` gets 410 Expired.
         var history: [FakeKubeState.HistoryEvent] = []
         /// The resourceVersion before the oldest retained event (a watch from it or later can be served).
@@ -105,7 +105,7 @@ public final class FakeKubeState: Sendable {
 
     // MARK: - nodes
 
-    /// Adds a Ready node shaped like a k3s node (kubernetes-facts §2).
+    /// Adds a Ready node shaped like a k3s node (docs/UPSTREAM.md#nodes).
     public func addNode(
         _ name: String, ready: Bool = true, controlPlane: Bool = false, kernelVersion: String = "6.6.30",
         bootID: String = UUID().uuidString.lowercased(), osImage: String = "NixOS 25.05 (Warbler)",
@@ -132,7 +132,7 @@ public final class FakeKubeState: Sendable {
     }
 
     /// Sets the kubelet's Ready condition: True/`KubeletReady` or False/`KubeletNotReady`
-    /// (kubernetes-facts §2).
+    /// (docs/UPSTREAM.md#nodes).
     public func setNodeReady(_ name: String, _ ready: Bool) {
         update(.nodes, name: name, as: Node.self) { node in
             var conditions = node.status?.conditions ?? []
@@ -257,7 +257,7 @@ public final class FakeKubeState: Sendable {
 
     // MARK: - apps
 
-    /// Creates or replaces a DaemonSet with the given counters (kubernetes-facts §6); `observedGeneration`
+    /// Creates or replaces a DaemonSet with the given counters (docs/UPSTREAM.md#rollout-status); `observedGeneration`
     /// below `generation` means the controller has not seen the spec yet.
     public func setDaemonSet(
         namespace: String, name: String, desired: Int, available: Int, updated: Int? = nil, ready: Int? = nil,
@@ -279,7 +279,7 @@ public final class FakeKubeState: Sendable {
 
     /// Creates or replaces a Deployment: `available` replicas of `replicas`; the `Available` condition
     /// is True/`MinimumReplicasAvailable` when `available >= minAvailable` (default: replicas), else
-    /// False/`MinimumReplicasUnavailable` (kubernetes-facts §6).
+    /// False/`MinimumReplicasUnavailable` (docs/UPSTREAM.md#rollout-status).
     public func setDeployment(
         namespace: String, name: String, replicas: Int, available: Int, minAvailable: Int? = nil, generation: Int = 1
     ) {
@@ -307,7 +307,7 @@ public final class FakeKubeState: Sendable {
     }
 
     /// Adds a PodDisruptionBudget; its status is derived from the pods on every read and eviction
-    /// (kubernetes-facts §5).
+    /// (docs/UPSTREAM.md#poddisruptionbudget).
     public func addPodDisruptionBudget(
         namespace: String = "default", name: String, matchLabels: [String: String], minAvailable: IntOrString? = nil,
         maxUnavailable: IntOrString? = nil
@@ -328,7 +328,7 @@ public final class FakeKubeState: Sendable {
 
     // MARK: - ceph
 
-    /// Sets a Rook CephCluster's `status.ceph` as the operator writes it (kubernetes-facts §9):
+    /// Sets a Rook CephCluster's `status.ceph` as the operator writes it (docs/UPSTREAM.md#rook-cephcluster):
     /// `lastChecked` in whole seconds; `previousHealth`/`lastChanged` move only when health changes.
     public func setCephHealth(
         namespace: String = "rook-ceph", name: String = "rook-ceph", health: String,
@@ -492,7 +492,7 @@ extension FakeKubeState.Store {
         return true
     }
 
-    // MARK: PDB accounting (kubernetes-facts §5)
+    // MARK: PDB accounting (docs/UPSTREAM.md#poddisruptionbudget)
 
     func pods(matching pdb: PodDisruptionBudget) -> [Pod] {
         let ns = pdb.metadata.namespace ?? "default"

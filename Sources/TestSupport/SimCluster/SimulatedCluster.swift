@@ -57,7 +57,8 @@ public final class SimulatedCluster: Sendable {
         public var channel = "nixos-24.05"
         /// Simulated durations.
         public var timings = SimulatedTimings()
-        /// Simulated seconds between Rook CephCluster status checks (kubernetes-facts §9: 60).
+        /// Simulated seconds between Rook CephCluster status checks (Rook's default, 60: rook
+        /// pkg/operator/ceph/cluster/cephstatus.go).
         public var cephCheckInterval: TimeInterval = 60
         /// How long an agent waits after answering a reboot command before the machine goes down.
         public var agentRebootDelay: Duration = .milliseconds(50)

@@ -8,15 +8,15 @@ import Synchronization
 /// scheduler, the ReplicaSet/DaemonSet controllers and the Rook operator would write into the API, kept in a
 /// `FakeKubeState`:
 ///
-/// - node Ready follows the simulated kubelet (Unknown while the machine is down, kubernetes-facts §2), and
+/// - node Ready follows the simulated kubelet (Unknown while the machine is down, docs/UPSTREAM.md#nodes), and
 ///   `nodeInfo.bootID` / `kernelVersion` follow the node's boots;
 /// - Deployments' pods (owner: a ReplicaSet) evicted by a drain are recreated on another schedulable Ready
 ///   node and turn Ready after `timings.podStartup`; DaemonSet pods stay on their node and are down while it is;
-/// - DaemonSet and Deployment status are derived from the pods (kubernetes-facts §6; a Deployment is Available
-///   when at least replicas − 25% (rounded down) are available, the default maxUnavailable);
-/// - the Rook CephCluster's health is refreshed every `cephCheckInterval` (kubernetes-facts §9: about once a
-///   minute, `lastChecked` advancing each time; at `.instant` once a real second plus right after a node goes down or
-///   returns): HEALTH_WARN while any node is down or NotReady, else HEALTH_OK.
+/// - DaemonSet and Deployment status are derived from the pods (docs/UPSTREAM.md#rollout-status; a Deployment
+///   is Available when at least replicas − 25% (rounded down) are available, the default maxUnavailable);
+/// - the Rook CephCluster's health is refreshed every `cephCheckInterval` (docs/UPSTREAM.md#rook-cephcluster:
+///   about once a minute, `lastChecked` advancing each time; at `.instant` once a real second plus right after a
+///   node goes down or returns): HEALTH_WARN while any node is down or NotReady, else HEALTH_OK.
 final class SimulatedWorkloads: Sendable {
     enum Kind: Sendable, Hashable {
         case deployment(replicas: Int)
@@ -214,7 +214,7 @@ final class SimulatedWorkloads: Sendable {
         return created
     }
 
-    /// Derives DaemonSet and Deployment status from the pods (kubernetes-facts §6).
+    /// Derives DaemonSet and Deployment status from the pods (docs/UPSTREAM.md#rollout-status).
     func syncStatus() {
         let workloads = state.withLock { $0.workloads }
         let nodeCount = nodeOrder.count
@@ -247,7 +247,7 @@ final class SimulatedWorkloads: Sendable {
         guard state.withLock({ !$0.stopped }) else { return }
         switch event {
         case .poweredDown:
-            // Heartbeats stop: the node controller marks Ready Unknown (kubernetes-facts §2); its pods are down.
+            // Heartbeats stop: the node controller marks Ready Unknown (docs/UPSTREAM.md#nodes); its pods are down.
             kube.setNodeUnknown(name)
             setPods(onNode: name, ready: false)
             syncStatus()
@@ -271,7 +271,8 @@ final class SimulatedWorkloads: Sendable {
                     me.setPods(onNode: name, ready: true)
                     me.reconcile()
                     // With instant operations a Ceph check follows the return at once, so gates need not wait
-                    // for the once-a-second check; otherwise the periodic check (kubernetes-facts §9) sees it.
+                    // for the once-a-second check; otherwise the periodic check (docs/UPSTREAM.md#rook-cephcluster)
+                    // sees it.
                     if me.speed == .instant { me.checkCeph() }
                 }
             } else {
@@ -291,7 +292,7 @@ final class SimulatedWorkloads: Sendable {
         syncStatus()
     }
 
-    // MARK: ceph (kubernetes-facts §9)
+    // MARK: ceph (docs/UPSTREAM.md#rook-cephcluster)
 
     /// One Rook status check: HEALTH_WARN with OSD_DOWN/PG_DEGRADED while any node is down or NotReady.
     func checkCeph() {

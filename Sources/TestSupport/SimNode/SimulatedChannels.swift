@@ -3,7 +3,8 @@ import Synchronization
 
 /// The simulated channel server (https://nixos.org/channels/…) shared by every simulated node — a SIMULATION.
 /// Each channel URL has a list of published releases; `nix-channel --update` fetches the newest one, and an
-/// unknown URL fails as nix does: `error: unable to download 'URL': HTTP error 404` (nixos-facts §4).
+/// unknown URL fails as nix does: `error: unable to download 'URL': HTTP error 404` (NixOS/nix
+/// src/libstore/filetransfer.cc).
 public final class SimulatedChannels: Sendable {
     /// One published channel release: the NixOS version it builds and its kernel.
     public struct Release: Sendable, Hashable, Codable {
@@ -25,7 +26,7 @@ public final class SimulatedChannels: Sendable {
     private let releases = Mutex<[String: [Release]]>([:])
 
     /// A channel server with `nixos-24.05` (24.05.4000 with kernel 6.6.45, then 24.05.4100 with 6.6.46, the
-    /// seed README's sample upgrade) and `nixos-24.11` (24.11.710 with 6.6.63), each reachable under both
+    /// Python nk3 README's sample upgrade) and `nixos-24.11` (24.11.710 with 6.6.63), each reachable under both
     /// `https://nixos.org/channels/NAME` and `https://channels.nixos.org/NAME`.
     public init() {
         publish("nixos-24.05", Release(nixosVersion: "24.05.4000.a1b2c3d4e5f6", kernel: "6.6.45"))

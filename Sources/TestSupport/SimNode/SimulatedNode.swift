@@ -5,10 +5,10 @@ import NK3Protocol
 import Synchronization
 
 /// An in-memory NixOS machine — a SIMULATION, not a NixOS backend. It implements `NodeSystem` with the
-/// semantics of the real tools (nixos-facts §1, §2, §4): `/etc/nixos` files, the system profile and its
-/// generations (store path and kernel each), `/run/current-system` and `/run/booted-system`, the root channel
-/// list and channel profile, a boot id, a kubelet, and reboots that take the machine (and its agent) down for
-/// a simulated while.
+/// semantics of the real tools (docs/UPSTREAM.md#nixos-rebuild, #generations, #channels): `/etc/nixos` files,
+/// the system profile and its generations (store path and kernel each), `/run/current-system` and
+/// `/run/booted-system`, the root channel list and channel profile, a boot id, a kubelet, and reboots that take
+/// the machine (and its agent) down for a simulated while.
 ///
 /// - `switch`: the profile is set (generation highest+1, unless the highest already points at the new system),
 ///   then activated (current = new). `boot`: profile set, current unchanged. `test`: current only.
@@ -332,7 +332,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
     }
 
     func addChannel(url: String, name: String, incarnation: Int?) throws {
-        // nixos-facts §4: scheme and name are checked; nothing is downloaded; the list is keyed by name.
+        // docs/UPSTREAM.md#channels: scheme and name are checked; nothing is downloaded; the list is keyed by name.
         guard url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("file://") else {
             throw NodeSystemError(.processFailed, "nix-channel --add \(url) \(name) exited 1: error: invalid channel URL '\(url)'")
         }
@@ -378,7 +378,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
                 throw NodeSystemError(
                     .notFound, "generation \(number) does not exist (system-\(number)-link is missing)")
             }
-            // Profile first (nix-env --switch-generation), as NixOSSystem does (nixos-facts §2).
+            // Profile first (nix-env --switch-generation), as NixOSSystem does (docs/UPSTREAM.md#generations).
             if mode != .test { s.profileGeneration = number }
             return g.storePath
         }
@@ -413,7 +413,8 @@ public final class SimulatedNode: NodeSystem, Sendable {
         say("building the system configuration...")
 
         if upgrade {
-            // nixos-facts §1: --upgrade runs `nix-channel --update nixos` first; bash aborts if it fails.
+            // docs/UPSTREAM.md#nixos-rebuild: --upgrade runs `nix-channel --update nixos` first; bash aborts if it
+            // fails.
             let url = try state.withLock { s in
                 try checkAlive(s, incarnation)
                 return Self.channelEntries(s.channelList)["nixos"]
@@ -421,7 +422,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
             if let url {
                 try await speed.sleep(timings.channelUpdate, on: clock)
                 guard let release = channels.latest(url) else {
-                    // nixos-facts §4: the failure comes at --update, and the channel profile is unchanged.
+                    // docs/UPSTREAM.md#channels: the failure comes at --update, and the channel profile is unchanged.
                     say("error: unable to download '\(url)': HTTP error 404")
                     return finish(1)
                 }
@@ -470,7 +471,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
         var derivations: Int?
         var fetched: Int?
         if plan.isNew {
-            // nixos-facts §1: nix prints the build plan on stderr before building.
+            // docs/UPSTREAM.md#nixos-rebuild: nix prints the build plan on stderr before building.
             let hash = String(plan.path.dropFirst("/nix/store/".count).prefix(32))
             var drvs = plan.changedFiles.map { "\(hash.prefix(8))\(Self.nix32(of: $0).prefix(24))-\($0).drv" }
             drvs += [
@@ -496,7 +497,8 @@ public final class SimulatedNode: NodeSystem, Sendable {
             try checkAlive(s, incarnation)
             s.store[plan.path] = Built(kernel: plan.release.kernel, nixosVersion: plan.release.nixosVersion)
             if action != .test {
-                // nixos-facts §1/§2: `nix-env --set` before activation; highest+1 unless the highest is this path.
+                // docs/UPSTREAM.md#nixos-rebuild/#generations: `nix-env --set` before activation; highest+1 unless the
+                // highest is this path.
                 let highest = s.generations.keys.max() ?? 0
                 if highest > 0, s.generations[highest]?.storePath == plan.path {
                     s.profileGeneration = highest

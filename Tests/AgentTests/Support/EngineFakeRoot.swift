@@ -9,9 +9,10 @@ import Glibc
 
 /// A fake NixOS machine in a temp directory: generations as `system-N-link` symlinks to store dirs, a channel
 /// profile, `/run/{current,booted}-system`, `/proc` files, and fake `nixos-rebuild`, `nix-channel`, `nix-env`,
-/// `systemctl` and per-generation `switch-to-configuration` bash scripts that behave as nixos-facts §1–§4
-/// describe (profile set before activation; `--set` of the highest target makes no new generation; a bogus
-/// channel fails only at `--update`; bash-style exit 1 after a failed activation, or ng-style pass-through).
+/// `systemctl` and per-generation `switch-to-configuration` bash scripts that behave as
+/// docs/UPSTREAM.md describes (profile set before activation; `--set` of the highest target makes no new
+/// generation; a bogus channel fails only at `--update`; bash-style exit 1 after a failed activation, or
+/// ng-style pass-through).
 ///
 /// Knobs (files in `control/`): `hang-build`, `hang-activation` (sleep 600 at that point), `ng` (pass
 /// switch-to-configuration's exit code through). A configuration.nix containing `EVAL_ERROR` fails evaluation;
@@ -202,7 +203,8 @@ final class EngineFakeRoot: Sendable {
             case "$op" in
               --set)
                 target="$4"
-                # nixos-facts §2: --set makes generation highest+1, unless the highest already points there.
+                # --set makes generation highest+1, unless the highest already points there
+                # (docs/UPSTREAM.md#generations).
                 if [ "$max" -gt 0 ] && [ "$(readlink "$dir/$base-$max-link")" = "$target" ]; then n=$max
                 else n=$((max+1)); ln -s "$target" "$dir/$base-$n-link"; fi
                 ln -sfn "$base-$n-link" "$p" ;;
@@ -226,7 +228,7 @@ final class EngineFakeRoot: Sendable {
               --update)
                 name="${2:-nixos}"; url=$(awk -v n="$name" '$2==n{print $1}' "$F")
                 case "$url" in *bogus*)
-                  # nixos-facts §4: the bogus name only fails here, and the channel profile stays as it was.
+                  # docs/UPSTREAM.md#channels: the bogus name only fails here, and the channel profile stays as it was.
                   echo "error: unable to download '$url/nixexprs.tar.xz': HTTP error 404" >&2; exit 1 ;;
                 esac
                 echo "unpacking channels..." >&2
@@ -258,7 +260,8 @@ final class EngineFakeRoot: Sendable {
             self="$(cd "$(dirname "$0")/.." && pwd -P)"; mode="$1"
             echo "switch-to-configuration $mode $self" >> "$R/control/calls.log"
             rc=$(cat "$self/activation-exit" 2>/dev/null || echo 0)
-            # nixos-facts §2: bootloader first (switch|boot), then boot exits 0, then the init-interface check (100).
+            # Bootloader first (switch|boot), then boot exits 0, then the init-interface check (100)
+            # (docs/UPSTREAM.md#generations).
             case "$mode" in switch|boot) echo "$self" > "$R/control/bootdefault" ;; esac
             [ "$mode" = boot ] && exit 0
             if [ "$rc" = 100 ]; then echo "the new init interface won't take effect until you reboot" >&2; exit 100; fi
@@ -302,7 +305,7 @@ final class EngineFakeRoot: Sendable {
             fi
             case "$action" in
               switch|boot)
-                # nixos-facts §1: the profile is set before activation runs.
+                # docs/UPSTREAM.md#nixos-rebuild: the profile is set before activation runs.
                 "$R/bin/nix-env" -p "$R/nix/var/nix/profiles/system" --set "$out" || exit 1
                 [ -e "$R/control/hang-activation" ] && sleep 600
                 "$out/bin/switch-to-configuration" "$action"; rc=$?

@@ -136,7 +136,8 @@ enum EngineKit {
     }
 }
 
-/// A one-route HTTP server on 127.0.0.1 standing in for the kubelet's healthz (nixos-facts §5).
+/// A one-route HTTP server on 127.0.0.1 standing in for the kubelet's healthz (k3s-io/k3s
+/// pkg/daemons/agent/agent_linux.go).
 final class EngineHealthzServer: @unchecked Sendable {
     // @unchecked: `fd` and `port` are set once in init; the accept thread only reads them.
     let fd: Int32

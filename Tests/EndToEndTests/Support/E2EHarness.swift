@@ -27,7 +27,7 @@ final class E2ECluster: Sendable {
 
     /// Inventory timeouts (seconds) for these tests: long enough never to fire on a loaded 2-core machine
     /// unless a fault makes them, short enough for a fault to end a test quickly. `confirm` is the agents'
-    /// deadline: ≥ 10 s real (design: never shorter on a system clock); tests that need it to pass use a
+    /// deadline: ≥ 10 s real (never shorter while it runs on the system clock); tests that need it to pass use a
     /// `E2EJumpClock` and jump it.
     static let defaultTimeouts = ["drain": 20, "reboot": 20, "ready": 20, "gates": 20, "confirm": 120, "rebuild": 20]
 
@@ -104,7 +104,7 @@ final class E2ECluster: Sendable {
 
     // MARK: - a configuration change, as `nk3 demo` makes it
 
-    /// The line the change adds (the seed README's example).
+    /// The line the change adds (the example in the Python nk3's README).
     static let changedLine = DemoRunner.changedLine
 
     /// Edits the template exactly like `DemoRunner` does: the default template plus one line, saved next to

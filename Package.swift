@@ -86,7 +86,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            path: "Sources/Agent"
+            path: "Sources/Agent",
+            // Kill points for the kill -9 matrix exist in debug builds only; release builds (what ships) have
+            // none (Sources/Agent/Engine/TestKillPoints.swift, scripts/check-release-hooks.sh).
+            swiftSettings: [.define("NK3_TEST_HOOKS", .when(configuration: .debug))]
         ),
         // Kubernetes API client (kubeconfig, nodes, pods, eviction, apps, Lease, CephCluster).
         .target(

@@ -59,38 +59,9 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-/// Test-only fault injection: `NK3_AGENT_TEST_KILL_AT=<point>` makes the agent SIGKILL itself when it reaches
-/// that point (`persisted:<phase>`, `before:<step>`, `file-replaced`), so the kill matrix tests kill a real
-/// process at an exact phase. Unset in production.
-enum FaultInjection {
-    static let killAt: String? = ProcessInfo.processInfo.environment["NK3_AGENT_TEST_KILL_AT"]
-
-    static func hook(_ point: String) {
-        guard let killAt else { return }
-        if point == killAt || point.hasPrefix(killAt + ":") {
-            writeStandardError("nk3-agent: test hook: SIGKILL at \(point)\n")
-            kill(getpid(), SIGKILL)
-        }
-    }
-
-    static var engineHook: ApplyEngine.FaultHook? {
-        guard killAt != nil else { return nil }
-        return { @Sendable point in hook(point) }
-    }
-
-    static var fileHook: (@Sendable (String) -> Void)? {
-        guard killAt != nil else { return nil }
-        return { @Sendable name in hook("file-replaced:\(name)") }
-    }
-}
-
 func makeEngine(_ config: AgentConfig, logger: Logger) throws -> ApplyEngine {
-    var options = config.nixOSOptions()
-    options.afterFileReplaced = FaultInjection.fileHook
-    let system = NixOSSystem(options: options, logger: logger)
-    return try ApplyEngine(
-        system: system, stateDir: config.stateDir, k3sUnit: config.k3sUnit, logger: logger,
-        faultHook: FaultInjection.engineHook)
+    let system = NixOSSystem(options: config.nixOSOptions(), logger: logger)
+    return try ApplyEngine(system: system, stateDir: config.stateDir, k3sUnit: config.k3sUnit, logger: logger)
 }
 
 extension NK3AgentCommand {
@@ -164,7 +135,7 @@ extension NK3AgentCommand {
     }
 }
 
-/// Writes `text` to fd 2 unbuffered (so it is out before a SIGKILL that follows).
+/// Writes `text` to fd 2 unbuffered.
 func writeStandardError(_ text: String) {
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {

@@ -19,13 +19,20 @@ struct ApplyMachineTests {
             generations: all)
     }
 
+    /// What a revert restores: the saved file, and extra.nix (created by the bundle) removed.
+    var restored: ConfigSnapshot {
+        var s = ConfigSnapshot(files: old)
+        s.entries["extra.nix"] = .absent
+        return s
+    }
+
     var baseline: ApplyMachine.Baseline { .init(files: old, channel: channel, generations: gens(profile: 7, current: 7)) }
 
     /// A machine that has been through apply → baseline → staged → rebuild ok (new generation 8).
     func awaiting(_ action: RebuildAction = .switch, exit: Int32 = 0) throws -> ApplyMachine {
         var m = ApplyMachine()
         _ = try m.handle(.started(bootID: "boot-A", now: t0))
-        #expect(try m.handle(.applyRequested(id: "apply-1", serial: 1, bundle: bundle(action), now: t0)) == [.persist, .captureBaseline])
+        #expect(try m.handle(.applyRequested(id: "apply-1", serial: 1, bundle: bundle(action), now: t0)) == [.persist, .captureBaseline(touching: Set(new.keys))])
         #expect(try m.handle(.baselineCaptured(baseline, now: t0)) == [.persist, .stage(new)])
         #expect(try m.handle(.stepsCompleted(now: t0)) == [.persist, .rebuild(action, upgrade: false)])
         let after = gens(profile: 8, current: action == .boot ? 7 : 8)
@@ -83,7 +90,7 @@ struct ApplyMachineTests {
         _ = try m.handle(.stepsCompleted(now: t0))
         let out = "building the system configuration...\nerror: undefined variable 'foo'\n       at /etc/nixos/configuration.nix:3:5\n"
         let actions = try m.handle(.rebuildFinished(.init(exitCode: 1, output: out), after: gens(profile: 7, current: 7), now: t0))
-        #expect(actions == [.persist, .restoreFiles(old), .restoreChannel(channel), .revertGeneration(baseline, .switch)])
+        #expect(actions == [.persist, .restoreFiles(restored), .restoreChannel(channel), .revertGeneration(baseline, .switch)])
         _ = try m.handle(.stepsCompleted(now: t0))
         #expect(m.state.lastResult?.outcome == .failed)
         #expect(m.state.lastResult?.message.contains("error: undefined variable 'foo'") == true)
@@ -121,7 +128,7 @@ struct ApplyMachineTests {
         var m = try awaiting()
         #expect(try m.handle(.deadlinePassed(now: t0.addingTimeInterval(599))) == [])
         let actions = try m.handle(.deadlinePassed(now: t0.addingTimeInterval(600)))
-        #expect(actions == [.cancelDeadline, .persist, .restoreFiles(old), .restoreChannel(channel), .activatePrevious(generation: 7, mode: .switch)])
+        #expect(actions == [.cancelDeadline, .persist, .restoreFiles(restored), .restoreChannel(channel), .activatePrevious(generation: 7, mode: .switch)])
         let done = try m.handle(.stepsCompleted(now: t0.addingTimeInterval(601)))
         #expect(!done.contains(.reboot))
         #expect(m.state.lastResult?.outcome == .rolledBack)
@@ -175,12 +182,12 @@ struct ApplyMachineTests {
             _ = try m.handle(.baselineCaptured(baseline, now: t0))
             if stop == 2 { _ = try m.handle(.stepsCompleted(now: t0)) }
             let actions = try m.handle(.started(bootID: "b", now: t0))
-            #expect(actions == [.persist, .restoreFiles(old), .restoreChannel(channel), .revertGeneration(baseline, .switch)])
+            #expect(actions == [.persist, .restoreFiles(restored), .restoreChannel(channel), .revertGeneration(baseline, .switch)])
             #expect(m.state.apply?.failure?.contains("interrupted by an agent restart") == true)
         }
         var m = try awaiting()
         _ = try m.handle(.rollbackRequested(reason: "r", now: t0))
-        #expect(try m.handle(.started(bootID: "boot-A", now: t0)) == [.restoreFiles(old), .restoreChannel(channel), .activatePrevious(generation: 7, mode: .switch)])
+        #expect(try m.handle(.started(bootID: "boot-A", now: t0)) == [.restoreFiles(restored), .restoreChannel(channel), .activatePrevious(generation: 7, mode: .switch)])
     }
 
     @Test("reboot while a rebuild runs is refused; while awaiting confirm it is accepted")
@@ -209,5 +216,33 @@ struct ApplyMachineTests {
         let old = "these derivations will be built:\n  /nix/store/a.drv\n  /nix/store/b.drv\nthese paths will be fetched (0.50 MiB download, 2.00 MiB unpacked):\n  /nix/store/c\nbuilding '/nix/store/a.drv'...\n"
         #expect(c(old) == "2 1")
         #expect(c("building the system configuration...\n") == "nil nil")
+    }
+
+    @Test("saving the baseline fails: FAILED at once with nothing to restore (not stuck reverting)")
+    func captureFails() throws {
+        var m = ApplyMachine()
+        _ = try m.handle(.started(bootID: "b", now: t0))
+        _ = try m.handle(.applyRequested(id: "a", serial: 1, bundle: bundle(), now: t0))
+        let actions = try m.handle(.stepFailed("captureBaseline: /etc/nixos/extra.nix is a directory", now: t0))
+        #expect(m.state.apply == nil)
+        #expect(m.state.lastResult?.outcome == .failed)
+        #expect(m.state.lastResult?.message.contains("nothing was changed") == true)
+        #expect(!actions.contains { if case .restoreFiles = $0 { return true } else { return false } })
+    }
+
+    @Test("a baseline persisted by an agent before snapshots (managed files' text) still restores, and removes the bundle's new files")
+    func legacyBaseline() throws {
+        var m = try awaiting()
+        var json = try JSONSerialization.jsonObject(with: CanonicalJSON.encode(m.state)) as! [String: Any]
+        var apply = json["apply"] as! [String: Any]
+        var base = apply["baseline"] as! [String: Any]
+        base["snapshot"] = nil
+        base["files"] = old
+        apply["baseline"] = base
+        json["apply"] = apply
+        let state = try CanonicalJSON.decode(ApplyMachine.State.self, from: JSONSerialization.data(withJSONObject: json))
+        m = ApplyMachine(state: state)
+        let actions = try m.handle(.rollbackRequested(reason: "r", now: t0))
+        #expect(actions.contains(.restoreFiles(restored)))
     }
 }

@@ -107,4 +107,13 @@ struct BackendTests {
         #expect(g.generation(of: g.currentSystem) == 1)
         await #expect(throws: NodeSystemError.self) { try await system.activate(generation: 42, mode: .boot) }
     }
+
+    @Test("snapshot: a name that is a directory is refused before anything changes")
+    func snapshotRefusesDirectory() async throws {
+        let fake = try EngineFakeRoot()
+        try FileManager.default.createDirectory(atPath: fake.root + "/etc/nixos/cluster.nix", withIntermediateDirectories: true)
+        await #expect(throws: NodeSystemError.self) {
+            _ = try await fake.system().snapshotConfigFiles(touching: ["cluster.nix"])
+        }
+    }
 }

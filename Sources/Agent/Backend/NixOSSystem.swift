@@ -43,9 +43,6 @@ public struct NixOSSystem: NodeSystem {
         public var activationTimeout: Duration = .seconds(1800)
         /// Longest any other command may run.
         public var commandTimeout: Duration = .seconds(120)
-        /// Called after each managed file is written or removed while replacing the set (name of the file).
-        /// Test-only fault injection (the kill matrix SIGKILLs the agent here); nil in production.
-        public var afterFileReplaced: (@Sendable (String) -> Void)?
 
         /// Default options (a real NixOS node).
         public init() {}
@@ -72,85 +69,14 @@ public struct NixOSSystem: NodeSystem {
 
     var configDir: String { rooted(options.configDir) }
 
-    // MARK: configuration files
-
-    func managedNames() throws -> [String] {
-        let record = options.managedFilesRecord
-        if SecureFiles.exists(record) {
-            do {
-                let data = try SecureFiles.read(record)
-                return try JSONDecoder().decode([String].self, from: data)
-            } catch {
-                throw NodeSystemError(
-                    .fileIO, "cannot read the managed-files record \(record): \(error); delete it to start over")
-            }
-        }
-        // Nothing landed by nk3 yet: the file nixos-rebuild reads is what the coordinator diffs against.
-        return SecureFiles.exists("\(configDir)/configuration.nix") ? ["configuration.nix"] : []
-    }
-
-    func writeManagedNames(_ names: Set<String>) throws {
-        do {
-            let data = try JSONEncoder().encode(names.sorted())
-            try SecureFiles.writeAtomically(data, to: options.managedFilesRecord, permissions: 0o600)
-        } catch {
-            throw NodeSystemError(.fileIO, "cannot write the managed-files record: \(error)")
-        }
-    }
-
-    public func readConfigFiles() async throws -> [String: String] {
-        var files: [String: String] = [:]
-        for name in try managedNames() {
-            let path = "\(configDir)/\(name)"
-            guard SecureFiles.exists(path) else { continue }
-            do {
-                files[name] = try SecureFiles.readText(path)
-            } catch {
-                throw NodeSystemError(.fileIO, "cannot read \(path): \(error)")
-            }
-        }
-        return files
-    }
-
-    public func replaceConfigFiles(with files: [String: String]) async throws {
-        for name in files.keys where !ApplyBundle.isValidFileName(name) {
-            throw NodeSystemError(.invalidInput, "refusing file name '\(name)': flat names [A-Za-z0-9._-] only")
-        }
-        do {
-            try SecureFiles.createDirectory(configDir)
-        } catch {
-            throw NodeSystemError(.fileIO, "cannot create \(configDir): \(error)")
-        }
-        let old = Set(try managedNames())
-        let new = Set(files.keys)
-        // Record the union first: after a crash mid-way every file that may be ours is still known.
-        try writeManagedNames(old.union(new))
-        for name in files.keys.sorted() {
-            let path = "\(configDir)/\(name)"
-            if SecureFiles.exists(path), (try? SecureFiles.readText(path)) == files[name] { continue }
-            do {
-                try SecureFiles.writeAtomically(files[name]!, to: path, permissions: 0o644)
-            } catch {
-                throw NodeSystemError(.fileIO, "cannot write \(path): \(error)")
-            }
-            options.afterFileReplaced?(name)
-        }
-        for name in old.subtracting(new).sorted() {
-            let path = "\(configDir)/\(name)"
-            if unlink(path) != 0 && errno != ENOENT {
-                throw NodeSystemError(.fileIO, "cannot remove \(path): \(errnoText())")
-            }
-            options.afterFileReplaced?(name)
-        }
-        do { try SecureFiles.syncDirectory(configDir) } catch {}
-        try writeManagedNames(new)
-    }
+    /// A configuration file was written, restored or removed (a kill point of test builds only).
+    func fileReplaced(_ name: String) { TestKillPoints.reached("file-replaced:\(name)") }
 
     // MARK: rebuild
 
     public func rebuild(
         _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
-    ) async throws -> RebuildOutcome {
+    ) async throws -> RebuildResult {
         var args = [action.rawValue]
         if upgrade { args.append("--upgrade") }
         if options.configDir != "/etc/nixos" || !options.root.isEmpty {
@@ -163,7 +89,7 @@ public struct NixOSSystem: NodeSystem {
         let counts = RebuildOutputParser.counts(in: result.output)
         var text = result.output
         if result.timedOut { text += "\nnk3-agent: nixos-rebuild timed out and was stopped" }
-        return RebuildOutcome(
+        return RebuildResult(
             exitCode: result.exitCode, output: text, derivationsToBuild: counts.derivations,
             pathsToFetch: counts.paths)
     }

@@ -10,21 +10,29 @@ import NK3Protocol
 /// Two implementations: `NixOSSystem` (real processes and files, every path and command configurable so
 /// tests run it against a temp root with fake scripts) and the simulated in-memory node in NK3TestSupport.
 /// The engine keeps all decisions; a `NodeSystem` only reads and does what it is told. Every method must be
-/// idempotent where the engine may repeat it after a crash (`replaceConfigFiles`, `restoreChannel`,
-/// `activate`).
+/// idempotent where the engine may repeat it after a crash (`replaceConfigFiles`, `restoreConfigFiles`,
+/// `restoreChannel`, `activate`).
 public protocol NodeSystem: Sendable {
     /// The nk3-managed files currently in the configuration directory (name → content).
     func readConfigFiles() async throws -> [String: String]
     /// Makes `files` the whole managed set: writes each file atomically (temp + fsync + rename), then removes
-    /// managed files not in `files`. The engine persists the old set before calling this, and restores by
-    /// calling it again with the old set.
+    /// managed files not in `files`. The engine persists a `snapshotConfigFiles` of every name this may touch
+    /// before calling it, and restores with `restoreConfigFiles`.
     func replaceConfigFiles(with files: [String: String]) async throws
+    /// Saves, for every name in `names` and every managed file, what the configuration directory holds now: a
+    /// regular file's bytes and permission bits, a symbolic link's target, or that nothing is there; and the
+    /// managed-file record. Reads only. Throws for a name that is a directory or a special file.
+    func snapshotConfigFiles(touching names: Set<String>) async throws -> ConfigSnapshot
+    /// Puts back exactly what `snapshot` saved: names saved absent are removed, files come back byte- and
+    /// mode-exact, links with the same target, and the managed-file record as it was. Names the snapshot does
+    /// not list are left alone. Idempotent (the engine repeats it after a crash).
+    func restoreConfigFiles(_ snapshot: ConfigSnapshot) async throws
 
     /// Runs `nixos-rebuild <action> [--upgrade]`, streaming combined output lines to `output`.
     /// Returns the outcome whatever the exit code; throws only if the tool could not run (or timed out).
     func rebuild(
         _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
-    ) async throws -> RebuildOutcome
+    ) async throws -> RebuildResult
 
     /// The channel list file and channel profile generation, saved before an apply changes them.
     func channelState() async throws -> ChannelState
@@ -62,7 +70,7 @@ public enum ActivationMode: String, Codable, Sendable, Hashable {
 }
 
 /// Result of one `nixos-rebuild` run.
-public struct RebuildOutcome: Codable, Sendable, Hashable {
+public struct RebuildResult: Codable, Sendable, Hashable {
     /// Exit status of the tool (128+signal if it died of a signal).
     public var exitCode: Int32
     /// Combined stdout+stderr, bounded (head and tail kept when longer).

@@ -6,7 +6,6 @@ import Foundation
 import Logging
 import NK3Protocol
 import ServiceLifecycle
-import Synchronization
 
 /// The agent's apply engine: carries out `ApplyMachine` actions against a `NodeSystem`, persisting the
 /// machine's state in the state directory before every side effect, and runs the confirm-deadline timer.
@@ -15,10 +14,6 @@ import Synchronization
 /// rolling back whatever a crash, kill or reboot interrupted) and is idempotent; as a `Service`, `run()`
 /// starts and then waits for graceful shutdown.
 public actor ApplyEngine: AgentEngine, Service {
-    /// Test-only fault injection: called with `persisted:<phase>` after every state write and
-    /// `before:<step>` before every step. The kill matrix SIGKILLs the agent from here.
-    public typealias FaultHook = @Sendable (String) -> Void
-
     private let system: any NodeSystem
     private let clock: any AgentClock
     private let store: ApplyStateStore
@@ -27,7 +22,6 @@ public actor ApplyEngine: AgentEngine, Service {
     /// Reboots waiting for their answer to be written, by command serial.
     private var answerGates: [UInt64: AnswerGate] = [:]
     private let logger: Logger
-    private let faultHook: FaultHook?
     private let logs = OperationLogs()
     private let metrics = EngineMetrics()
 
@@ -53,7 +47,7 @@ public actor ApplyEngine: AgentEngine, Service {
     /// - Throws: `WireError(.internalError)` if the persisted state exists but cannot be read.
     public init(
         system: any NodeSystem, stateDir: String, k3sUnit: String = "k3s", clock: any AgentClock = SystemAgentClock(),
-        rebootDelay: Duration = .milliseconds(500), logger: Logger, faultHook: FaultHook? = nil
+        rebootDelay: Duration = .milliseconds(500), logger: Logger
     ) throws {
         try? FileManager.default.createDirectory(
             atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -63,7 +57,6 @@ public actor ApplyEngine: AgentEngine, Service {
         self.k3sUnit = k3sUnit
         self.rebootDelay = rebootDelay
         self.logger = logger
-        self.faultHook = faultHook
         self.machine = ApplyMachine(state: try store.load())
         metrics.rollbacks.increment(by: Int64(machine.state.rollbacksTotal))
         if let r = machine.state.lastResult { metrics.record(r, duration: nil, countOutcome: false) }
@@ -246,7 +239,7 @@ public actor ApplyEngine: AgentEngine, Service {
             rest = rest.dropFirst()
         }
         do {
-            for a in inline { try await performEffect(a) }
+            for a in inline { _ = try await execute(a) }
         } catch {
             machine = before
             throw WireError(.internalError, "cannot persist the agent state: \(error); nothing was changed")
@@ -341,7 +334,7 @@ public actor ApplyEngine: AgentEngine, Service {
         for action in actions {
             if !action.isStep {
                 do {
-                    try await performEffect(action)
+                    _ = try await execute(action)
                 } catch {
                     // Without a durable record no further side effect may run; the persisted state stays valid.
                     logger.critical(
@@ -351,9 +344,9 @@ public actor ApplyEngine: AgentEngine, Service {
                 continue
             }
             hadStep = true
-            faultHook?("before:\(Self.name(of: action))")
+            TestKillPoints.reached("before:\(Self.name(of: action))")
             do {
-                if let e = try await performStep(action) { produced = e }
+                if let e = try await execute(action) { produced = e }
             } catch {
                 logger.error(
                     "apply step failed",
@@ -364,11 +357,16 @@ public actor ApplyEngine: AgentEngine, Service {
         return produced ?? (hadStep ? .stepsCompleted(now: clock.now()) : nil)
     }
 
-    private func performEffect(_ action: ApplyMachine.Action) async throws {
+    /// Carries out one action. Effects (`isStep == false`) return nil; a step returns the event it produced,
+    /// if any. One exhaustive switch: a new action does not compile until it is carried out here.
+    private func execute(_ action: ApplyMachine.Action) async throws -> ApplyMachine.Event? {
+        let opID = machine.state.apply?.id ?? "unknown"
+        let log: @Sendable (String) -> Void = { [logs] line in logs.append(opID, line) }
         switch action {
+        // Effects.
         case .persist:
             try store.save(machine.state)
-            faultHook?("persisted:\(machine.state.apply?.phase.rawValue ?? "idle")")
+            TestKillPoints.reached("persisted:\(machine.state.apply?.phase.rawValue ?? "idle")")
         case .armDeadline(let d):
             armDeadline(d)
         case .cancelDeadline:
@@ -391,21 +389,15 @@ public actor ApplyEngine: AgentEngine, Service {
                     "agent.op": "\(result.id)", "agent.outcome": "\(result.outcome.rawValue)",
                     "agent.message": "\(result.message)",
                 ])
-        default:
-            break
-        }
-    }
-
-    private func performStep(_ action: ApplyMachine.Action) async throws -> ApplyMachine.Event? {
-        let opID = machine.state.apply?.id ?? "unknown"
-        let log: @Sendable (String) -> Void = { [logs] line in logs.append(opID, line) }
-        switch action {
-        case .captureBaseline:
-            let files = try await system.readConfigFiles()
+        // Steps.
+        case .captureBaseline(let names):
+            let snapshot = try await system.snapshotConfigFiles(touching: names)
             let channel = try await system.channelState()
             let gens = try await system.generations()
-            log("nk3-agent: previous generation \(gens.profileGeneration.map(String.init) ?? "none"), \(files.count) file(s) kept for restore")
-            return .baselineCaptured(.init(files: files, channel: channel, generations: gens), now: clock.now())
+            log(
+                "nk3-agent: previous generation \(gens.profileGeneration.map(String.init) ?? "none"); saved "
+                    + "\(snapshot.presentNames.count) existing file(s) the bundle may change, for restore")
+            return .baselineCaptured(.init(snapshot: snapshot, channel: channel, generations: gens), now: clock.now())
         case .addChannel(let url):
             log("nk3-agent: nix-channel --add \(url) nixos")
             try await system.addChannel(url: url, name: "nixos")
@@ -418,9 +410,11 @@ public actor ApplyEngine: AgentEngine, Service {
             log("nk3-agent: nixos-rebuild exited \(outcome.exitCode)")
             let after = try await system.generations()
             return .rebuildFinished(outcome, after: after, now: clock.now())
-        case .restoreFiles(let files):
-            log("nk3-agent: restoring the previous \(files.count) file(s)")
-            try await system.replaceConfigFiles(with: files)
+        case .restoreFiles(let snapshot):
+            log(
+                "nk3-agent: restoring \(snapshot.presentNames.count) saved file(s) and removing "
+                    + "\(snapshot.entries.count - snapshot.presentNames.count) the bundle created")
+            try await system.restoreConfigFiles(snapshot)
         case .restoreChannel(let saved):
             try await system.restoreChannel(saved)
         case .revertGeneration(let baseline, let action):
@@ -432,8 +426,6 @@ public actor ApplyEngine: AgentEngine, Service {
         case .activatePrevious(let generation, let mode):
             log("nk3-agent: activating previous generation \(generation) (\(mode.rawValue))")
             try await system.activate(generation: generation, mode: mode)
-        default:
-            break
         }
         return nil
     }
@@ -479,36 +471,5 @@ public actor ApplyEngine: AgentEngine, Service {
         case .reboot: return "reboot"
         case .finished: return "finished"
         }
-    }
-}
-
-/// Opens once: when the answer to a reboot command has been written, or when its time limit passes.
-final class AnswerGate: Sendable {
-    private let state = Mutex<(open: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
-
-    func open() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            s.open = true
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Returns when the gate opens, or after `limit`.
-    func wait(atMost limit: Duration) async {
-        let timer = Task {
-            try? await Task.sleep(for: limit)
-            self.open()
-        }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let already = state.withLock { s -> Bool in
-                if s.open { return true }
-                s.waiter = c
-                return false
-            }
-            if already { c.resume() }
-        }
-        timer.cancel()
     }
 }

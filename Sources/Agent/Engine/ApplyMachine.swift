@@ -11,7 +11,7 @@ import NK3Protocol
 // actions the executor (`ApplyEngine`) carries out in order. `.persist` always comes before the side effect
 // it protects, so a crash at any point resumes from a state that says what may have happened.
 //
-//   (idle) ──applyRequested──▶ received            [persist, captureBaseline]
+//   (idle) ──applyRequested──▶ received            [persist, captureBaseline(bundle's names)]
 //   received ──baselineCaptured──▶ staging          [persist, addChannel?, stage(new files)]
 //   staging ──stepsCompleted──▶ rebuilding          [persist, rebuild(action, upgrade)]
 //   rebuilding ──rebuildFinished(fail)──▶ reverting [persist, restoreFiles, restoreChannel, revertGeneration]
@@ -22,7 +22,13 @@ import NK3Protocol
 //   awaitingConfirm ──deadlinePassed | rollbackRequested──▶ rollingBack
 //                      [cancelDeadline, persist, restoreFiles, restoreChannel, activatePrevious(gen, mode)]
 //   rollingBack ──stepsCompleted──▶ (idle) result ROLLED_BACK  [persist, reboot if the new boot generation runs]
-//   any step ──stepFailed──▶ reverting (before the rebuild finished) or (idle) FAILED (while restoring)
+//   any step ──stepFailed──▶ reverting (before the rebuild finished) or (idle) FAILED (while restoring, or when
+//                            the baseline could not be saved: then nothing was changed)
+//
+// The baseline saves every name the bundle will write plus every managed file (staging removes those the
+// bundle drops): content, mode, link target, or "absent". It is persisted before staging, so a revert or
+// rollback puts back exactly that set: files the bundle created are removed, files it overwrote (managed or
+// not, e.g. the machine's hardware-configuration.nix) come back byte-, mode- and link-exact.
 //
 // Agent start (`started(bootID)`), per persisted phase:
 //   received/staging/rebuilding → reverting (the apply was interrupted; nothing is trusted, everything restored)
@@ -38,91 +44,12 @@ import NK3Protocol
 
 /// The pure apply state machine (no I/O). See the comment above for states and transitions.
 public struct ApplyMachine: Sendable {
-    /// What was there before the apply touched anything: restored on failure or rollback.
-    public struct Baseline: Codable, Sendable, Hashable {
-        /// The managed files (whole set).
-        public var files: [String: String]
-        public var channel: ChannelState
-        /// Generations before the rebuild: the exact previous generation a rollback returns to.
-        public var generations: GenerationState
-
-        public init(files: [String: String], channel: ChannelState, generations: GenerationState) {
-            self.files = files
-            self.channel = channel
-            self.generations = generations
-        }
-    }
-
-    /// Phases of an apply in flight (terminal outcomes live in `State.lastResult`).
-    public enum Phase: String, Codable, Sendable, Hashable {
-        case received, staging, rebuilding, reverting, awaitingConfirm, rollingBack
-
-        /// The wire phase reported in status.
-        public var wire: ApplyPhase {
-            switch self {
-            case .received: return .received
-            case .staging: return .staged
-            case .rebuilding: return .rebuilding
-            case .reverting, .rollingBack: return .rollingBack
-            case .awaitingConfirm: return .awaitingConfirm
-            }
-        }
-    }
-
-    /// The apply in flight.
-    public struct Apply: Codable, Sendable, Hashable {
-        public var id: String
-        public var serial: UInt64
-        public var bundle: ApplyBundle
-        public var startedAt: Date
-        public var phase: Phase
-        public var baseline: Baseline?
-        /// Undo by boot default + reboot rather than live activation.
-        public var bootMode = false
-        /// The rebuild's activation asked for a reboot (exit 100).
-        public var rebootRequiredByRebuild = false
-        public var newGeneration: Int?
-        public var newSystem: String?
-        public var bootIDAtRebuild: String?
-        /// Boot id under which the current deadline was armed (a boot-mode apply re-arms under a new one).
-        public var deadlineBootID: String?
-        public var deadline: Date?
-        /// Why the apply failed (the tool's error text), while reverting.
-        public var failure: String?
-        public var rollbackReason: String?
-        public var derivationsToBuild: Int?
-        public var pathsToFetch: Int?
-    }
-
-    /// A reboot that was asked for and has not been seen to happen yet.
-    public struct PendingReboot: Codable, Sendable, Hashable {
-        /// Boot id when the reboot was requested: seeing it again at start means the reboot did not happen.
-        public var bootID: String
-        public var reason: String
-        public var serial: UInt64?
-        public var requestedAt: Date
-        /// Record a `rebooted` result once the new boot is seen (a RebootCommand, not a rollback's reboot).
-        public var recordResult: Bool
-    }
-
-    /// Everything the agent persists.
-    public struct State: Codable, Sendable, Hashable {
-        public var apply: Apply?
-        public var lastResult: OperationResult?
-        public var rollbacksTotal = 0
-        public var pendingReboot: PendingReboot?
-        /// Boot id seen at the last agent start.
-        public var bootID: String?
-
-        public init() {}
-    }
-
     /// Inputs.
     public enum Event: Sendable {
         case started(bootID: String, now: Date)
         case applyRequested(id: String, serial: UInt64, bundle: ApplyBundle, now: Date)
         case baselineCaptured(Baseline, now: Date)
-        case rebuildFinished(RebuildOutcome, after: GenerationState, now: Date)
+        case rebuildFinished(RebuildResult, after: GenerationState, now: Date)
         case stepsCompleted(now: Date)
         case stepFailed(String, now: Date)
         case confirmRequested(applySerial: UInt64, now: Date)
@@ -135,15 +62,17 @@ public struct ApplyMachine: Sendable {
     public enum Action: Sendable, Hashable {
         /// Write `state` durably before going on.
         case persist
-        /// Read files, channel and generations → `.baselineCaptured`.
-        case captureBaseline
+        /// Save what the configuration directory holds under these names and the managed files (content, mode,
+        /// link target, or absent), the channel and the generations → `.baselineCaptured`.
+        case captureBaseline(touching: Set<String>)
         /// `nix-channel --add URL nixos`.
         case addChannel(url: String)
         /// Replace the managed files with these.
         case stage([String: String])
         /// `nixos-rebuild ACTION [--upgrade]` → `.rebuildFinished`.
         case rebuild(RebuildAction, upgrade: Bool)
-        case restoreFiles([String: String])
+        /// Put back exactly what the snapshot saved (names saved absent are removed).
+        case restoreFiles(ConfigSnapshot)
         case restoreChannel(ChannelState)
         /// Check, don't assume (docs/UPSTREAM.md#nixos-rebuild): read the generations and, if the profile or the live
         /// system moved away from the baseline, move it back (`ApplyMachine.revertActivation`).
@@ -192,7 +121,7 @@ public struct ApplyMachine: Sendable {
             }
             if let problem = bundle.validationProblem() { throw WireError(.malformed, problem) }
             state.apply = Apply(id: id, serial: serial, bundle: bundle, startedAt: now, phase: .received)
-            return [.persist, .captureBaseline]
+            return [.persist, .captureBaseline(touching: Set(bundle.files.keys))]
 
         case .baselineCaptured(let baseline, _):
             guard var a = state.apply, a.phase == .received else { return [] }
@@ -266,6 +195,9 @@ public struct ApplyMachine: Sendable {
         case .stepFailed(let message, let now):
             guard var a = state.apply else { return [] }
             switch a.phase {
+            case .received where a.baseline == nil:
+                // Saving the baseline failed: nothing was changed, so there is nothing to restore.
+                return finish(.failed, "could not save the current files before staging: \(message); nothing was changed", now: now)
             case .received, .staging, .rebuilding:
                 a.failure = "\(a.phase == .rebuilding ? "nixos-rebuild could not run" : "staging failed"): \(message)"
                 state.apply = a
@@ -318,7 +250,7 @@ public struct ApplyMachine: Sendable {
                 return startRollback(reason: "rollback requested: \(reason)", now: now)
             case .rollingBack:
                 return []
-            default:
+            case .received, .staging, .rebuilding, .reverting:
                 throw WireError(
                     .busy,
                     "apply serial \(a.serial) is \(a.phase.wire.rawValue); a rollback can be requested once it awaits "
@@ -394,7 +326,7 @@ public struct ApplyMachine: Sendable {
 
     private func revertActions() -> [Action] {
         guard let a = state.apply, let base = a.baseline else { return [] }
-        return [.restoreFiles(base.files), .restoreChannel(base.channel), .revertGeneration(base, a.bundle.action)]
+        return [.restoreFiles(Self.restoreSet(a, base)), .restoreChannel(base.channel), .revertGeneration(base, a.bundle.action)]
     }
 
     private mutating func startRollback(reason: String, now: Date) -> [Action] {
@@ -407,7 +339,7 @@ public struct ApplyMachine: Sendable {
 
     private func rollbackActions() -> [Action] {
         guard let a = state.apply, let base = a.baseline else { return [] }
-        var actions: [Action] = [.restoreFiles(base.files), .restoreChannel(base.channel)]
+        var actions: [Action] = [.restoreFiles(Self.restoreSet(a, base)), .restoreChannel(base.channel)]
         if let target = Self.rollbackTarget(a) {
             actions.append(.activatePrevious(generation: target.generation, mode: target.mode))
         }
@@ -447,6 +379,15 @@ public struct ApplyMachine: Sendable {
     }
 
     // MARK: pure helpers
+
+    /// What a revert or rollback puts back: the saved snapshot, with every bundle file it does not name saved
+    /// as absent. A snapshot always names the bundle's files; one persisted by an agent before snapshots
+    /// (the managed files only) does not, and the files that bundle created must still go.
+    public static func restoreSet(_ a: Apply, _ base: Baseline) -> ConfigSnapshot {
+        var snapshot = base.snapshot
+        for name in a.bundle.files.keys where snapshot.entries[name] == nil { snapshot.entries[name] = .absent }
+        return snapshot
+    }
 
     /// The generation and mode a dead-man rollback activates: the exact previous generation recorded before the
     /// rebuild (docs/UPSTREAM.md#generations).

@@ -269,9 +269,17 @@ public final class SimulatedNode: NodeSystem, Sendable {
         try replaceConfigFiles(with: files, incarnation: nil)
     }
 
+    public func snapshotConfigFiles(touching names: Set<String>) async throws -> ConfigSnapshot {
+        try snapshotConfigFiles(touching: names, incarnation: nil)
+    }
+
+    public func restoreConfigFiles(_ snapshot: ConfigSnapshot) async throws {
+        try restoreConfigFiles(snapshot, incarnation: nil)
+    }
+
     public func rebuild(
         _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
-    ) async throws -> RebuildOutcome {
+    ) async throws -> RebuildResult {
         try await rebuild(action, upgrade: upgrade, output: output, incarnation: nil)
     }
 
@@ -321,6 +329,33 @@ public final class SimulatedNode: NodeSystem, Sendable {
             for name in s.managed where files[name] == nil { s.files[name] = nil }
             for (name, content) in files { s.files[name] = content }
             s.managed = Set(files.keys)
+        }
+    }
+
+    /// The simulated directory holds text files only (mode 0644, no links): a snapshot saves their text.
+    func snapshotConfigFiles(touching names: Set<String>, incarnation: Int?) throws -> ConfigSnapshot {
+        try state.withLock { s in
+            try checkAlive(s, incarnation)
+            var entries: [String: ConfigSnapshot.Entry] = [:]
+            for name in names.union(s.managed) {
+                entries[name] = s.files[name].map { .file(content: Data($0.utf8), mode: 0o644) } ?? .absent
+            }
+            return ConfigSnapshot(entries: entries, managedNames: s.managed.sorted())
+        }
+    }
+
+    func restoreConfigFiles(_ snapshot: ConfigSnapshot, incarnation: Int?) throws {
+        try state.withLock { s in
+            try checkAlive(s, incarnation)
+            for (name, entry) in snapshot.entries {
+                switch entry {
+                case .absent: s.files[name] = nil
+                case .file(let content, _): s.files[name] = String(decoding: content, as: UTF8.self)
+                case .symlink:
+                    throw NodeSystemError(.invalidInput, "[simulation] \(hostname) has no symbolic links to restore")
+                }
+            }
+            s.managed = Set(snapshot.managedNames ?? [])
         }
     }
 
@@ -393,14 +428,14 @@ public final class SimulatedNode: NodeSystem, Sendable {
 
     func rebuild(
         _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void, incarnation: Int?
-    ) async throws -> RebuildOutcome {
+    ) async throws -> RebuildResult {
         var lines: [String] = []
         func say(_ line: String) {
             lines.append(line)
             output(line)
         }
-        func finish(_ code: Int32, derivations: Int? = nil, paths: Int? = nil) -> RebuildOutcome {
-            RebuildOutcome(
+        func finish(_ code: Int32, derivations: Int? = nil, paths: Int? = nil) -> RebuildResult {
+            RebuildResult(
                 exitCode: code, output: lines.joined(separator: "\n"), derivationsToBuild: derivations,
                 pathsToFetch: paths)
         }
@@ -673,9 +708,17 @@ struct SimulatedAgentProcess: NodeSystem {
         try live()
         try node.replaceConfigFiles(with: files, incarnation: incarnation)
     }
+    func snapshotConfigFiles(touching names: Set<String>) async throws -> ConfigSnapshot {
+        try live()
+        return try node.snapshotConfigFiles(touching: names, incarnation: incarnation)
+    }
+    func restoreConfigFiles(_ snapshot: ConfigSnapshot) async throws {
+        try live()
+        try node.restoreConfigFiles(snapshot, incarnation: incarnation)
+    }
     func rebuild(
         _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
-    ) async throws -> RebuildOutcome {
+    ) async throws -> RebuildResult {
         try live()
         return try await node.rebuild(action, upgrade: upgrade, output: output, incarnation: incarnation)
     }

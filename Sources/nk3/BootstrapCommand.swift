@@ -8,9 +8,16 @@ struct BootstrapCommand: AsyncParsableCommand {
         commandName: "bootstrap",
         abstract: "Enrol fresh NixOS machines: install the agent's TLS files and the first configuration over ssh.",
         discussion: """
+            The node's ssh host key must be known before anything is sent: in --known-hosts (or \
+            ~/.ssh/known_hosts), or pinned in the inventory as the node's ssh_host_key hostvar (its public key, \
+            'ssh-ed25519 AAAA…', or fingerprint, 'SHA256:…'); --trust-first-use accepts an unknown key instead.
+
             For each NODE (an inventory name or address), as root over ssh with the system OpenSSH client: checks \
             the machine is NixOS, copies the agent certificate, key and cluster CA to /var/lib/nk3-agent/tls \
-            (0600, issuing the certificate into the PKI first if it has none), lands the rendered configuration.nix, \
+            (0600, issuing the certificate into the PKI first if it has none), the agent binary to \
+            /var/lib/nk3-agent/bin/nk3-agent and the inventory's join_token to /etc/nk3/k3s-token (0600), reads \
+            the machine's system.stateVersion (it must match the inventory's state_version; where the inventory \
+            has none, the machine's is used), lands the rendered configuration.nix, \
             nk3-agent.nix and nk3-agent-module.nix in /etc/nixos next to the machine's own \
             hardware-configuration.nix (replaced files are backed up under /var/lib/nk3-agent/bootstrap-backup), \
             runs `nixos-rebuild switch`, and waits until the agent answers over mutual TLS. A failed rebuild puts \
@@ -35,11 +42,32 @@ struct BootstrapCommand: AsyncParsableCommand {
     @Option(help: "ssh user; must be root on the node.")
     var sshUser: String = "root"
 
-    @Option(help: "known_hosts file: new host keys are recorded there (accept-new); a changed key is refused.")
+    @Option(
+        help: """
+            known_hosts file holding the nodes' ssh host keys (default ~/.ssh/known_hosts). A node whose key is \
+            neither there nor pinned in the inventory (hostvar ssh_host_key) is refused before anything is sent.
+            """)
     var knownHosts: String?
+
+    @Flag(
+        help: """
+            Trust-on-first-use: accept the host key of a node not in the known_hosts file and record it there. \
+            Only on a network you trust: the agent's private key travels over that first connection.
+            """)
+    var trustFirstUse = false
 
     @Option(help: "ssh_config file to use instead of ~/.ssh/config.")
     var sshConfig: String?
+
+    @Option(
+        help: """
+            Release nk3-agent binary to copy to /var/lib/nk3-agent/bin/nk3-agent on each node (the generated \
+            nk3-agent.nix wraps it). Default: the nk3-agent next to this nk3.
+            """)
+    var agentBinary: String?
+
+    @Flag(help: "Copy no agent binary (the nodes' configuration supplies the nk3-agent package).")
+    var noAgentBinary = false
 
     @Option(help: "Client certificate (clients/NAME in the PKI) used to reach the agents.")
     var client: String = "operator"
@@ -55,9 +83,25 @@ struct BootstrapCommand: AsyncParsableCommand {
         if !all && nodes.isEmpty { throw ValidationError("name at least one NODE to enrol (or --all)") }
         guard (1...65535).contains(sshPort) else { throw ValidationError("--ssh-port must be 1-65535") }
         guard agentTimeout > 0, rebuildTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+        if let knownHosts, !trustFirstUse, !FileManager.default.isReadableFile(atPath: knownHosts) {
+            throw ValidationError(
+                "--known-hosts \(knownHosts) is not a readable file (pass --trust-first-use to start one)")
+        }
+        if noAgentBinary && agentBinary != nil { throw ValidationError("give --agent-binary or --no-agent-binary, not both") }
+        if let agentBinary, !FileManager.default.isReadableFile(atPath: agentBinary) {
+            throw ValidationError("--agent-binary \(agentBinary) is not a readable file")
+        }
         if let sshKey, !FileManager.default.isReadableFile(atPath: sshKey) {
             throw ValidationError("--ssh-key \(sshKey) is not a readable file")
         }
+    }
+
+    /// The nk3-agent in the directory of the running nk3, if there is one.
+    static func siblingAgent() -> String? {
+        // /proc/self/exe names the running executable whatever PATH lookup started it (proc(5)).
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let path = me.deletingLastPathComponent().appendingPathComponent("nk3-agent").path
+        return FileManager.default.isReadableFile(atPath: path) ? path : nil
     }
 
     func run() async throws {
@@ -87,10 +131,18 @@ struct BootstrapCommand: AsyncParsableCommand {
         ssh.port = sshPort
         ssh.identityFile = sshKey
         ssh.knownHostsFile = knownHosts
+        ssh.trustOnFirstUse = trustFirstUse
         ssh.configFile = sshConfig
         var settings = BootstrapSettings(ssh: ssh)
         settings.agentTimeout = .seconds(agentTimeout)
         settings.rebuildTimeout = .seconds(rebuildTimeout)
+        if !noAgentBinary {
+            guard let binary = agentBinary ?? Self.siblingAgent() else {
+                throw ValidationError(
+                    "no nk3-agent next to this nk3: pass --agent-binary PATH (a release build), or --no-agent-binary")
+            }
+            settings.agentBinary = binary
+        }
 
         let out = FileDescriptorWriter(fd: 1)
         let err = FileDescriptorWriter(fd: 2)

@@ -46,7 +46,15 @@ final class SSHDHarness: @unchecked Sendable {  // mutable only in init/stop, ca
     /// The marker the fake nixos-rebuild creates on success ("the agent is up").
     var agentMarker: String { dir + "/agent-up" }
 
-    init() throws {
+    /// The host key's public half as sshd offers it (`ssh-ed25519 AAAA…`).
+    var hostPublicKey: String {
+        let text = (try? String(contentsOfFile: dir + "/host_key.pub", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").prefix(2).joined(separator: " ")
+    }
+
+    /// - Parameter knownHostKey: write the server's host key into `knownHosts` (as an operator would after
+    ///   checking it); false leaves the file empty, an unknown host.
+    init(knownHostKey: Bool = true) throws {
         var template = Array((NSTemporaryDirectory() + "/nk3-sshd.XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp failed") }
         dir = String(cString: made)
@@ -81,6 +89,8 @@ final class SSHDHarness: @unchecked Sendable {  // mutable only in init/stop, ca
             if Self.waitForListener(port: candidate, pid: pid) {
                 sshdPID = pid
                 port = candidate
+                let line = knownHostKey ? "[127.0.0.1]:\(candidate) \(hostPublicKey)\n" : ""
+                try line.write(toFile: knownHosts, atomically: true, encoding: .utf8)
                 return
             }
             kill(pid, SIGTERM)

@@ -17,7 +17,7 @@ private struct MarkerProbe: BootstrapAgentProbe {
 }
 
 /// Real, fresh PKI per run (ClusterCA) and a rendered bundle shaped like the coordinator's.
-private func materials(configuration: String = "{ imports = [ ./hardware-configuration.nix ./nk3-agent.nix ]; }\n")
+func bootstrapTestMaterials(configuration: String = "{ imports = [ ./hardware-configuration.nix ./nk3-agent.nix ]; }\n")
     throws -> (ClosureMaterialSource, AgentTLSMaterial, [String: String])
 {
     let ca = try ClusterCA.create(cluster: "bootstrap-test")
@@ -35,11 +35,13 @@ private func materials(configuration: String = "{ imports = [ ./hardware-configu
     return (ClosureMaterialSource(tls: { _ in tls }, files: { _ in files }), tls, files)
 }
 
-private func bootstrapper(
+func bootstrapTestBootstrapper(
     _ h: SSHDHarness, _ source: ClosureMaterialSource, probe: (any BootstrapAgentProbe)? = nil,
-    key: String? = nil, agentTimeout: Duration = .seconds(30), lines: LineSink = LineSink()
+    key: String? = nil, ssh: SSHOptions? = nil, agentBinary: String? = nil, agentTimeout: Duration = .seconds(30),
+    lines: LineSink = LineSink()
 ) -> NodeBootstrapper {
-    var settings = BootstrapSettings(ssh: h.sshOptions(key: key))
+    var settings = BootstrapSettings(ssh: ssh ?? h.sshOptions(key: key))
+    settings.agentBinary = agentBinary
     settings.remoteRoot = h.root
     settings.requireRoot = geteuid() == 0
     settings.agentTimeout = agentTimeout
@@ -50,7 +52,7 @@ private func bootstrapper(
         logger: Logger(label: "test.bootstrap"), report: { lines.append($0) })
 }
 
-private final class LineSink: @unchecked Sendable {  // guarded by the lock
+final class LineSink: @unchecked Sendable {  // guarded by the lock
     private let lock = NSLock()
     private var storage: [String] = []
     func append(_ s: String) { lock.withLock { storage.append(s) } }
@@ -74,10 +76,10 @@ struct BootstrapSSHTests {
     func enrolThenIdempotent() async throws {
         let h = try SSHDHarness()
         defer { h.stop() }
-        let (source, tls, files) = try materials()
+        let (source, tls, files) = try bootstrapTestMaterials()
         let lines = LineSink()
 
-        let first = try await bootstrapper(h, source, lines: lines).bootstrap(target)
+        let first = try await bootstrapTestBootstrapper(h, source, lines: lines).bootstrap(target)
         guard case .enrolled(_, let backup) = first else {
             Issue.record("expected .enrolled, got \(first)")
             return
@@ -99,7 +101,12 @@ struct BootstrapSSHTests {
         #expect(mode(h.root + "/etc/nixos/configuration.nix") == 0o644)
         let backupDir = try #require(backup)
         #expect(read(backupDir + "/configuration.nix") == SSHDHarness.oldConfiguration)
-        // No staging leftovers, one rebuild, host key recorded (accept-new).
+        // The agent's record of the files nk3 manages: bootstrap's three, not the machine's own.
+        #expect(
+            read(h.root + "/var/lib/nk3-agent/managed-files.json")
+                == #"["configuration.nix","nk3-agent-module.nix","nk3-agent.nix"]"#)
+        #expect(mode(h.root + "/var/lib/nk3-agent/managed-files.json") == 0o600)
+        // No staging leftovers, one rebuild, the host key held to the known_hosts entry.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: h.root + "/var/lib/nk3-agent")
             .filter { $0.hasPrefix(".bootstrap.") }
         #expect(leftovers.isEmpty)
@@ -110,7 +117,7 @@ struct BootstrapSSHTests {
         // Second run: the agent answers, so nothing at all is done.
         let keyTime = mtime(tlsDir + "/agent.key")
         let cfgTime = mtime(h.root + "/etc/nixos/configuration.nix")
-        let second = try await bootstrapper(h, source, lines: lines).bootstrap(target)
+        let second = try await bootstrapTestBootstrapper(h, source, lines: lines).bootstrap(target)
         guard case .alreadyEnrolled = second else {
             Issue.record("expected .alreadyEnrolled, got \(second)")
             return
@@ -126,13 +133,13 @@ struct BootstrapSSHTests {
     func rerunWithFilesInPlace() async throws {
         let h = try SSHDHarness()
         defer { h.stop() }
-        let (source, _, _) = try materials()
-        _ = try await bootstrapper(h, source).bootstrap(target)
+        let (source, _, _) = try bootstrapTestMaterials()
+        _ = try await bootstrapTestBootstrapper(h, source).bootstrap(target)
         try FileManager.default.removeItem(atPath: h.agentMarker)  // the agent "went away"
         let backups = try FileManager.default.contentsOfDirectory(atPath: h.root + "/var/lib/nk3-agent/bootstrap-backup")
         let keyTime = mtime(h.root + "/var/lib/nk3-agent/tls/agent.key")
 
-        let again = try await bootstrapper(h, source).bootstrap(target)
+        let again = try await bootstrapTestBootstrapper(h, source).bootstrap(target)
         guard case .enrolled(_, let backup) = again else {
             Issue.record("expected .enrolled, got \(again)")
             return
@@ -148,14 +155,15 @@ struct BootstrapSSHTests {
     func failedRebuildRestores() async throws {
         let h = try SSHDHarness()
         defer { h.stop() }
-        let (source, _, _) = try materials(configuration: "# NK3_TEST_FAIL_EVAL\n{ imports = [ ./hardware-configuration.nix ]; }\n")
-        let error = await #expect(throws: BootstrapError.self) { try await bootstrapper(h, source).bootstrap(target) }
+        let (source, _, _) = try bootstrapTestMaterials(configuration: "# NK3_TEST_FAIL_EVAL\n{ imports = [ ./hardware-configuration.nix ]; }\n")
+        let error = await #expect(throws: BootstrapError.self) { try await bootstrapTestBootstrapper(h, source).bootstrap(target) }
         #expect(error?.code == .rebuildFailed)
         #expect(error?.message.contains("undefined variable") == true, "the rebuild's own error is shown")
         #expect(error?.message.contains("did not move") == true)
         #expect(read(h.root + "/etc/nixos/configuration.nix") == SSHDHarness.oldConfiguration)
         #expect(!FileManager.default.fileExists(atPath: h.root + "/etc/nixos/nk3-agent.nix"), "files that were new are removed")
         #expect(read(h.root + "/etc/nixos/hardware-configuration.nix") == SSHDHarness.hardwareConfiguration)
+        #expect(!FileManager.default.fileExists(atPath: h.root + "/var/lib/nk3-agent/managed-files.json"), "record as before: none")
     }
 
     @Test("a failed activation that moved the system profile is reported with the fix (docs/UPSTREAM.md#nixos-rebuild)",
@@ -163,8 +171,8 @@ struct BootstrapSSHTests {
     func failedActivationReportsProfile() async throws {
         let h = try SSHDHarness()
         defer { h.stop() }
-        let (source, _, _) = try materials(configuration: "# NK3_TEST_FAIL_ACTIVATION\n{ }\n")
-        let error = await #expect(throws: BootstrapError.self) { try await bootstrapper(h, source).bootstrap(target) }
+        let (source, _, _) = try bootstrapTestMaterials(configuration: "# NK3_TEST_FAIL_ACTIVATION\n{ }\n")
+        let error = await #expect(throws: BootstrapError.self) { try await bootstrapTestBootstrapper(h, source).bootstrap(target) }
         #expect(error?.code == .rebuildFailed)
         #expect(error?.message.contains("exited with status 4") == true)
         #expect(error?.message.contains("system-1-link to system-2-link") == true)
@@ -178,8 +186,8 @@ struct BootstrapSSHTests {
         let h = try SSHDHarness()
         defer { h.stop() }
         try FileManager.default.removeItem(atPath: h.root + "/etc/NIXOS")
-        let (source, _, _) = try materials()
-        let error = await #expect(throws: BootstrapError.self) { try await bootstrapper(h, source).bootstrap(target) }
+        let (source, _, _) = try bootstrapTestMaterials()
+        let error = await #expect(throws: BootstrapError.self) { try await bootstrapTestBootstrapper(h, source).bootstrap(target) }
         #expect(error?.code == .notNixOS)
         #expect(!FileManager.default.fileExists(atPath: h.root + "/var/lib/nk3-agent"))
         #expect(read(h.root + "/etc/nixos/configuration.nix") == SSHDHarness.oldConfiguration)
@@ -192,8 +200,8 @@ struct BootstrapSSHTests {
         let h = try SSHDHarness()
         defer { h.stop() }
         try FileManager.default.removeItem(atPath: h.root + "/etc/nixos/hardware-configuration.nix")
-        let (source, _, _) = try materials()
-        let error = await #expect(throws: BootstrapError.self) { try await bootstrapper(h, source).bootstrap(target) }
+        let (source, _, _) = try bootstrapTestMaterials()
+        let error = await #expect(throws: BootstrapError.self) { try await bootstrapTestBootstrapper(h, source).bootstrap(target) }
         #expect(error?.code == .missingHardwareConfiguration)
         #expect(error?.message.contains("nixos-generate-config") == true)
         #expect(!FileManager.default.fileExists(atPath: h.root + "/var/lib/nk3-agent"))
@@ -206,9 +214,9 @@ struct BootstrapSSHTests {
         defer { h.stop() }
         let otherKey = h.dir + "/other_key"
         try SSHDHarness.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", otherKey])
-        let (source, _, _) = try materials()
+        let (source, _, _) = try bootstrapTestMaterials()
         let error = await #expect(throws: BootstrapError.self) {
-            try await bootstrapper(h, source, key: otherKey).bootstrap(target)
+            try await bootstrapTestBootstrapper(h, source, key: otherKey).bootstrap(target)
         }
         #expect(error?.code == .sshFailed)
         #expect(error?.message.contains("Permission denied") == true)
@@ -223,9 +231,9 @@ struct BootstrapSSHTests {
         struct Silent: BootstrapAgentProbe {
             func probe(_ target: BootstrapTarget) async -> AgentProbeResult { .noAnswer("connection refused") }
         }
-        let (source, _, _) = try materials()
+        let (source, _, _) = try bootstrapTestMaterials()
         let error = await #expect(throws: BootstrapError.self) {
-            try await bootstrapper(h, source, probe: Silent(), agentTimeout: .milliseconds(300)).bootstrap(target)
+            try await bootstrapTestBootstrapper(h, source, probe: Silent(), agentTimeout: .milliseconds(300)).bootstrap(target)
         }
         #expect(error?.code == .agentTimeout)
         #expect(error?.message.contains("journalctl -u nk3-agent") == true)
@@ -265,7 +273,7 @@ struct BootstrapSessionTests {
         #expect(session.bootstrapTarget("127.0.0.1") == target, "an address names the node too")
 
         let materials = SessionBootstrapMaterials(session: session)
-        let outcome = try await bootstrapper(h, ClosureMaterialSource(
+        let outcome = try await bootstrapTestBootstrapper(h, ClosureMaterialSource(
             tls: { try await materials.tlsMaterial(for: $0) },
             files: { try await materials.configurationFiles(for: $0) })).bootstrap(target)
         guard case .enrolled = outcome else {

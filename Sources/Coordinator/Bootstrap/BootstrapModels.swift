@@ -8,12 +8,19 @@ public struct BootstrapTarget: Sendable, Hashable, CustomStringConvertible {
     public var address: String
     /// The agent's mTLS port (inventory `agent_port`, default 7443).
     public var agentPort: Int
+    /// The node's pinned ssh host key or its fingerprint (inventory hostvar `ssh_host_key`, see `SSHHostKeyPin`);
+    /// nil: the known_hosts file must hold it (or trust-on-first-use was chosen).
+    public var sshHostKey: String?
+    /// The `system.stateVersion` bootstrap found in the machine's /etc/nixos (set by bootstrap after its
+    /// read-only preflight, before the configuration is rendered); nil if none was found or not looked yet.
+    public var machineStateVersion: String?
 
     /// Makes a target.
-    public init(name: String, address: String, agentPort: Int = 7443) {
+    public init(name: String, address: String, agentPort: Int = 7443, sshHostKey: String? = nil) {
         self.name = name
         self.address = address
         self.agentPort = agentPort
+        self.sshHostKey = sshHostKey
     }
 
     public var description: String { name == address ? name : "\(name) (\(address))" }
@@ -58,6 +65,8 @@ public struct BootstrapError: Error, Sendable, Hashable, CustomStringConvertible
         case invalidInput = "invalid_input"
         /// `ssh`/`scp` could not be run, could not connect or authenticate.
         case sshFailed = "ssh_failed"
+        /// The node's ssh host key is not known, does not match the pinned key, or changed: nothing was sent.
+        case hostKey = "host_key"
         /// A remote step exited non-zero.
         case remoteCommandFailed = "remote_command_failed"
         /// The machine is not NixOS (no /etc/NIXOS).

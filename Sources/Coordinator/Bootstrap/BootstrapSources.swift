@@ -14,21 +14,33 @@ public protocol BootstrapMaterialSource: Sendable {
     /// The files to land in /etc/nixos (name → content). Must contain configuration.nix. Any
     /// hardware-configuration.nix in it is ignored: the machine's own is kept.
     func configurationFiles(for target: BootstrapTarget) async throws -> [String: String]
+    /// The k3s join token to place at `PlacedFile.k3sTokenPath` (0600), or nil for none.
+    func k3sToken(for target: BootstrapTarget) async throws -> String?
+}
+
+extension BootstrapMaterialSource {
+    /// No token by default.
+    public func k3sToken(for target: BootstrapTarget) async throws -> String? { nil }
 }
 
 /// A `BootstrapMaterialSource` made of two closures, for wiring.
 public struct ClosureMaterialSource: BootstrapMaterialSource {
     private let tls: @Sendable (BootstrapTarget) async throws -> AgentTLSMaterial
     private let files: @Sendable (BootstrapTarget) async throws -> [String: String]
+    private let token: @Sendable (BootstrapTarget) async throws -> String?
 
     /// Makes a source from closures.
     public init(
         tls: @escaping @Sendable (BootstrapTarget) async throws -> AgentTLSMaterial,
-        files: @escaping @Sendable (BootstrapTarget) async throws -> [String: String]
+        files: @escaping @Sendable (BootstrapTarget) async throws -> [String: String],
+        token: @escaping @Sendable (BootstrapTarget) async throws -> String? = { _ in nil }
     ) {
         self.tls = tls
         self.files = files
+        self.token = token
     }
+
+    public func k3sToken(for target: BootstrapTarget) async throws -> String? { try await token(target) }
 
     public func tlsMaterial(for target: BootstrapTarget) async throws -> AgentTLSMaterial { try await tls(target) }
     public func configurationFiles(for target: BootstrapTarget) async throws -> [String: String] {

@@ -22,11 +22,47 @@ public struct SessionBootstrapMaterials: BootstrapMaterialSource {
             caCertificatePEM: try SecureFiles.readText(pki.caCertificatePath))
     }
 
+    /// The node's bundle. The machine's `system.stateVersion` (found by bootstrap's preflight) must agree with
+    /// the inventory's (`state_version`, the node's hostvar or the top-level key); where the inventory has none,
+    /// the machine's is given to the template as the node's `state_version` hostvar, so that the first
+    /// configuration keeps the release the machine was installed with (nixpkgs nixos/modules/misc/version.nix).
     public func configurationFiles(for target: BootstrapTarget) async throws -> [String: String] {
-        guard let files = try session.render()[target.name] else {
+        var inventory = session.inventory
+        guard let index = inventory.nodes.firstIndex(where: { $0.name == target.name }) else {
+            throw BootstrapError(.invalidInput, node: target.name, "\(target.name) is not in the inventory")
+        }
+        let node = inventory.nodes[index]
+        let declared = (node[hostvar: "state_version"] ?? inventory.topLevel.first { $0.key == "state_version" }?.value)?
+            .stringValue
+        if let machine = target.machineStateVersion {
+            if let declared, declared != machine {
+                throw BootstrapError(
+                    .invalidInput, node: target.name,
+                    "the inventory says state_version \"\(declared)\" but the machine's configuration sets "
+                        + "system.stateVersion = \"\(machine)\"; a machine keeps the release it was installed with: "
+                        + "set state_version: \"\(machine)\" for \(target.name) in the inventory")
+            }
+            if declared == nil {
+                inventory.nodes[index].hostvars.append(InventoryEntry(key: "state_version", value: .string(machine)))
+            }
+        }
+        let rendered: [String: [String: String]]
+        do {
+            rendered = try BundleRenderer.load(inventory: inventory, signingPublicKeys: [session.signingPublicKey])
+                .renderAll()
+        } catch {
+            throw BootstrapError(.materials, node: target.name, "cannot render the node's configuration: \(error)")
+        }
+        guard let files = rendered[target.name] else {
             throw BootstrapError(.invalidInput, node: target.name, "\(target.name) is not in the inventory")
         }
         return files
+    }
+
+    /// The inventory's `join_token`, placed on the node for k3s's `tokenFile` (never in the Nix store or a bundle).
+    public func k3sToken(for target: BootstrapTarget) async throws -> String? {
+        let token = session.inventory.joinToken
+        return token.isEmpty ? nil : token
     }
 }
 
@@ -46,10 +82,11 @@ public struct SessionAgentProbe: BootstrapAgentProbe {
 
 extension ClusterSession {
     /// The bootstrap target of an inventory node given by name or address (agent port from the session's client,
-    /// which honours a per-node `agent_port` hostvar).
+    /// which honours a per-node `agent_port` hostvar; pinned ssh host key from the `ssh_host_key` hostvar).
     public func bootstrapTarget(_ nameOrAddress: String) -> BootstrapTarget? {
         guard let node = inventory.node(nameOrAddress) else { return nil }
         return BootstrapTarget(
-            name: node.name, address: node.address, agentPort: clients[node.name]?.endpoint.port ?? inventory.agentPort)
+            name: node.name, address: node.address, agentPort: clients[node.name]?.endpoint.port ?? inventory.agentPort,
+            sshHostKey: node[hostvar: "ssh_host_key"]?.stringValue)
     }
 }

@@ -21,6 +21,9 @@ public struct BootstrapSettings: Sendable {
     public var agentPollInterval: Duration = .milliseconds(250)
     /// Longest pause between agent probes.
     public var maxAgentPollInterval: Duration = .seconds(5)
+    /// A release nk3-agent binary to copy to the node (`PlacedFile.agentBinaryPath`, 0755), which the generated
+    /// nk3-agent.nix wraps (nix/agent-binary.nix); nil copies none (a flake or package supplies the agent).
+    public var agentBinary: String?
 
     /// Settings with the given ssh options and defaults for the rest.
     public init(ssh: SSHOptions = SSHOptions()) { self.ssh = ssh }
@@ -36,13 +39,13 @@ public struct NodeBootstrapper: Sendable {
     /// Files of the TLS directory, in install order.
     static let tlsNames = ["agent.crt", "agent.key", "ca.crt"]
 
-    private let settings: BootstrapSettings
-    private let materials: any BootstrapMaterialSource
+    let settings: BootstrapSettings
+    let materials: any BootstrapMaterialSource
     private let probe: any BootstrapAgentProbe
     private let logger: Logger
     private let report: @Sendable (String) -> Void
     private let scripts: RemoteScripts
-    private let transport: SSHTransport
+    private var transport: SSHTransport
 
     /// Makes a bootstrapper. `report` receives one human-readable line per step.
     public init(
@@ -62,7 +65,6 @@ public struct NodeBootstrapper: Sendable {
     public func bootstrap(_ target: BootstrapTarget) async throws(BootstrapError) -> BootstrapOutcome {
         var log = logger
         log[metadataKey: "bootstrap.node"] = "\(target.name)"
-        let node = target.name
 
         // 1. Already enrolled? Then do nothing at all.
         if case .answers(let summary) = await probe.probe(target) {
@@ -70,33 +72,59 @@ public struct NodeBootstrapper: Sendable {
             return .alreadyEnrolled(agentSummary: summary)
         }
 
-        // 2. What to ship.
+        // 2. Whose host key is trusted: a pinned key gets a one-entry known_hosts file for this run.
+        var pinned = self
+        let pin = try await pinnedKnownHosts(target)
+        defer { pin?.remove() }
+        pinned.transport.pinnedKnownHosts = pin.map { $0.path + "/known_hosts" }
+        return try await pinned.enrol(target, log: log)
+    }
+
+    /// Steps 3–7 of `bootstrap`, with the host key policy settled.
+    private func enrol(_ target: BootstrapTarget, log: Logger) async throws(BootstrapError) -> BootstrapOutcome {
+        var target = target
+        let node = target.name
+        // 3. Look at the machine (reads only).
+        let placed = try await placedContents(target)
+        let facts = try await preflight(target, placed: placed.map(\.file))
+        target.machineStateVersion = facts.stateVersion
+
+        // 4. What to ship (rendered knowing the machine's system.stateVersion).
         let (tls, files) = try await gatherMaterials(target)
         let configNames = files.keys.sorted()
+        if !facts.hasHardwareConfiguration && files["configuration.nix"]!.contains("hardware-configuration.nix") {
+            throw BootstrapError(
+                .missingHardwareConfiguration, node: node,
+                "configuration.nix imports ./hardware-configuration.nix but the node has none in /etc/nixos; "
+                    + "run `nixos-generate-config` on the node, then bootstrap again")
+        }
+        report(
+            "\(target): reachable over ssh as \(settings.ssh.user); NixOS; hardware-configuration.nix kept; "
+                + "system.stateVersion \(facts.stateVersion.map { "\"\($0)\"" } ?? "not found in /etc/nixos")")
 
-        // 3. Look at the machine (reads only).
-        let facts = try await preflight(target, configNames: configNames, configuration: files["configuration.nix"]!)
-        report("\(target): reachable over ssh as \(settings.ssh.user); NixOS; hardware-configuration.nix kept")
-
-        // 4. Land what differs.
+        // 5. Land what differs.
         let tlsSame = tls.files.allSatisfy { name, content in
             facts.tlsFiles[name]?.sha256 == sha256Hex(content) && facts.tlsFiles[name]?.mode == "600"
         }
         let configSame = files.allSatisfy { facts.configFiles[$0.key] == sha256Hex($0.value) }
+        let placedSame = placed.allSatisfy { p in
+            facts.placedFiles[p.file.stagedName]?.sha256 == p.sha256 && facts.placedFiles[p.file.stagedName]?.mode == p.file.mode
+        }
         var backupStamp: String?
         var backupDirectory: String?
-        if tlsSame && configSame {
+        if tlsSame && configSame && placedSame {
             report("\(target): TLS files and configuration already in place; running nixos-rebuild switch again")
         } else {
             let stamp = Self.backupStamp()
-            backupDirectory = try await land(target, tls: tls, files: files, stamp: stamp)
+            backupDirectory = try await land(target, tls: tls, files: files, placed: placed, stamp: stamp)
             backupStamp = stamp
             report(
-                "\(target): TLS files installed in \(RemoteScripts.tlsDirectory) (0600); landed "
+                "\(target): TLS files installed in \(RemoteScripts.tlsDirectory) (0600)"
+                    + placed.map { "; \($0.file.path) (\($0.file.mode))" }.joined() + "; landed "
                     + configNames.joined(separator: ", ") + " in /etc/nixos (previous files in \(backupDirectory!))")
         }
 
-        // 5. Rebuild.
+        // 6. Rebuild.
         report("\(target): nixos-rebuild switch …")
         log.info("running nixos-rebuild switch")
         let rebuild = try await run(scripts.rebuildSwitch(), on: target, timeout: settings.rebuildTimeout, step: "nixos-rebuild switch")
@@ -115,13 +143,50 @@ public struct NodeBootstrapper: Sendable {
         }
         report("\(target): nixos-rebuild switch succeeded")
 
-        // 6. Wait for the agent.
+        // 7. Wait for the agent.
         let summary = try await waitForAgent(target)
         report("\(target): nk3-agent answers over mTLS (\(summary)): enrolled")
         return .enrolled(agentSummary: summary, backupDirectory: backupDirectory)
     }
 
     // MARK: steps
+
+    /// For a node with a pinned host key (`BootstrapTarget.sshHostKey`): a private scratch directory holding
+    /// `known_hosts` with that key only. A fingerprint pin asks the node for its keys with ssh-keyscan first and
+    /// refuses (before anything is sent) when none matches. Nil when nothing is pinned.
+    private func pinnedKnownHosts(_ target: BootstrapTarget) async throws(BootstrapError) -> LocalScratch? {
+        guard let text = target.sshHostKey else { return nil }
+        let pin = try SSHHostKeyPin(parsing: text, node: target.name)
+        var offered: [(type: String, blob: String)] = []
+        if case .fingerprint = pin {
+            let scan: LocalProcessResult
+            do {
+                scan = try await LocalProcess.run(
+                    settings.ssh.keyscanCommand,
+                    ["-p", String(settings.ssh.port), "-T", String(settings.ssh.connectTimeoutSeconds), target.address],
+                    stdinFile: nil, timeout: settings.stepTimeout)
+            } catch {
+                throw BootstrapError(.sshFailed, node: target.name, "cannot run ssh-keyscan: \(error)")
+            }
+            offered = SSHHostKeyPin.scannedKeys(scan.stdout)
+        }
+        guard let line = pin.knownHostsLine(alias: SSHOptions.hostKeyAlias, offered: offered) else {
+            let seen = offered.compactMap { SSHHostKeyPin.fingerprint(ofBlob: $0.blob) }
+            throw BootstrapError(
+                .hostKey, node: target.name,
+                "no host key of \(target.address) matches the inventory's ssh_host_key (\(text)); the node offered "
+                    + (seen.isEmpty ? "none" : seen.joined(separator: ", "))
+                    + ". Nothing was sent. Check the fingerprint on the node's console (ssh-keygen -lf "
+                    + "/etc/ssh/ssh_host_ed25519_key.pub)")
+        }
+        do {
+            let scratch = try LocalScratch()
+            _ = try scratch.write("known_hosts", line + "\n", permissions: 0o600)
+            return scratch
+        } catch {
+            throw BootstrapError(.local, node: target.name, "cannot write the pinned known_hosts file: \(error)")
+        }
+    }
 
     private func gatherMaterials(_ target: BootstrapTarget) async throws(BootstrapError) -> (
         AgentTLSMaterial, [String: String]
@@ -158,12 +223,10 @@ public struct NodeBootstrapper: Sendable {
         return (tls, files)
     }
 
-    private func preflight(_ target: BootstrapTarget, configNames: [String], configuration: String)
-        async throws(BootstrapError) -> RemoteFacts
-    {
+    private func preflight(_ target: BootstrapTarget, placed: [PlacedFile]) async throws(BootstrapError) -> RemoteFacts {
         let node = target.name
         let result = try await run(
-            scripts.preflight(configNames: configNames), on: target, timeout: settings.stepTimeout, step: "preflight")
+            scripts.preflight(placed: placed), on: target, timeout: settings.stepTimeout, step: "preflight")
         guard result.exitCode == 0, let facts = RemoteFacts(preflightOutput: result.stdout) else {
             throw BootstrapError(
                 .remoteCommandFailed, node: node,
@@ -183,19 +246,13 @@ public struct NodeBootstrapper: Sendable {
         guard facts.hasNixosRebuild else {
             throw BootstrapError(.notNixOS, node: node, "nixos-rebuild is not on root's PATH on \(target.address)")
         }
-        if !facts.hasHardwareConfiguration && configuration.contains("hardware-configuration.nix") {
-            throw BootstrapError(
-                .missingHardwareConfiguration, node: node,
-                "configuration.nix imports ./hardware-configuration.nix but the node has none in /etc/nixos; "
-                    + "run `nixos-generate-config` on the node, then bootstrap again")
-        }
         return facts
     }
 
     /// Stages, copies and installs; returns the remote backup directory.
-    private func land(_ target: BootstrapTarget, tls: AgentTLSMaterial, files: [String: String], stamp: String)
-        async throws(BootstrapError) -> String
-    {
+    private func land(
+        _ target: BootstrapTarget, tls: AgentTLSMaterial, files: [String: String], placed: [PlacedContent], stamp: String
+    ) async throws(BootstrapError) -> String {
         let node = target.name
         let made = try await run(scripts.makeStaging(), on: target, timeout: settings.stepTimeout, step: "staging")
         let staging = made.stdout.split(separator: "\n").last.map(String.init) ?? ""
@@ -216,6 +273,7 @@ public struct NodeBootstrapper: Sendable {
             for (name, content) in files.sorted(by: { $0.key < $1.key }) {
                 paths.append(try local.write(name, content, permissions: 0o600))
             }
+            for p in placed { paths.append(try p.stage(in: local)) }
         } catch {
             _ = try? await run(scripts.removeStaging(staging), on: target, timeout: settings.stepTimeout, step: "cleanup")
             throw BootstrapError(.local, node: node, "cannot stage files locally: \(error)")
@@ -237,7 +295,8 @@ public struct NodeBootstrapper: Sendable {
 
         let installed = try await run(
             scripts.install(
-                staging: staging, tlsNames: Self.tlsNames, configNames: files.keys.sorted(), backupStamp: stamp),
+                staging: staging, tlsNames: Self.tlsNames, configNames: files.keys.sorted(), placed: placed.map(\.file),
+                backupStamp: stamp),
             on: target, timeout: settings.stepTimeout, step: "install")
         guard installed.exitCode == 0, let backup = RemoteScripts.parseFacts(installed.stdout)["backup"] else {
             _ = try? await run(scripts.removeStaging(staging), on: target, timeout: settings.stepTimeout, step: "cleanup")
@@ -317,6 +376,14 @@ public struct NodeBootstrapper: Sendable {
             throw BootstrapError(.sshFailed, node: target.name, "cannot run ssh: \(error)")
         }
         // 255 is ssh's own failure (connect, authenticate, host key); the remote scripts never exit 255.
+        if result.exitCode == 255 && result.stderr.contains("Host key verification failed") {
+            throw BootstrapError(
+                .hostKey, node: target.name,
+                "the ssh host key of \(target.address) is not known or does not match (ssh: "
+                    + Self.tail(result.stderr, lines: 3) + "); nothing was sent. Add the node's key to --known-hosts, "
+                    + "pin it in the inventory (hostvar ssh_host_key: the public key or its SHA256 fingerprint), or, "
+                    + "on a network you trust, pass --trust-first-use")
+        }
         if result.exitCode == 255 && step != "nixos-rebuild switch" {
             throw BootstrapError(
                 .sshFailed, node: target.name,

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 
 /// The POSIX sh scripts bootstrap runs on a node (through `ssh … sh -s`), and the parsing of their answers.
 /// Pure text in, text out: tested without a network.
@@ -16,6 +17,9 @@ public struct RemoteScripts: Sendable, Hashable {
     public static let configDirectory = "/etc/nixos"
     /// Backups of the files bootstrap replaced, one directory per run.
     public static let backupDirectory = "/var/lib/nk3-agent/bootstrap-backup"
+    /// The agent's record of the files nk3 manages in /etc/nixos (a JSON array of names, read by the agent's
+    /// NixOS backend: the files it reports and diffs, and those a later bundle may drop).
+    public static let managedFilesRecord = "/var/lib/nk3-agent/managed-files.json"
     /// The file NixOS creates on every installed system (stage-2 and the installer create /etc/NIXOS).
     public static let nixosMarker = "/etc/NIXOS"
     /// The system profile (docs/UPSTREAM.md#generations).
@@ -53,9 +57,19 @@ public struct RemoteScripts: Sendable, Hashable {
     // MARK: preflight (reads only)
 
     /// Reads what bootstrap must know and changes nothing: uid, NixOS or not, hardware-configuration.nix,
-    /// nixos-rebuild on PATH, the system profile, and SHA-256 of the TLS and configuration files present.
-    public func preflight(configNames: [String]) -> String {
-        header + """
+    /// nixos-rebuild on PATH, the system profile, SHA-256 of the TLS files, of every file in /etc/nixos and of
+    /// the `placed` files, and the `system.stateVersion` the machine's configuration sets (the first
+    /// uncommented `system.stateVersion = "NN.NN"` in a .nix file under /etc/nixos; the NixOS installer writes
+    /// it into configuration.nix, nixpkgs nixos/modules/installer/tools/tools.nix).
+    public func preflight(placed: [PlacedFile] = []) -> String {
+        let placedLines = placed.map { f in
+            """
+            p="$ROOT\(f.path)"
+            if [ -f "$p" ]; then echo "placed.\(f.stagedName)=$(sha256sum < "$p" | cut -d' ' -f1) $(stat -c %a "$p")"; fi
+
+            """
+        }.joined()
+        return header + placedLines + """
             echo "uid=$(id -u)"
             if [ -e "$ROOT\(Self.nixosMarker)" ]; then echo nixos=yes; else echo nixos=no; fi
             if [ -f "$ROOT\(Self.configDirectory)/hardware-configuration.nix" ]; then echo hardware=yes; else echo hardware=no; fi
@@ -65,10 +79,12 @@ public struct RemoteScripts: Sendable, Hashable {
               p="$ROOT\(Self.tlsDirectory)/$f"
               if [ -f "$p" ]; then echo "tls.$f=$(sha256sum < "$p" | cut -d' ' -f1) $(stat -c %a "$p")"; fi
             done
-            for f in \(configNames.map(Self.quote).joined(separator: " ")); do
-              p="$ROOT\(Self.configDirectory)/$f"
-              if [ -f "$p" ]; then echo "config.$f=$(sha256sum < "$p" | cut -d' ' -f1)"; fi
+            for p in "$ROOT\(Self.configDirectory)"/*; do
+              if [ -f "$p" ]; then echo "config.$(basename "$p")=$(sha256sum < "$p" | cut -d' ' -f1)"; fi
             done
+            sv=$(grep -rhE --include='*.nix' 'system[.]stateVersion *= *"[0-9][0-9][.][0-9][0-9]"' "$ROOT\(Self.configDirectory)" 2>/dev/null \\
+              | sed -nE 's/^[^#]*system[.]stateVersion *= *"([0-9][0-9][.][0-9][0-9])".*/\\1/p' | head -n 1 || true)
+            echo "stateversion=$sv"
             echo preflight=done
 
             """
@@ -96,10 +112,26 @@ public struct RemoteScripts: Sendable, Hashable {
     /// Installs the staged files: TLS files into the TLS directory (0600, directory 0700), configuration files
     /// into /etc/nixos (0644) after backing up the ones they replace (names of files that did not exist go to
     /// `.absent`). Each file is renamed into place from a temporary name in its own directory, so a reader sees
-    /// the old or the new file, never a partial one.
-    public func install(staging: String, tlsNames: [String], configNames: [String], backupStamp: String) -> String {
+    /// the old or the new file, never a partial one. Then records the landed names in the agent's managed-file
+    /// record (merged with any record already there; the previous record is backed up too), so that the
+    /// agent's first apply knows which files are nk3's.
+    public func install(
+        staging: String, tlsNames: [String], configNames: [String], placed: [PlacedFile] = [], backupStamp: String
+    ) -> String {
         let tls = tlsNames.map(Self.quote).joined(separator: " ")
         let cfg = configNames.map(Self.quote).joined(separator: " ")
+        let placedLines = placed.map { f in
+            let dir = Self.quote(PathName.deletingLastComponent(f.path))
+            let name = Self.quote(PathName.lastComponent(f.path))
+            return """
+                mkdir -p "$ROOT"\(dir)
+                chmod \(f.directoryMode) "$ROOT"\(dir)
+                cp "$STAGE/\(f.stagedName)" "$ROOT"\(dir)/.\(name).nk3-new
+                chmod \(f.mode) "$ROOT"\(dir)/.\(name).nk3-new
+                mv -f "$ROOT"\(dir)/.\(name).nk3-new "$ROOT"\(dir)/\(name)
+
+                """
+        }.joined()
         return header + """
             STAGE=\(Self.quote(staging))
             TLS="$ROOT\(Self.tlsDirectory)"
@@ -112,6 +144,7 @@ public struct RemoteScripts: Sendable, Hashable {
               mv -f "$STAGE/$f" "$TLS/.$f.nk3-new"
               mv -f "$TLS/.$f.nk3-new" "$TLS/$f"
             done
+            \(placedLines)
             mkdir -p "$BACKUP" "$CFG"
             : > "$BACKUP/.absent"
             for f in \(cfg); do
@@ -122,13 +155,24 @@ public struct RemoteScripts: Sendable, Hashable {
               chmod 0644 "$CFG/.$f.nk3-new"
               mv -f "$CFG/.$f.nk3-new" "$CFG/$f"
             done
+            RECORD="$ROOT\(Self.managedFilesRecord)"
+            if [ -e "$RECORD" ]; then cp -p "$RECORD" "$BACKUP/.managed-files.json"; fi
+            # Names are plain ([A-Za-z0-9._-]): the JSON array's names are its quoted words.
+            { if [ -f "$RECORD" ]; then tr -c 'A-Za-z0-9._-' '\\n' < "$RECORD"; fi
+              for f in \(cfg); do echo "$f"; done; } | grep -v '^$' | LC_ALL=C sort -u > "$STAGE.names"
+            { printf '['; sep=''; while read -r n; do printf '%s"%s"' "$sep" "$n"; sep=','; done < "$STAGE.names"; printf ']'; } \\
+              > "$RECORD.nk3-new"
+            chmod 0600 "$RECORD.nk3-new"
+            mv -f "$RECORD.nk3-new" "$RECORD"
+            rm -f "$STAGE.names"
             rm -rf "$STAGE"
             echo "backup=$BACKUP"
 
             """
     }
 
-    /// Puts back the configuration files saved by `install` (and removes those that did not exist before).
+    /// Puts back the configuration files saved by `install` (and removes those that did not exist before), and
+    /// the managed-file record as it was.
     public func restore(configNames: [String], backupStamp: String) -> String {
         let cfg = configNames.map(Self.quote).joined(separator: " ")
         return header + """
@@ -142,6 +186,13 @@ public struct RemoteScripts: Sendable, Hashable {
                 rm -f "$CFG/$f"
               fi
             done
+            RECORD="$ROOT\(Self.managedFilesRecord)"
+            if [ -e "$BACKUP/.managed-files.json" ]; then
+              cp -p "$BACKUP/.managed-files.json" "$RECORD.nk3-old"
+              mv -f "$RECORD.nk3-old" "$RECORD"
+            else
+              rm -f "$RECORD"
+            fi
             echo "profile=$(readlink "$ROOT\(Self.systemProfile)" 2>/dev/null || true)"
             echo restored=yes
 
@@ -173,6 +224,39 @@ public struct RemoteScripts: Sendable, Hashable {
     }
 }
 
+/// A file bootstrap places outside /etc/nixos, copied like the TLS files: the agent binary, the k3s token.
+public struct PlacedFile: Sendable, Hashable {
+    /// Its name in the staging directory (a plain name).
+    public var stagedName: String
+    /// Absolute path on the node (under the remote root).
+    public var path: String
+    /// Octal permission bits of the file, as chmod takes them ("600").
+    public var mode: String
+    /// Octal permission bits of its directory.
+    public var directoryMode: String
+
+    /// Makes one.
+    public init(stagedName: String, path: String, mode: String, directoryMode: String) {
+        self.stagedName = stagedName
+        self.path = path
+        self.mode = mode
+        self.directoryMode = directoryMode
+    }
+
+    /// Where `nk3 bootstrap` puts the agent binary; the generated nk3-agent.nix wraps it
+    /// (nix/agent-binary.nix patches its interpreter and rpath to the node's glibc).
+    public static let agentBinaryPath = "/var/lib/nk3-agent/bin/nk3-agent"
+    /// Where `nk3 bootstrap` puts the k3s join token (root only); the default template gives it to k3s as
+    /// `services.k3s.tokenFile`, so the token is neither in the Nix store nor in a bundle.
+    public static let k3sTokenPath = "/etc/nk3/k3s-token"
+
+    /// The agent binary: 0755 in a 0755 directory inside the 0700 state directory.
+    public static let agentBinary = PlacedFile(
+        stagedName: "nk3-agent", path: agentBinaryPath, mode: "755", directoryMode: "755")
+    /// The k3s token: 0600 in a 0755 /etc/nk3.
+    public static let k3sToken = PlacedFile(stagedName: "k3s-token", path: k3sTokenPath, mode: "600", directoryMode: "755")
+}
+
 /// A TLS file found on a node.
 public struct RemoteFileInfo: Sendable, Hashable {
     /// Hex SHA-256 of the content.
@@ -195,8 +279,12 @@ public struct RemoteFacts: Sendable, Hashable {
     public var systemProfile: String
     /// TLS file name → hash and mode.
     public var tlsFiles: [String: RemoteFileInfo]
-    /// Configuration file name → hex SHA-256.
+    /// Configuration file name → hex SHA-256 (every regular file in /etc/nixos).
     public var configFiles: [String: String]
+    /// Placed file (staged name) → hash and mode.
+    public var placedFiles: [String: RemoteFileInfo]
+    /// The `system.stateVersion` found in the machine's configuration, if any.
+    public var stateVersion: String?
 
     /// Parses the preflight output; nil if it did not run to the end.
     public init?(preflightOutput: String) {
@@ -209,15 +297,23 @@ public struct RemoteFacts: Sendable, Hashable {
         systemProfile = facts["profile"] ?? ""
         var tls: [String: RemoteFileInfo] = [:]
         var cfg: [String: String] = [:]
+        var placed: [String: RemoteFileInfo] = [:]
+        func info(_ v: String) -> RemoteFileInfo {
+            let parts = v.split(separator: " ").map(String.init)
+            return RemoteFileInfo(sha256: parts.first ?? "", mode: parts.dropFirst().first ?? "")
+        }
         for (k, v) in facts {
             if k.hasPrefix("tls.") {
-                let parts = v.split(separator: " ").map(String.init)
-                tls[String(k.dropFirst(4))] = RemoteFileInfo(sha256: parts.first ?? "", mode: parts.dropFirst().first ?? "")
+                tls[String(k.dropFirst(4))] = info(v)
             } else if k.hasPrefix("config.") {
                 cfg[String(k.dropFirst(7))] = v
+            } else if k.hasPrefix("placed.") {
+                placed[String(k.dropFirst(7))] = info(v)
             }
         }
         tlsFiles = tls
         configFiles = cfg
+        placedFiles = placed
+        stateVersion = facts["stateversion"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }

@@ -14,9 +14,15 @@ public struct SSHOptions: Sendable, Hashable {
     public var port: Int = 22
     /// Private key (`-i`, like the Python tool's `--private-key`); nil uses ssh's defaults and agent.
     public var identityFile: String?
-    /// known_hosts file (`UserKnownHostsFile`); nil uses ssh's default. New hosts are accepted and recorded
-    /// (`StrictHostKeyChecking=accept-new`); a CHANGED host key is refused.
+    /// known_hosts file (`UserKnownHostsFile`); nil uses ssh's default (`~/.ssh/known_hosts`). The node's host
+    /// key must be in it (`StrictHostKeyChecking=yes`) unless the node's key is pinned (`BootstrapTarget
+    /// .sshHostKey`) or `trustOnFirstUse` is on.
     public var knownHostsFile: String?
+    /// Trust-on-first-use, an explicit opt-in: a host not in the known_hosts file is accepted and its key
+    /// recorded there (`StrictHostKeyChecking=accept-new`). Off by default: bootstrap sends the agent's private
+    /// key over this connection, so the first connection must already be authenticated. A CHANGED key is
+    /// refused either way.
+    public var trustOnFirstUse = false
     /// ssh_config file (`-F`); nil reads the user's ~/.ssh/config as usual.
     public var configFile: String?
     /// Seconds to wait for the TCP connection.
@@ -25,6 +31,8 @@ public struct SSHOptions: Sendable, Hashable {
     public var sshCommand: String = "ssh"
     /// The `scp` program.
     public var scpCommand: String = "scp"
+    /// The `ssh-keyscan` program (asks a node for its host keys when the inventory pins a fingerprint).
+    public var keyscanCommand: String = "ssh-keyscan"
     /// Further `-o Key=Value` options.
     public var extraOptions: [String] = []
 
@@ -32,21 +40,35 @@ public struct SSHOptions: Sendable, Hashable {
     public init() {}
 
     /// `-o` options shared by ssh and scp. BatchMode: never prompt (no passwords, no host-key questions).
-    var commonOptions: [String] {
+    /// `pinnedKnownHosts`: a known_hosts file holding only the node's pinned key under the alias `hostKeyAlias`;
+    /// when given, it is the only file consulted and the key must match it.
+    func commonOptions(pinnedKnownHosts: String? = nil) -> [String] {
         var o = [
             "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "StrictHostKeyChecking=\(pinnedKnownHosts == nil && trustOnFirstUse ? "accept-new" : "yes")",
             "-o", "ConnectTimeout=\(connectTimeoutSeconds)",
             "-o", "ServerAliveInterval=15",
             "-o", "ServerAliveCountMax=4",
             "-o", "LogLevel=ERROR",
         ]
         if let configFile { o = ["-F", configFile] + o }
-        if let knownHostsFile { o += ["-o", "UserKnownHostsFile=\(knownHostsFile)"] }
+        if let pinnedKnownHosts {
+            o += [
+                "-o", "UserKnownHostsFile=\(pinnedKnownHosts)", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "HostKeyAlias=\(Self.hostKeyAlias)",
+            ]
+        } else if let knownHostsFile {
+            o += ["-o", "UserKnownHostsFile=\(knownHostsFile)"]
+        }
         if let identityFile { o += ["-i", identityFile, "-o", "IdentitiesOnly=yes"] }
         for extra in extraOptions { o += ["-o", extra] }
         return o
     }
+}
+
+extension SSHOptions {
+    /// The name a pinned key is filed under in the one-entry known_hosts file (`HostKeyAlias`).
+    static let hostKeyAlias = "nk3-pinned-host"
 }
 
 /// What a finished local process left behind.
@@ -61,6 +83,8 @@ struct LocalProcessResult: Sendable {
 /// child), stdin comes from a file or /dev/null.
 struct SSHTransport: Sendable {
     var options: SSHOptions
+    /// A known_hosts file with the node's pinned key only (see `SSHHostKeyPin`); nil: `options` decide.
+    var pinnedKnownHosts: String?
 
     /// Runs `script` with `sh -s` on the node (the script travels on stdin, so nothing needs quoting for a
     /// remote shell). Throws only if ssh could not be started; the exit status is in the result
@@ -69,7 +93,9 @@ struct SSHTransport: Sendable {
         let scratch = try LocalScratch()
         defer { scratch.remove() }
         let scriptFile = try scratch.write("script.sh", script, permissions: 0o600)
-        let args = ["-p", String(options.port)] + options.commonOptions + ["\(options.user)@\(host)", "sh -s"]
+        let args =
+            ["-p", String(options.port)] + options.commonOptions(pinnedKnownHosts: pinnedKnownHosts)
+            + ["\(options.user)@\(host)", "sh -s"]
         return try await LocalProcess.run(options.sshCommand, args, stdinFile: scriptFile, timeout: timeout)
     }
 
@@ -79,7 +105,7 @@ struct SSHTransport: Sendable {
     {
         let hostPart = host.contains(":") ? "[\(host)]" : host
         let args =
-            ["-q", "-P", String(options.port)] + options.commonOptions + localFiles
+            ["-q", "-P", String(options.port)] + options.commonOptions(pinnedKnownHosts: pinnedKnownHosts) + localFiles
             + ["\(options.user)@\(hostPart):\(remoteDirectory)/"]
         return try await LocalProcess.run(options.scpCommand, args, stdinFile: nil, timeout: timeout)
     }

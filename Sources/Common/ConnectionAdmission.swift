@@ -168,17 +168,27 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Closes a refused connection as soon as it is active.
-final class CloseOnActive: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
+/// On the listening channel, before the accepted connections reach the server's accept loop: admits each one
+/// (`ConnectionAdmission.admit`) or closes it at once. A refused connection is never registered with the event loop,
+/// gets no TLS state, no handler and no task: refusing costs little more than the accept itself, so the accept queue
+/// drains fast under a flood and a legitimate connection waits behind few others.
+final class AdmissionFilter: ChannelInboundHandler {
+    typealias InboundIn = any Channel
 
-    func channelActive(context: ChannelHandlerContext) {
-        context.close(promise: nil)
+    private let admission: ConnectionAdmission
+
+    init(admission: ConnectionAdmission) {
+        self.admission = admission
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}  // never decoded
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { context.close(promise: nil) }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let accepted = Self.unwrapInboundIn(data)
+        guard admission.admit(accepted) == nil else {
+            // As swift-nio's own ServerBootstrap does with a child it cannot initialise (AcceptHandler.closeAndFire).
+            accepted.close(promise: nil)
+            return
+        }
+        accepted.closeFuture.whenComplete { [admission] _ in admission.release(accepted) }
+        context.fireChannelRead(data)
     }
 }

@@ -261,19 +261,19 @@ public final class HTTPSServer: Sendable {
         let channel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: limits.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { server in
+                // TLS connections only: the plain-HTTP users (the simulated Kubernetes API) keep no limits.
+                guard tls != nil else { return server.eventLoop.makeSucceededVoidFuture() }
+                return server.eventLoop.makeCompletedFuture {
+                    try server.pipeline.syncOperations.addHandler(AdmissionFilter(admission: admission))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
-                        guard admission.admit(channel) == nil else {
-                            // Refused (see ConnectionAdmission): closed at once, no TLS state allocated for it.
-                            try sync.addHandler(CloseOnActive())
-                            let connection = try Connection(wrappingChannelSynchronously: channel)
-                            pending.hold(connection)
-                            return connection
-                        }
-                        channel.closeFuture.whenComplete { _ in admission.release(channel) }
+                        // Admitted by `AdmissionFilter` on the listening channel.
                         try sync.addHandler(NIOSSLServerHandler(context: tls))
                         try sync.addHandler(HandshakeGate(admission: admission, timeout: handshakeTimeout))
                     }

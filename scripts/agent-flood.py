@@ -93,7 +93,7 @@ def main():
     d = tempfile.mkdtemp(prefix="agent-flood-")
     try:
         port = rss.make_root(d)
-        cmd = [os.path.realpath(args.run), "serve", "--config", f"{d}/agent.json", "--log-level", "warning"]
+        cmd = [os.path.realpath(args.run), "serve", "--config", f"{d}/agent.json", "--log-level", "info"]
         with rss.running_agent(cmd, d) as proc:
             time.sleep(1)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

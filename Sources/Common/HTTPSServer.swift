@@ -141,36 +141,6 @@ public struct HTTPServerResponse: Sendable {
     }
 }
 
-/// Limits that protect the server from large or slow clients.
-public struct HTTPServerLimits: Sendable, Hashable {
-    /// Largest request body accepted; a larger one is answered 413 and the connection closed. The body is
-    /// never buffered beyond this.
-    public var maxBodyBytes: Int
-    /// Largest total size of the request head's header names and values (answered 400 by the parser and
-    /// closed when exceeded).
-    public var maxHeaderBytes: Int
-    /// A connection with no request in progress and nothing read for this long is closed.
-    public var idleTimeout: Duration
-    /// A connection with an answer waiting to be written that the client has not read any of for this long is
-    /// closed, after one to two such periods (a client that stops reading would otherwise hold the connection and
-    /// the answer forever).
-    public var writeTimeout: Duration
-    /// Listen backlog.
-    public var backlog: Int
-
-    /// Makes limits (defaults suit the agent: `NK3Wire.maxBodyBytes`-sized bodies).
-    public init(
-        maxBodyBytes: Int = 4 * 1024 * 1024, maxHeaderBytes: Int = 16 * 1024, idleTimeout: Duration = .seconds(60),
-        writeTimeout: Duration = .seconds(60), backlog: Int = 1024
-    ) {
-        self.maxBodyBytes = maxBodyBytes
-        self.maxHeaderBytes = maxHeaderBytes
-        self.idleTimeout = idleTimeout
-        self.writeTimeout = writeTimeout
-        self.backlog = backlog
-    }
-}
-
 /// A small HTTP/1.1 server on swift-nio with optional TLS (NIOSSL): keep-alive, body and header limits,
 /// idle timeout, chunked streaming responses, and the verified client certificate for each request.
 ///
@@ -181,6 +151,7 @@ public final class HTTPSServer: Sendable {
     private let serverChannel: NIOAsyncChannel<Connection, Never>
     private let runTask: Task<Void, Never>
     private let connections: Connections
+    private let admission: ConnectionAdmission
     /// The bound port (useful with port 0).
     public let port: Int
     /// The bound host.
@@ -188,11 +159,12 @@ public final class HTTPSServer: Sendable {
 
     private init(
         serverChannel: NIOAsyncChannel<Connection, Never>, runTask: Task<Void, Never>, connections: Connections,
-        host: String, port: Int
+        admission: ConnectionAdmission, host: String, port: Int
     ) {
         self.serverChannel = serverChannel
         self.runTask = runTask
         self.connections = connections
+        self.admission = admission
         self.host = host
         self.port = port
     }
@@ -284,14 +256,27 @@ public final class HTTPSServer: Sendable {
             return l
         }()
         let pending = Pending()
+        let admission = ConnectionAdmission(limits: limits)
+        let handshakeTimeout = TimeAmount(limits.handshakeTimeout)
         let channel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: Int32(clamping: limits.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { server in
+                // TLS connections only: the plain-HTTP users (the simulated Kubernetes API) keep no limits.
+                guard tls != nil else { return server.eventLoop.makeSucceededVoidFuture() }
+                return server.eventLoop.makeCompletedFuture {
+                    try server.pipeline.syncOperations.addHandler(AdmissionFilter(admission: admission))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if let tls {
+                        // Admitted by `AdmissionFilter` on the listening channel.
+                        try sync.addHandler(NIOSSLServerHandler(context: tls))
+                        try sync.addHandler(HandshakeGate(admission: admission, timeout: handshakeTimeout))
+                    }
                     try sync.addHandler(
                         ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: headerLimits)))
                     try sync.addHandler(HTTPResponseEncoder())
@@ -334,7 +319,9 @@ public final class HTTPSServer: Sendable {
             }
         }
         logger.debug("http server listening", metadata: ["http.host": "\(host)", "http.port": "\(boundPort)"])
-        return HTTPSServer(serverChannel: channel, runTask: task, connections: connections, host: host, port: boundPort)
+        return HTTPSServer(
+            serverChannel: channel, runTask: task, connections: connections, admission: admission, host: host,
+            port: boundPort)
     }
 
     /// How many connections are being served (tests: 0 once every client has gone away).
@@ -342,6 +329,13 @@ public final class HTTPSServer: Sendable {
 
     /// Connections served since the start (each one TLS handshake when `tls` is set).
     public var acceptedConnectionCount: Int { connections.total }
+
+    /// TLS connections refused or closed by the admission limits since the start, by reason (`per_address`,
+    /// `handshake_pool`, `evicted`, `handshake_timeout`, `established_pool`).
+    public var admissionRefusals: [String: Int] { admission.refusals }
+
+    /// TLS connections in their handshake, and with a completed handshake, now.
+    public var admissionCounts: (handshaking: Int, established: Int) { admission.counts }
 
     /// The channels of the connections being served (tests).
     var openChannels: [any Channel] { connections.channels }

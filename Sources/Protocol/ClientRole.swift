@@ -7,9 +7,9 @@ import X509
 
 /// What a client certificate allows. Carried in the certificate subject's OU (`OU=nk3-operator`).
 public enum ClientRole: String, Codable, Sendable, Hashable, CaseIterable {
-    /// May read status, files, operations and metrics.
+    /// May read status (with the landed files' digests), operations and metrics; not file contents.
     case reader
-    /// May also submit signed envelopes.
+    /// May also read file contents (`GET /v1/files`) and submit signed envelopes.
     case `operator`
 
     /// The OU value written into client certificates.

@@ -112,23 +112,38 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
         guard files["configuration.nix"] != nil else { return "bundle has no configuration.nix" }
         for name in files.keys {
             if !ApplyBundle.isValidFileName(name) {
-                return "invalid file name '\(name)': only [A-Za-z0-9._-] without a leading dot, no directories"
+                return "invalid file name '\(SignedText.quoted(name))': only [A-Za-z0-9._-], starting with neither a dot "
+                    + "nor a dash, at most \(ApplyBundle.maxFileNameLength) characters, no directories"
             }
         }
         if confirmTimeoutSeconds < 10 || confirmTimeoutSeconds > 24 * 3600 {
             return "confirmTimeoutSeconds \(confirmTimeoutSeconds) out of range 10…86400"
         }
-        if let ch = nixChannel, !(ch.hasPrefix("https://") || ch.hasPrefix("http://") || ch.hasPrefix("file://")) {
-            // nix-channel --add rejects other schemes with "invalid channel URL" (NixOS/nix
-            // src/nix-channel/nix-channel.cc).
-            return "invalid channel URL '\(ch)': must start with https://, http:// or file://"
+        if let ch = nixChannel {
+            // `nix-channel --add URL` writes "URL NAME" as one line of ~/.nix-channels and reads it back split at
+            // whitespace (nix: src/nix-channel/nix-channel.cc, readChannels): a space or a line break in the URL
+            // would add or change channels. A URL has neither (RFC 3986 §2: they are percent-encoded).
+            if let problem = SignedText.problem(ch, field: "nixChannel", maxBytes: SignedText.maxURLBytes, allowSpaces: false) {
+                return problem
+            }
+            if !(ch.hasPrefix("https://") || ch.hasPrefix("http://") || ch.hasPrefix("file://")) {
+                // nix-channel --add rejects other schemes with "invalid channel URL" (NixOS/nix
+                // src/nix-channel/nix-channel.cc).
+                return "invalid channel URL '\(ch)': must start with https://, http:// or file://"
+            }
         }
         return nil
     }
 
-    /// File names an agent accepts: a flat name in /etc/nixos, no path separators, no dot files.
+    /// Longest file name an agent accepts.
+    public static let maxFileNameLength = 128
+
+    /// File names an agent accepts: a flat name in /etc/nixos, no path separators, no dot files, and no leading
+    /// dash (a name such as `-rf` reads as an option to any command it is passed to).
     public static func isValidFileName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.count <= 128, !name.hasPrefix(".") else { return false }
+        guard !name.isEmpty, name.utf8.count <= maxFileNameLength, !name.hasPrefix("."), !name.hasPrefix("-") else {
+            return false
+        }
         return name.unicodeScalars.allSatisfy { s in
             (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "." || s == "_"
                 || s == "-"

@@ -14,6 +14,8 @@ public enum EnvelopeError: Error, Sendable, Hashable, CustomStringConvertible {
     case expired(expiresAt: Date, now: Date)
     case notYetValid(issuedAt: Date, now: Date)
     case replayedSerial(serial: UInt64, lastAccepted: UInt64)
+    /// The serial is further ahead of the agent's clock than `EnvelopeVerifier.serialLimit` allows.
+    case serialOutOfRange(serial: UInt64, limit: UInt64)
 
     public var wireError: WireError {
         switch self {
@@ -31,6 +33,11 @@ public enum EnvelopeError: Error, Sendable, Hashable, CustomStringConvertible {
             return WireError(.notYetValid, "envelope issued at \(iat.formatted(.iso8601)), in the future (now \(now.formatted(.iso8601))); check clocks")
         case .replayedSerial(let s, let last):
             return WireError(.replayedSerial, "serial \(s) is not newer than the last accepted serial \(last)")
+        case .serialOutOfRange(let s, let limit):
+            return WireError(
+                .serialOutOfRange,
+                "serial \(s) is beyond \(limit) (this agent's time in milliseconds plus the margin); serials follow the "
+                    + "coordinator's clock: check it")
         }
     }
 

@@ -62,13 +62,27 @@ public struct EnvelopeVerifier: Sendable {
     public let node: String
     public let trustedKeys: [String: Curve25519.Signing.PublicKey]
     public let clockSkew: TimeInterval
+    /// How far ahead of this agent's clock (in serial milliseconds) a serial may be; see `serialLimit`.
+    public let serialMargin: TimeInterval
 
-    public init(node: String, trustedKeys: [Curve25519.Signing.PublicKey], clockSkew: TimeInterval = NK3Wire.defaultClockSkew) {
+    public init(
+        node: String, trustedKeys: [Curve25519.Signing.PublicKey], clockSkew: TimeInterval = NK3Wire.defaultClockSkew,
+        serialMargin: TimeInterval = NK3Wire.serialMargin
+    ) {
         self.node = node
         var keys: [String: Curve25519.Signing.PublicKey] = [:]
         for k in trustedKeys { keys[SigningKeyID.of(k)] = k }
         self.trustedKeys = keys
         self.clockSkew = clockSkew
+        self.serialMargin = serialMargin
+    }
+
+    /// The largest serial accepted at `now`: `now` in milliseconds since 1970 plus `margin`. A coordinator makes
+    /// serials as `max(last accepted + 1, its time in milliseconds)`, so its serials stay under this while its clock
+    /// is within the margin of the agent's.
+    public static func serialLimit(now: Date, margin: TimeInterval) -> UInt64 {
+        let ms = (now.timeIntervalSince1970 + margin) * 1000
+        return ms <= 0 ? 0 : ms >= 1.8e19 ? UInt64.max : UInt64(ms)
     }
 
     /// Parses envelope JSON as it arrives over the wire (strictly: `SignedEnvelope(json:)` refuses unknown,
@@ -91,10 +105,15 @@ public struct EnvelopeVerifier: Sendable {
             throw .notYetValid(issuedAt: payload.issuedAt, now: now)
         }
         guard payload.expiresAt > payload.issuedAt else { throw .malformed("expiresAt is not after issuedAt") }
+        // Serials are derived from time (milliseconds since 1970, see ClusterAgents): one far beyond now can only
+        // come from a broken or hostile signer, and accepting it would refuse every later envelope until then
+        // (2^64-1: forever). Refused before it can become the last accepted serial.
+        let limit = Self.serialLimit(now: now, margin: max(serialMargin, clockSkew))
+        guard payload.serial <= limit else { throw .serialOutOfRange(serial: payload.serial, limit: limit) }
         if let last = lastAcceptedSerial, payload.serial <= last {
             throw .replayedSerial(serial: payload.serial, lastAccepted: last)
         }
-        if case .apply(let bundle) = payload.command, let problem = bundle.validationProblem() {
+        if let problem = payload.command.contentProblem() {
             throw .malformed(problem)
         }
         return payload

@@ -80,9 +80,15 @@ public struct ClusterCA: Sendable {
             }, sans: sans, usage: .serverAuth, now: now, validity: validity)
     }
 
+    /// Default lifetime of a client certificate, in days. Short, because a leaked client certificate works until it
+    /// expires or the agents' deny-list names it (`nk3 certs revoke`), and the deny-list only reaches agents with the
+    /// next rollout; renewing is one local command (`nk3 certs issue-client NAME --role ROLE --force`).
+    public static let defaultClientValidityDays = 90
+
     /// Issues a client certificate with a role the agent reads from the subject's OU.
     public func issueClient(
-        name: String, role: ClientRole, now: Date = Date(), validity: TimeInterval = 365 * 86400,
+        name: String, role: ClientRole, now: Date = Date(),
+        validity: TimeInterval = TimeInterval(ClusterCA.defaultClientValidityDays) * 86400,
         notBefore: Date? = nil
     ) throws -> IssuedCertificate {
         try issue(

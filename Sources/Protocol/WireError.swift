@@ -16,6 +16,7 @@ public struct WireError: Codable, Sendable, Hashable, Error, CustomStringConvert
         case expired = "expired"
         case notYetValid = "not_yet_valid"
         case replayedSerial = "replayed_serial"
+        case serialOutOfRange = "serial_out_of_range"
         case malformed = "malformed"
         case unsupportedVersion = "unsupported_version"
         case bodyTooLarge = "body_too_large"
@@ -46,7 +47,7 @@ public struct WireError: Codable, Sendable, Hashable, Error, CustomStringConvert
     /// The HTTP status an agent answers with for this error.
     public var httpStatus: Int {
         switch code {
-        case .badSignature, .unknownKey, .wrongNode, .expired, .notYetValid, .replayedSerial: return 403
+        case .badSignature, .unknownKey, .wrongNode, .expired, .notYetValid, .replayedSerial, .serialOutOfRange: return 403
         case .forbidden: return 403
         case .malformed, .unsupportedVersion: return 400
         case .bodyTooLarge: return 413

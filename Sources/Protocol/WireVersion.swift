@@ -21,4 +21,7 @@ public enum NK3Wire {
     public static let signingContext = Array("nk3-command-envelope-v2\u{0}".utf8)
     /// Default tolerance for clocks running ahead of each other when checking `issuedAt`.
     public static let defaultClockSkew: TimeInterval = 120
+    /// How far a serial may run ahead of an agent's clock (serials are milliseconds since 1970): a serial signed
+    /// too far ahead would lock the agent out until its clock catches up, at most this long.
+    public static let serialMargin: TimeInterval = 3600
 }

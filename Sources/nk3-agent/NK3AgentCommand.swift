@@ -23,7 +23,7 @@ struct NK3AgentCommand: AsyncParsableCommand {
         discussion: """
             Listens on HTTPS with mutual TLS (client certificates from the cluster CA), accepts commands signed by a pinned Ed25519 key (apply, confirm, reboot, rollback), lands bundles in the NixOS configuration directory, runs nixos-rebuild, and rolls back by itself when a change is not confirmed in time. Reports kernel, generations, boot id and kubelet state at GET /v1/status, metrics at GET /metrics.
 
-            --config names a JSON file (the NixOS module writes it from services.nk3-agent.settings). Required: nodeName, tls {certFile, keyFile (mode 0600), caFile}, signingPublicKeys (base64 of 32 raw bytes each). Optional, with defaults: listenAddress 0.0.0.0, port 7443, stateDir /var/lib/nk3-agent, configDir /etc/nixos, k3sUnit k3s, kubeletHealthzURL http://127.0.0.1:10248/healthz, confirmTimeoutSeconds 600, commands {nixosRebuild, nixChannel, nixEnv, systemctl}, paths {currentSystem, bootedSystem, systemProfile, channelsFile, channelsProfile, osrelease, bootID, uptime, hostname}. Unknown keys are refused.
+            --config names a JSON file (the NixOS module writes it from services.nk3-agent.settings). Required: nodeName, tls {certFile, keyFile (mode 0600), caFile}, signingPublicKeys (base64 of 32 raw bytes each). Optional, with defaults: listenAddress 0.0.0.0, port 7443, stateDir /var/lib/nk3-agent, configDir /etc/nixos, k3sUnit k3s, kubeletHealthzURL http://127.0.0.1:10248/healthz, confirmTimeoutSeconds 600, revokedCertificates [] (client certificates refused: serial:HEX or sha256:HEX, re-read whenever the file changes), commands {nixosRebuild, nixChannel, nixEnv, systemctl}, paths {currentSystem, bootedSystem, systemProfile, channelsFile, channelsProfile, osrelease, bootID, uptime, hostname}. Unknown keys are refused.
 
             Logs go to stderr (the journal). SIGTERM shuts down gracefully; an apply in flight is resumed or rolled back at the next start.
             """,
@@ -76,7 +76,9 @@ extension NK3AgentCommand {
             let logger = options.makeLogger()
             let config = try options.loadConfig()
             let engine = try makeEngine(config, logger: logger)
-            let server = try AgentServer(config: serverConfig(config), engine: engine, logger: logger)
+            var settings = serverConfig(config)
+            settings.revocationFile = options.config  // a revocation pushed with a rollout acts without a restart
+            let server = try AgentServer(config: settings, engine: engine, logger: logger)
             let group = ServiceGroup(
                 configuration: .init(
                     services: [.init(service: engine), .init(service: server)],
@@ -151,5 +153,6 @@ func serverConfig(_ config: AgentConfig) -> AgentServerConfig {
     AgentServerConfig(
         host: config.listenAddress, port: config.port, certificate: .file(config.tls.certFile),
         privateKey: .file(config.tls.keyFile), clientCA: .file(config.tls.caFile),
-        signingPublicKeys: config.signingPublicKeys, nodeName: config.nodeName, stateDirectory: config.stateDir)
+        signingPublicKeys: config.signingPublicKeys, nodeName: config.nodeName, stateDirectory: config.stateDir,
+        revokedCertificates: config.revokedCertificates)
 }

@@ -60,7 +60,9 @@ struct AbuseLoadTests {
     @Test("200 idle TLS connections (half with a partial request head) are closed by the idle timeout; the agent serves meanwhile")
     func slowlorisConnectionsAreClosedByIdleTimeout() async throws {
         let idle = Duration.seconds(3)  // longer than 200 concurrent handshakes take on a loaded 2-core machine
-        let agent = try await AbuseAgent.start(idleTimeout: idle)
+        // All 200 handshake at once from one address: above the default per-address handshake limit (128), which
+        // AbuseFloodTests covers.
+        let agent = try await AbuseAgent.start(idleTimeout: idle, maxHandshakesPerAddress: 256)
         defer { Task { await agent.server.shutdown() } }
         let count = 200
         let ready = AbuseBox(0)

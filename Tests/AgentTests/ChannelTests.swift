@@ -57,6 +57,21 @@ struct ChannelTests {
         await server.shutdown()
     }
 
+    @Test("a reader may not read file contents (they can hold the k3s token); it keeps the digests in status")
+    func readerIsForbiddenFileContents() async throws {
+        let f = try ChannelFixture()
+        let server = try await f.startServer()
+        let client = try f.client(server, identity: f.readerCert)
+        let error = await #expect(throws: AgentClientError.self) { try await client.files() }
+        #expect(error?.wireError?.code == .forbidden)
+        #expect(error?.httpStatus == 403)
+        #expect(error?.message.contains("operator") == true)
+        let status = try await client.status()
+        #expect(status.files == ConfigFiles.digests(["configuration.nix": "{ }"]))
+        #expect(try await f.client(server, identity: f.operatorCert).files().files == ["configuration.nix": "{ }"])
+        await server.shutdown()
+    }
+
     @Test func clientCertificateWithoutRoleIsForbidden() async throws {
         let f = try ChannelFixture()
         let server = try await f.startServer()

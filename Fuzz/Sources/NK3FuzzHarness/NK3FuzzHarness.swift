@@ -102,6 +102,10 @@ public enum NK3Fuzz {
         fuzzCheck(payload.serial > lastSerial, "accepted a replayed serial")
         fuzzCheck(payload.expiresAt > now && payload.issuedAt <= now.addingTimeInterval(NK3Wire.defaultClockSkew), "accepted outside its window")
         if case .apply(let bundle) = payload.command { fuzzCheck(bundle.validationProblem() == nil, "accepted an invalid bundle") }
+        fuzzCheck(payload.command.contentProblem() == nil, "accepted a command with unsafe field content")
+        fuzzCheck(
+            payload.serial <= EnvelopeVerifier.serialLimit(now: now, margin: NK3Wire.serialMargin),
+            "accepted a serial beyond now + the margin")
         // An accepted payload re-encodes canonically and decodes to itself, in JSON and in its wire form.
         let again = (try? CanonicalJSON.encode(payload)).flatMap { try? CanonicalJSON.decode(CommandPayload.self, from: $0) }
         fuzzCheck(again == payload, "accepted payload does not round-trip through CanonicalJSON")
@@ -134,6 +138,9 @@ public enum NK3Fuzz {
             }
             if case .bytes(let body) = response.body, code >= 400 {
                 fuzzCheck((try? CanonicalJSON.decode(WireError.self, from: Data(body.readableBytesView))) != nil, "refusal without a WireError body")
+            }
+            if request.path.hasPrefix("/v1/files") && code == 200 {
+                fuzzCheck(certificate == agent.operatorCertificate, "a non-operator read file contents")
             }
             if request.method == .POST && code == 200 {
                 fuzzCheck(certificate == agent.operatorCertificate, "a non-operator's envelope was accepted")

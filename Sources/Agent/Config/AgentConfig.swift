@@ -63,6 +63,8 @@ public struct AgentConfig: Codable, Sendable, Hashable {
     public var kubeletHealthzURL = "http://127.0.0.1:10248/healthz"
     /// Default confirm timeout (a bundle carries its own; this is reported and used by tooling).
     public var confirmTimeoutSeconds = 600
+    /// Client certificates refused although the CA signed them (`serial:HEX` / `sha256:HEX`; `nk3 certs revoke`).
+    public var revokedCertificates: [String] = []
     public var commands = Commands()
     public var paths = Paths()
 
@@ -106,6 +108,11 @@ public struct AgentConfig: Codable, Sendable, Hashable {
             guard let d = Data(base64Encoded: k.trimmingWhitespaceAndNewlines()), d.count == 32 else {
                 return "signingPublicKeys[\(i)] is not base64 of 32 raw bytes"
             }
+        }
+        do throws(WireError) {
+            _ = try RevocationList(revokedCertificates)
+        } catch {
+            return "revokedCertificates: \(error.message)"
         }
         if !(1...65535).contains(port) { return "port \(port) is out of range 1…65535" }
         if !(10...86400).contains(confirmTimeoutSeconds) {
@@ -175,7 +182,7 @@ private func rejectUnknownKeys(_ decoder: Decoder, known: [String], in section: 
 extension AgentConfig {
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case nodeName, listenAddress, port, tls, signingPublicKeys, stateDir, configDir, k3sUnit, kubeletHealthzURL,
-            confirmTimeoutSeconds, commands, paths
+            confirmTimeoutSeconds, revokedCertificates, commands, paths
     }
 
     /// Strict decoding: unknown keys are errors; absent optional keys take their defaults.
@@ -192,6 +199,7 @@ extension AgentConfig {
         k3sUnit = try c.decodeIfPresent(String.self, forKey: .k3sUnit) ?? k3sUnit
         kubeletHealthzURL = try c.decodeIfPresent(String.self, forKey: .kubeletHealthzURL) ?? kubeletHealthzURL
         confirmTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .confirmTimeoutSeconds) ?? confirmTimeoutSeconds
+        revokedCertificates = try c.decodeIfPresent([String].self, forKey: .revokedCertificates) ?? revokedCertificates
         commands = try c.decodeIfPresent(Commands.self, forKey: .commands) ?? commands
         paths = try c.decodeIfPresent(Paths.self, forKey: .paths) ?? paths
     }

@@ -15,8 +15,8 @@ import Synchronization
 /// The agent's HTTPS front end: mutual TLS 1.3, roles from the client certificate, signed-envelope
 /// verification and serial persistence; everything else is delegated to an `AgentEngine`.
 ///
-/// Routes: `GET /v1/status`, `GET /v1/files`, `GET /v1/operations/{id}`, `GET /metrics` (role `reader` or
-/// `operator`), `POST /v1/envelopes` (role `operator`). Every refusal is a `WireError` JSON body with
+/// Routes: `GET /v1/status`, `GET /v1/operations/{id}`, `GET /metrics` (role `reader` or `operator`),
+/// `GET /v1/files` and `POST /v1/envelopes` (role `operator`). Every refusal is a `WireError` JSON body with
 /// `WireError.httpStatus`, and a refused envelope changes nothing on disk.
 ///
 /// As a swift-service-lifecycle `Service`, `run()` serves until graceful shutdown.
@@ -27,6 +27,8 @@ public final class AgentServer: Service, Sendable {
     public let serials: SerialStore
     private let engine: any AgentEngine
     private let verifier: EnvelopeVerifier
+    private let clientPolicy: PeerCertificatePolicy
+    private let revocations: RevocationWatch
     private let tls: NIOSSLContext
     private let logger: Logger
     private let now: @Sendable () -> Date
@@ -45,6 +47,8 @@ public final class AgentServer: Service, Sendable {
         self.now = now
         self.tls = try config.makeTLSContext()
         self.verifier = try config.makeVerifier()
+        self.clientPolicy = try config.makeClientPolicy()
+        self.revocations = RevocationWatch(path: config.revocationFile, initial: clientPolicy.revoked, logger: logger)
         self.serials = try SerialStore(stateDirectory: config.stateDirectory)
     }
 
@@ -56,6 +60,10 @@ public final class AgentServer: Service, Sendable {
     public var acceptedConnectionCount: Int? { server.withLock { $0?.acceptedConnectionCount } }
     /// Connections open now (nil before `start()`).
     public var openConnectionCount: Int? { server.withLock { $0?.openConnectionCount } }
+    /// Connections refused or closed by the connection limits, by reason (nil before `start()`).
+    public var connectionRefusals: [String: Int]? { server.withLock { $0?.admissionRefusals } }
+    /// TLS connections in their handshake, and with a completed handshake, now (nil before `start()`).
+    public var admissionCounts: (handshaking: Int, established: Int)? { server.withLock { $0?.admissionCounts } }
 
     /// Binds and starts serving; returns the bound port. Calling it again returns the same port.
     @discardableResult
@@ -106,6 +114,10 @@ public final class AgentServer: Service, Sendable {
         guard let certificate = request.clientCertificate else {
             return refuse(WireError(.forbidden, "no client certificate"))
         }
+        if let problem = clientPolicy.problem(with: certificate, revoked: revocations.current) {
+            logger.info("client certificate refused", metadata: ["agent.reason": "\(problem)"])
+            return refuse(WireError(.forbidden, problem))
+        }
         guard let role = ClientRole.from(certificate: certificate) else {
             return refuse(
                 WireError(
@@ -120,6 +132,15 @@ public final class AgentServer: Service, Sendable {
             status.lastAcceptedSerial = serials.current
             return ok(status)
         case (.GET, ["v1", "files"]):
+            // File contents can hold secrets (a k3s token in configuration.nix): operators only; readers see the
+            // files' digests in the status.
+            guard role == .operator else {
+                return refuse(
+                    WireError(
+                        .forbidden,
+                        "role '\(role.rawValue)' may not read file contents (GET /v1/files needs an operator certificate); "
+                            + "the files' SHA-256 digests are in GET /v1/status"))
+            }
             return ok(LandedFiles(files: await engine.landedFiles()))
         case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
             let id = HTTPServerRequest.percentDecoded(s[2]) ?? s[2]
@@ -224,6 +245,13 @@ public final class AgentServer: Service, Sendable {
         if let accepted = server.withLock({ $0?.acceptedConnectionCount }) {
             out += "# HELP nk3_agent_connections_total TLS connections accepted since the agent started.\n"
             out += "# TYPE nk3_agent_connections_total counter\nnk3_agent_connections_total \(accepted)\n"
+        }
+        if let refusals = server.withLock({ $0?.admissionRefusals }) {
+            out += "# HELP nk3_agent_connections_refused_total TLS connections refused or closed by the connection limits, by reason.\n"
+            out += "# TYPE nk3_agent_connections_refused_total counter\n"
+            for (reason, n) in refusals.sorted(by: { $0.key < $1.key }) {
+                out += "nk3_agent_connections_refused_total{reason=\"\(reason)\"} \(n)\n"
+            }
         }
         if let last = serials.current {
             out += "# HELP nk3_agent_last_accepted_serial Serial of the last accepted envelope.\n"

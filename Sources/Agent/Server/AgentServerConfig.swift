@@ -38,13 +38,20 @@ public struct AgentServerConfig: Sendable {
     public var limits: HTTPServerLimits
     /// Tolerated clock skew for `issuedAt`.
     public var clockSkew: TimeInterval
+    /// Client certificates refused even though the CA signed them: `serial:HEX` or `sha256:HEX` entries
+    /// (see `RevocationList`), pushed with the agent's configuration (`nk3 certs revoke NAME`).
+    public var revokedCertificates: [String]
+    /// The agent's configuration file: its `revokedCertificates` are re-read whenever it changes (see
+    /// `RevocationWatch`); nil: `revokedCertificates` as given.
+    public var revocationFile: String?
 
     /// Makes a configuration.
     public init(
         host: String = "0.0.0.0", port: Int = 7443, certificate: PEMSource, privateKey: PEMSource, clientCA: PEMSource,
         signingPublicKeys: [String], nodeName: String, stateDirectory: String = "/var/lib/nk3-agent",
         limits: HTTPServerLimits = HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes),
-        clockSkew: TimeInterval = NK3Wire.defaultClockSkew
+        clockSkew: TimeInterval = NK3Wire.defaultClockSkew, revokedCertificates: [String] = [],
+        revocationFile: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -56,6 +63,20 @@ public struct AgentServerConfig: Sendable {
         self.stateDirectory = stateDirectory
         self.limits = limits
         self.clockSkew = clockSkew
+        self.revokedCertificates = revokedCertificates
+        self.revocationFile = revocationFile
+    }
+
+    /// What a client certificate must be beyond a chain to `clientCA` (see `PeerCertificatePolicy`): a
+    /// clientAuth leaf issued directly by the CA, not on the deny-list.
+    public func makeClientPolicy() throws -> PeerCertificatePolicy {
+        let revoked: RevocationList
+        do throws(WireError) {
+            revoked = try RevocationList(revokedCertificates)
+        } catch {
+            throw WireError(.malformed, "revokedCertificates: \(error.message)")
+        }
+        return try PeerCertificatePolicy(issuersPEM: try Self.text(clientCA), usage: .clientAuth, revoked: revoked)
     }
 
     /// Builds the TLS server context: TLS 1.3, client certificate required and verified against `clientCA`.

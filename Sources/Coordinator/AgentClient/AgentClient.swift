@@ -82,17 +82,17 @@ public struct AgentClientError: Error, Sendable, CustomStringConvertible {
 public struct AgentClient: Sendable {
     /// The agent this client talks to.
     public let endpoint: AgentEndpoint
-    private let tls: NIOSSLContext
+    private let tls: AgentClientTLS
     private let timeout: Duration
     private let group: any EventLoopGroup
     private let logger: Logger
     /// The connection reads leave open for the next read (shared by copies of this client); nil: none.
     private let keptAlive: KeptConnection?
 
-    /// Makes a client from a prepared client TLS context (see `TLSConfigs.clientContext`), which can be
-    /// shared by the clients of all agents. With `keepReadsAlive`, reads reuse one kept-alive connection.
+    /// Makes a client from prepared TLS settings (see `AgentClientTLS`), which can be shared by the clients of all
+    /// agents. With `keepReadsAlive`, reads reuse one kept-alive connection.
     public init(
-        endpoint: AgentEndpoint, tls: NIOSSLContext, timeout: Duration = .seconds(10),
+        endpoint: AgentEndpoint, tls: AgentClientTLS, timeout: Duration = .seconds(10),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "nk3.agent-client"), keepReadsAlive: Bool = false
     ) {
@@ -111,7 +111,7 @@ public struct AgentClient: Sendable {
         logger: Logger = Logger(label: "nk3.agent-client")
     ) throws {
         self.init(
-            endpoint: endpoint, tls: try TLSConfigs.clientContext(trustRoots: trustRoots, identity: identity),
+            endpoint: endpoint, tls: try AgentClientTLS(trustRoots: trustRoots, identity: identity),
             timeout: timeout, eventLoopGroup: eventLoopGroup, logger: logger)
     }
 
@@ -194,8 +194,8 @@ public struct AgentClient: Sendable {
             serverHostname = endpoint.expectedName
         }
         let oneShot = HTTPSOneShot(
-            host: endpoint.host, port: endpoint.port, serverHostname: serverHostname, tls: tls,
-            timeout: TimeAmount(timeout),
+            host: endpoint.host, port: endpoint.port, serverHostname: serverHostname, tls: tls.context,
+            serverPolicy: tls.serverPolicy, timeout: TimeAmount(timeout),
             maxResponseBytes: 64 * 1024 * 1024, group: group, keptAlive: keptAlive)
         let response: HTTPSOneShot.Response
         do {

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NK3Protocol
 import Synchronization
 
 /// One HTTP request over (m)TLS: on a fresh connection (connect, handshake, send, read the whole answer, close),
@@ -37,6 +38,9 @@ struct HTTPSOneShot: Sendable {
     /// connected peer address against the certificate's IP SANs).
     let serverHostname: String?
     let tls: NIOSSLContext
+    /// What the server's certificate must be beyond the chain the handshake verified; checked before a request is
+    /// sent on a new connection.
+    let serverPolicy: PeerCertificatePolicy
     let timeout: TimeAmount
     let maxResponseBytes: Int
     let group: any EventLoopGroup
@@ -91,17 +95,39 @@ struct HTTPSOneShot: Sendable {
         // The channel initializer leaves its router here (a TLS refusal may close the channel, and take the router
         // out of its pipeline, before the connect returns).
         let made = RouterBox()
+        let verified = eventLoop.makePromise(of: Void.self)
         let channel: any Channel
         do {
             channel = try await withTaskCancellationHandler {
-                try await openChannel(eventLoop: eventLoop, connected: connected, made: made)
+                try await openChannel(eventLoop: eventLoop, connected: connected, made: made, verified: verified)
             } onCancel: {
                 connected.fail(Failure.cancelled)  // a second completion is ignored by NIO
             }
         } catch let failure as Failure {
+            verified.fail(failure)
             throw failure
         } catch {
+            verified.fail(error)
             throw .connect(error)
+        }
+        // Nothing is sent before the server's certificate passed `serverPolicy` (a request to an impostor would hand
+        // it a signed envelope it could replay to the real agent while valid).
+        do {
+            let timeout = self.timeout
+            let deadline = eventLoop.scheduleTask(in: timeout) { verified.fail(Failure.timeout) }
+            defer { deadline.cancel() }
+            try await withTaskCancellationHandler {
+                try await verified.futureResult.get()
+            } onCancel: {
+                verified.fail(Failure.cancelled)
+            }
+        } catch {
+            channel.close(promise: nil)
+            switch error {
+            case let failure as Failure: throw failure
+            case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError, is ServerCertificateRefused: throw .tls(error)
+            default: throw .closedEarly
+            }
         }
         guard let (router, reusable) = made.value.withLock({ $0 }) else {
             channel.close(promise: nil)
@@ -116,10 +142,11 @@ struct HTTPSOneShot: Sendable {
     }
 
     private func openChannel(
-        eventLoop: any EventLoop, connected: EventLoopPromise<Channel>, made: RouterBox
+        eventLoop: any EventLoop, connected: EventLoopPromise<Channel>, made: RouterBox, verified: EventLoopPromise<Void>
     ) async throws(Failure) -> Channel {
         do {
             let (tls, serverHostname, maxBytes) = (self.tls, self.serverHostname, self.maxResponseBytes)
+            let policy = serverPolicy
             let bootstrap = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -127,6 +154,7 @@ struct HTTPSOneShot: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverHostname))
+                        try sync.addHandler(ServerCertificateCheck(policy: policy, verified: verified))
                         try sync.addHTTPClientHandlers()
                         let router = ResponseRouter(maxBytes: maxBytes)
                         try sync.addHandler(router)

@@ -80,11 +80,11 @@ public protocol BootstrapAgentProbe: Sendable {
 /// A probe that asks `GET /v1/status` with `AgentClient`: the agent's certificate must chain to the cluster CA
 /// and carry the node's address; ours carries our role.
 public struct AgentClientProbe: BootstrapAgentProbe {
-    private let tls: NIOSSLContext
+    private let tls: AgentClientTLS
     private let timeout: Duration
 
-    /// Makes a probe from a client TLS context (`TLSConfigs.clientContext`).
-    public init(tls: NIOSSLContext, timeout: Duration = .seconds(5)) {
+    /// Makes a probe from the agents' client TLS settings.
+    public init(tls: AgentClientTLS, timeout: Duration = .seconds(5)) {
         self.tls = tls
         self.timeout = timeout
     }

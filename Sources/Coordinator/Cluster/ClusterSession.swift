@@ -45,7 +45,8 @@ public struct ClusterSession: Sendable {
         } catch {
             throw CoordinatorError(.invalidInput, "\(error)")
         }
-        let pki = PKIStore(directory: overrides.pkiDirectory ?? inventory.pkiDirectory)
+        let pki = overrides.pkiDirectory.map { PKIStore(directory: $0) }
+            ?? PKIStore(inventory: inventory, inventoryPath: inventoryPath)
         let roots: [NIOSSLCertificate]
         let identity: TLSIdentity
         let signer: EnvelopeSigner
@@ -58,7 +59,7 @@ public struct ClusterSession: Sendable {
         } catch {
             throw CoordinatorError(.invalidInput, "cluster PKI in \(pki.directory): \(error)")
         }
-        let tls = try TLSConfigs.clientContext(trustRoots: roots, identity: identity)
+        let tls = try AgentClientTLS(trustRoots: roots, identity: identity)
         var clients: [String: AgentClient] = [:]
         for node in inventory.nodes {
             // A per-node `agent_port` hostvar overrides the inventory's (several agents on one host, e.g. a lab).

@@ -55,11 +55,24 @@ public struct IssuedFiles: Sendable, Hashable {
 public struct PKIStore: Sendable {
     /// The PKI directory.
     public let directory: String
+    /// The options that select this PKI in `nk3 certs` commands (` -i FILE` or ` --dir DIR`), so that the commands
+    /// hints print work when copied.
+    public let hintFlags: String
 
-    /// Uses the PKI in `directory`.
-    public init(directory: String) {
+    /// Uses the PKI in `directory`. `hintFlags` are the `nk3 certs` options hints add to select it (default
+    /// ` --dir DIRECTORY`; a caller that knows the inventory passes ` -i INVENTORY`).
+    public init(directory: String, hintFlags: String? = nil) {
         self.directory = directory
+        self.hintFlags = hintFlags ?? " --dir \(ShellWord.quoted(directory))"
     }
+
+    /// The PKI an inventory names (`pki_dir`, default `certs/<cluster_name>` next to it); hints name the inventory.
+    public init(inventory: Inventory, inventoryPath: String) {
+        self.init(directory: inventory.pkiDirectory, hintFlags: " -i \(ShellWord.quoted(inventoryPath))")
+    }
+
+    /// The command that creates this PKI, as hints print it.
+    public var initCommand: String { "nk3 certs init\(hintFlags)" }
 
     /// The default directory of a cluster's PKI: `<base>/<cluster>`.
     public static func defaultDirectory(cluster: String, base: String = "certs") -> String {
@@ -142,7 +155,7 @@ public struct PKIStore: Sendable {
         try Self.validate(name: node, what: "node name")
         let ca = try loadCA()
         let files = agentFiles(node: node)
-        try refuseExisting(files, overwrite: overwrite, hint: "nk3 certs issue-agent \(node) --force")
+        try refuseExisting(files, overwrite: overwrite, hint: "nk3 certs issue-agent\(hintFlags) \(node) --force")
         let issued = try ca.issueAgent(hostname: node, addresses: addresses, now: now)
         try write(issued, to: files, subdirectory: "agents")
         return files
@@ -150,14 +163,15 @@ public struct PKIStore: Sendable {
 
     /// Issues `clients/<name>.crt|.key` with `role`.
     @discardableResult
-    public func issueClient(name: String, role: ClientRole, overwrite: Bool = false, now: Date = Date()) throws
-        -> IssuedFiles
-    {
+    public func issueClient(
+        name: String, role: ClientRole, overwrite: Bool = false, now: Date = Date(),
+        validity: TimeInterval = TimeInterval(ClusterCA.defaultClientValidityDays) * 86400
+    ) throws -> IssuedFiles {
         try Self.validate(name: name, what: "client name")
         let ca = try loadCA()
         let files = clientFiles(name: name)
-        try refuseExisting(files, overwrite: overwrite, hint: "nk3 certs issue-client \(name) --role \(role.rawValue) --force")
-        let issued = try ca.issueClient(name: name, role: role, now: now)
+        try refuseExisting(files, overwrite: overwrite, hint: "nk3 certs issue-client\(hintFlags) \(name) --role \(role.rawValue) --force")
+        let issued = try ca.issueClient(name: name, role: role, now: now, validity: validity)
         try write(issued, to: files, subdirectory: "clients")
         return files
     }
@@ -181,7 +195,7 @@ public struct PKIStore: Sendable {
     /// Loads the CA (key checked 0600).
     public func loadCA() throws -> ClusterCA {
         guard SecureFiles.exists(caCertificatePath) else {
-            throw PKIError(.notInitialized, "no cluster CA at \(caCertificatePath); run `nk3 certs init` first")
+            throw PKIError(.notInitialized, "no cluster CA at \(caCertificatePath); run `\(initCommand)` first")
         }
         let certificate = try SecureFiles.readText(caCertificatePath)
         let key = try SecureFiles.readPrivateKey(caPrivateKeyPath)
@@ -195,7 +209,7 @@ public struct PKIStore: Sendable {
     /// The CA certificate as trust roots for TLS.
     public func trustRoots() throws -> [NIOSSLCertificate] {
         guard SecureFiles.exists(caCertificatePath) else {
-            throw PKIError(.notInitialized, "no cluster CA at \(caCertificatePath); run `nk3 certs init` first")
+            throw PKIError(.notInitialized, "no cluster CA at \(caCertificatePath); run `\(initCommand)` first")
         }
         return try TLSConfigs.trustRoots(path: caCertificatePath)
     }
@@ -203,7 +217,7 @@ public struct PKIStore: Sendable {
     /// The envelope signer (key checked 0600).
     public func loadSigner() throws -> EnvelopeSigner {
         guard SecureFiles.exists(signingKeyPath) else {
-            throw PKIError(.notInitialized, "no signing key at \(signingKeyPath); run `nk3 certs init` first")
+            throw PKIError(.notInitialized, "no signing key at \(signingKeyPath); run `\(initCommand)` first")
         }
         let text = try SecureFiles.readPrivateKey(signingKeyPath).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let raw = Data(base64Encoded: text), raw.count == 32,
@@ -227,12 +241,12 @@ public struct PKIStore: Sendable {
 
     /// An agent's TLS identity (key checked 0600).
     public func agentIdentity(node: String) throws -> TLSIdentity {
-        try identity(agentFiles(node: node), hint: "nk3 certs issue-agent \(node) --address IP")
+        try identity(agentFiles(node: node), hint: "nk3 certs issue-agent\(hintFlags) \(node) --address IP")
     }
 
     /// A client's TLS identity (key checked 0600).
     public func clientIdentity(name: String) throws -> TLSIdentity {
-        try identity(clientFiles(name: name), hint: "nk3 certs issue-client \(name) --role operator|reader")
+        try identity(clientFiles(name: name), hint: "nk3 certs issue-client\(hintFlags) \(name) --role operator")
     }
 
     private func identity(_ files: IssuedFiles, hint: String) throws -> TLSIdentity {

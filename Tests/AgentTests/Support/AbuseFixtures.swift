@@ -21,9 +21,11 @@ struct AbuseAgent {
     let engine: ChannelRecordingEngine
     let server: AgentServer
     let clientTLS: NIOSSLContext
+    let agentClientTLS: AgentClientTLS
 
     static func start(
-        idleTimeout: Duration = .seconds(60), writeTimeout: Duration = .seconds(60), landedBytes: Int = 0
+        idleTimeout: Duration = .seconds(60), writeTimeout: Duration = .seconds(60), landedBytes: Int = 0,
+        handshakeTimeout: Duration = .seconds(10), maxHandshakesPerAddress: Int = 128
     ) async throws -> AbuseAgent {
         let ca = try ClusterCA.create(cluster: "abuse")
         let agentCert = try ca.issueAgent(hostname: node, addresses: ["127.0.0.1"])
@@ -36,14 +38,17 @@ struct AbuseAgent {
             privateKey: .pem(agentCert.privateKeyPEM), clientCA: .pem(try ca.certificatePEM),
             signingPublicKeys: [signer.privateKey.publicKey.rawRepresentation.base64EncodedString()], nodeName: node,
             stateDirectory: stateDir,
-            limits: HTTPServerLimits(maxBodyBytes: NK3Wire.maxBodyBytes, idleTimeout: idleTimeout, writeTimeout: writeTimeout))
+            limits: HTTPServerLimits(
+                maxBodyBytes: NK3Wire.maxBodyBytes, idleTimeout: idleTimeout, writeTimeout: writeTimeout,
+                handshakeTimeout: handshakeTimeout, maxHandshakesPerAddress: maxHandshakesPerAddress))
         let server = try AgentServer(config: config, engine: engine, logger: channelQuietLogger())
         try await server.start()
         let identity = try TLSIdentity(certificatePEM: operatorCert.certificatePEM, privateKeyPEM: operatorCert.privateKeyPEM)
-        let clientTLS = try TLSConfigs.clientContext(trustRoots: try TLSConfigs.trustRoots(pem: try ca.certificatePEM), identity: identity)
+        let agentClientTLS = try AgentClientTLS(trustRoots: try TLSConfigs.trustRoots(pem: try ca.certificatePEM), identity: identity)
+        let clientTLS = agentClientTLS.context
         return AbuseAgent(
             ca: ca, operatorCert: operatorCert, signer: signer, stateDir: stateDir, engine: engine, server: server,
-            clientTLS: clientTLS)
+            clientTLS: clientTLS, agentClientTLS: agentClientTLS)
     }
 
     var port: Int { server.port! }
@@ -51,7 +56,7 @@ struct AbuseAgent {
     /// An nk3 client (fresh mTLS connection per call) with the operator certificate.
     func client(timeout: Duration = .seconds(20)) -> AgentClient {
         AgentClient(
-            endpoint: AgentEndpoint(host: "127.0.0.1", port: port, expectedName: "127.0.0.1"), tls: clientTLS,
+            endpoint: AgentEndpoint(host: "127.0.0.1", port: port, expectedName: "127.0.0.1"), tls: agentClientTLS,
             timeout: timeout, logger: channelQuietLogger())
     }
 

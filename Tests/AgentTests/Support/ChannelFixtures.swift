@@ -124,7 +124,7 @@ struct ChannelFixture {
     ) throws -> AgentClient {
         let roots = try trustRoots ?? TLSConfigs.trustRoots(pem: try ca.certificatePEM)
         let id = try identity.map { try TLSIdentity(certificatePEM: $0.certificatePEM, privateKeyPEM: $0.privateKeyPEM) }
-        let tls = try TLSConfigs.clientContext(trustRoots: roots, identity: id)
+        let tls = try AgentClientTLS(trustRoots: roots, identity: id)
         return AgentClient(
             endpoint: AgentEndpoint(host: "127.0.0.1", port: server.port!, expectedName: expectedName), tls: tls,
             timeout: .seconds(20), logger: channelQuietLogger(), keepReadsAlive: keepReadsAlive)

@@ -20,6 +20,12 @@ public enum RolloutMessages {
         case .quorumAtRisk:
             return "rollout not started: \(cause). Add servers (an odd number, 3 or more), or pass "
                 + "--allow-quorum-loss to roll servers one at a time anyway."
+        case .drainBlocked(let blockers):
+            let lines = blockers.map { "\($0.node): \($0.pod): \($0.reason)" }
+            return "rollout not started, nothing was changed: \(blockers.count) pod(s) would stop a drain:\n  "
+                + lines.joined(separator: "\n  ")
+                + "\nFix them (give the pod a controller, relax the budget or add replicas), or pass "
+                + "--skip-drain-preflight to meet them node by node."
         case .agentRollingBack(let serial):
             let node = failure.node ?? "?"
             return "rollout not started: the agent on \(node) is rolling back apply \(serial) (its confirm deadline "
@@ -83,6 +89,19 @@ public enum RolloutMessages {
         }
     }
 
+    /// The cause of a Ready wait that ended with the Kubernetes API failing the last check.
+    static func notReadyCause(after: Duration, apiFailure: String) -> String {
+        "kubelet did not become Ready within \(RolloutDurations.describe(after)): the Kubernetes API failed the "
+            + "last check: \(apiFailure)"
+    }
+
+    /// The cause of a Ready wait that ended with the API still showing the node's status from before the reboot.
+    static func notReadyCause(after: Duration, staleBootID: String?, bootID: String) -> String {
+        "kubelet did not become Ready within \(RolloutDurations.describe(after)) of the reboot: the Kubernetes API "
+            + "still shows the node as it was before it (boot id \(staleBootID ?? "not reported"), not \(bootID)), so "
+            + "the kubelet of the new boot never reported"
+    }
+
     /// The cause of a failed `nixos-rebuild`.
     static func rebuildFailedCause(_ message: String) -> String { "nixos-rebuild failed: \(message)" }
 
@@ -121,6 +140,14 @@ public enum RolloutMessages {
         RolloutNotice(node: node, phase: .ready, status: .ok, message: "kubelet is ready on \(node)")
     }
 
+    /// Ready=True in the API, but from before the reboot: nk3 waits for the new boot's kubelet.
+    static func readyFromPreviousBoot(_ node: String, apiBootID: String?, bootID: String) -> RolloutNotice {
+        RolloutNotice(
+            node: node, phase: .ready, status: .waiting,
+            message: "\(node) shows Ready from before its reboot (boot id \(apiBootID ?? "not reported"), now "
+                + "\(bootID)): waiting for the kubelet of the new boot")
+    }
+
     /// "X uncordoned", or why it was left cordoned.
     static func uncordoned(_ node: String, wasOurs: Bool) -> RolloutNotice {
         if wasOurs { return RolloutNotice(node: node, phase: .uncordon, status: .ok, message: "\(node) uncordoned") }
@@ -154,6 +181,22 @@ public enum RolloutMessages {
     static func resuming(_ node: String, at step: RolloutStep?) -> RolloutNotice {
         RolloutNotice(
             node: node, phase: .rollout, status: .info, message: "Resuming \(node) at \(step?.rawValue ?? "the end")")
+    }
+
+    /// A node someone else cordoned, left alone.
+    static func skippingCordoned(_ node: String, by who: String) -> RolloutNotice {
+        RolloutNotice(
+            node: node, phase: .preflight, status: .warning,
+            message: "\(node) is cordoned by someone else\(who.isEmpty ? "" : " (\(who))"), not by nk3: skipping it "
+                + "(nk3 does not drain and reboot it behind their back; --include-cordoned rolls it and leaves it cordoned)")
+    }
+
+    /// The nodes skipped for someone else's cordon, named again at the end.
+    static func skippedCordoned(_ nodes: [String]) -> RolloutNotice {
+        RolloutNotice(
+            node: nil, phase: .rollout, status: .warning,
+            message: "Skipped \(nodes.count) node(s) cordoned by someone else: \(nodes.joined(separator: ", ")); uncordon "
+                + "them and rerun, or rerun with --include-cordoned")
     }
 
     /// Servers rolled although etcd loses quorum while one is down.

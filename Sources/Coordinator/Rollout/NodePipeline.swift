@@ -69,6 +69,8 @@ struct NodeRun: Sendable, Hashable {
     var bootIDBeforeReboot: String?
     var kernelBefore: String?
     var kernelAfter: String?
+    /// The boot the agent came back with after nk3's reboot: kubelet Ready must come from it.
+    var bootAfterReboot: NodeBoot?
     var backAt: Date?
     /// The last look for the rebooted agent found it answering with its old boot id.
     var sawOldBootID = false

@@ -77,7 +77,7 @@ extension RolloutExecutor {
                     cause: "the agent did not accept the reboot: \(error)")
             }
 
-        case .waitReachable(let node, _):
+        case .waitReachable(let node, _, let sawOldBootID):
             while true {
                 // Never ask at once: the agent answers the reboot before it goes down, so an immediate look
                 // would only find the old boot.
@@ -88,28 +88,37 @@ extension RolloutExecutor {
                     return .agentReachable(node: node, status: status, at: now())
                 } catch {
                     try rethrowCancellation(error)  // down while rebooting: keep polling
+                    if sawOldBootID { return .agentWentDown(node: node) }
                 }
             }
 
-        case .waitReady(let node):
+        case .waitReady(let node, let boot):
             var lastError: (any Error)?
+            var last: NodeReadiness?
             while true {
                 do {
-                    if try await withTimeout(t.agentCall, { try await cluster.nodeReady(node) }) {
-                        return .nodeReady(node: node, at: now())
+                    let readiness = try await withTimeout(t.agentCall) { try await cluster.nodeReadiness(node, boot: boot) }
+                    if readiness == .ready { return .nodeReady(node: node, at: now()) }
+                    if case .previousBoot(let api) = readiness, last != readiness, let boot {
+                        emit(RolloutMessages.readyFromPreviousBoot(node, apiBootID: api, bootID: boot.bootID))
                     }
+                    last = readiness
                     lastError = nil
                 } catch {
                     try rethrowCancellation(error)  // the API may be down while a server reboots: keep polling
                     lastError = error
                 }
                 if let deadline, clock.now >= deadline {
-                    // Say so when it was the API, not the kubelet, that never answered "Ready".
+                    // Say so when it was the API, or a status from before the reboot, that never said "Ready".
                     if let lastError {
                         return .failed(
                             node: node, step: .waitReady, kind: .timeout,
-                            cause: "kubelet did not become Ready within \(RolloutDurations.describe(t.ready)): the "
-                                + "Kubernetes API failed the last check: \(lastError)")
+                            cause: RolloutMessages.notReadyCause(after: t.ready, apiFailure: "\(lastError)"))
+                    }
+                    if case .previousBoot(let api) = last, let boot {
+                        return .failed(
+                            node: node, step: .waitReady, kind: .timeout,
+                            cause: RolloutMessages.notReadyCause(after: t.ready, staleBootID: api, bootID: boot.bootID))
                     }
                     return .timedOut(node: node, step: .waitReady, after: t.ready)
                 }

@@ -65,7 +65,8 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
     /// Runs the rollout. Returns the summary, or throws a `RolloutFailure` (its `exitCode` is the process
     /// exit code), or `CancellationError` if the calling task was cancelled (progress stays saved; the lease
     /// is released; a rerun resumes).
-    public func run(_ plan: RolloutPlan) async throws -> RolloutSummary {
+    /// `probed`: every agent's status, if the caller has just asked them all (then they are not asked again).
+    public func run(_ plan: RolloutPlan, probed: [String: AgentStatus]? = nil) async throws -> RolloutSummary {
         if let problem = plan.validationProblem() {
             throw fail(RolloutFailure(kind: .invalidInput, cause: problem, message: "invalid rollout: \(problem)"))
         }
@@ -89,7 +90,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         let result: Result<RolloutSummary, any Error> = await withTaskGroup(of: Result<RolloutSummary, any Error>?.self) {
             group in
             group.addTask {
-                do { return .success(try await self.drive(plan)) } catch { return .failure(error) }
+                do { return .success(try await self.drive(plan, probed: probed)) } catch { return .failure(error) }
             }
             group.addTask {
                 do {
@@ -179,12 +180,12 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         var since: C.Instant
     }
 
-    private func drive(_ plan: RolloutPlan) async throws -> RolloutSummary {
+    private func drive(_ plan: RolloutPlan, probed: [String: AgentStatus]?) async throws -> RolloutSummary {
         let progress: RolloutProgress?
-        let cordoned: [String: String]
+        let cordons: NodeCordons
         do {
             progress = try await cluster.loadProgress()
-            cordoned = try await cluster.cordonedByNK3()
+            cordons = try await cluster.cordons()
         } catch {
             if Task.isCancelled { throw CancellationError() }
             throw fail(
@@ -192,11 +193,26 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     kind: kind(of: error, default: .other), cause: "could not read the cluster state: \(error)",
                     message: "rollout not started: could not read saved progress and nk3's cordons from Kubernetes: \(error)"))
         }
-        let (statuses, unreachable) = await probe(plan.nodes.map(\.name))
+        var blockers: [DrainBlocker] = []
+        if plan.drainsNodes && !plan.options.skipDrainPreflight {
+            do {
+                blockers = try await cluster.drainBlockers(nodes: plan.nodes.map(\.name))
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                throw fail(
+                    RolloutFailure(
+                        kind: kind(of: error, default: .other), cause: "could not check the drains: \(error)",
+                        message: "rollout not started: could not read the pods and disruption budgets to check the "
+                            + "drains (\(error)); rerun, or pass --skip-drain-preflight"))
+            }
+        }
+        let (statuses, unreachable) = await probe(plan.nodes.map(\.name), known: probed)
         try Task.checkCancellation()
         var machine = RolloutMachine(plan: plan)
         var actions = machine.start(
-            .init(statuses: statuses, unreachable: unreachable, cordonedByNK3: cordoned, progress: progress, at: now()))
+            .init(
+                statuses: statuses, unreachable: unreachable, cordonedByNK3: cordons.byNK3,
+                cordonedByOthers: cordons.byOthers, progress: progress, at: now(), drainBlockers: blockers))
 
         return try await withThrowingTaskGroup(of: RolloutMachine.Input.self) { group in
             var deadlines: [String: Deadline] = [:]
@@ -267,8 +283,8 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         let (node, step, timeout): (String, RolloutStep, Duration)
         switch action {
         case .waitRebuild(let n, _, _): (node, step, timeout) = (n, .rebuild, t.rebuild)
-        case .waitReachable(let n, _): (node, step, timeout) = (n, .waitReachable, t.reboot)
-        case .waitReady(let n): (node, step, timeout) = (n, .waitReady, t.ready)
+        case .waitReachable(let n, _, _): (node, step, timeout) = (n, .waitReachable, t.reboot)
+        case .waitReady(let n, _): (node, step, timeout) = (n, .waitReady, t.ready)
         case .runGates: (node, step, timeout) = ("", .gates, t.gates)
         case .sendBundle, .drain, .reboot, .uncordon, .confirm, .notify, .saveProgress, .abort, .done: return nil
         }
@@ -286,10 +302,14 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         PollPace.delay(waited: since.duration(to: clock.now), interval: configuration.pollInterval)
     }
 
-    private func probe(_ names: [String]) async -> ([String: AgentStatus], [String: String]) {
+    private func probe(_ names: [String], known: [String: AgentStatus]?) async -> ([String: AgentStatus], [String: String]) {
         let timeout = configuration.timeouts.agentCall
         let results = await withTaskGroup(of: (String, Result<AgentStatus, any Error>).self) { group in
             for name in names {
+                if let status = known?[name] {
+                    group.addTask { (name, .success(status)) }
+                    continue
+                }
                 group.addTask {
                     do {
                         return (name, .success(try await self.withTimeout(timeout) { try await self.agents.status(node: name) }))
@@ -320,7 +340,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
 
     // MARK: - Helpers
 
-    private func emit(_ notice: RolloutNotice) {
+    func emit(_ notice: RolloutNotice) {
         sink.emit(RolloutEvent(notice, at: now()))
         var meta: Logger.Metadata = ["rollout.phase": "\(notice.phase.rawValue)", "rollout.status": "\(notice.status.rawValue)"]
         if let node = notice.node { meta["rollout.node"] = "\(node)" }

@@ -91,6 +91,8 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
         case agentsUnreachable([String])
         /// A k3s server needs a restart, but with `servers` servers etcd loses quorum while one is down.
         case quorumAtRisk(servers: Int)
+        /// Drains would be refused (pods no controller manages, budgets that never allow an eviction).
+        case drainBlocked([DrainBlocker])
         /// The node's agent is rolling an apply back (its confirm deadline passed while no coordinator ran).
         case agentRollingBack(serial: UInt64)
         /// A node failed during a step.

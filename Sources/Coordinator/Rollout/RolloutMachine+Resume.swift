@@ -52,6 +52,7 @@ extension RolloutMachine {
                     if let before, status.isBootIDKnown, status.bootID != before {
                         run.bootIDBeforeReboot = before
                         run.kernelAfter = status.kernel
+                        run.bootAfterReboot = NodeBoot(bootID: status.bootID, since: s.at)
                         run.steps = afterReboot(ships: true, reboots: true)
                         run.inDisruption = true
                     } else if let pending = status.pendingReboot, pending.bootID == status.bootID {
@@ -96,6 +97,7 @@ extension RolloutMachine {
         if plan.kind == .reboot, let rec, after == .pending {
             if let before = rec.bootIDBeforeReboot, status.isBootIDKnown, status.bootID != before {
                 run.kernelAfter = status.kernel
+                run.bootAfterReboot = NodeBoot(bootID: status.bootID, since: s.at)
                 run.steps = afterReboot(ships: false, reboots: true)
                 run.inDisruption = true
                 return .run(run)

@@ -35,10 +35,13 @@ public struct RolloutMachine: Sendable {
         /// Ask the agent to reboot. Answer `.rebootIssued`.
         case reboot(node: String)
         /// Poll the agent's status, ignoring errors, until it answers. Answer `.agentReachable` with that status
-        /// (the machine decides whether the boot id is new and may ask again), or `.timedOut`.
-        case waitReachable(node: String, oldBootID: String?)
-        /// Poll kubelet Ready until true. Answer `.nodeReady` or `.timedOut`.
-        case waitReady(node: String)
+        /// (the machine decides whether the boot id is new and may ask again), or `.timedOut`. `sawOldBootID`:
+        /// the last look found the agent answering with `oldBootID`; then answer `.agentWentDown` at the first
+        /// look that finds no agent (the machine is going down) instead of polling on.
+        case waitReachable(node: String, oldBootID: String?, sawOldBootID: Bool)
+        /// Poll kubelet Ready until true — after a reboot, Ready posted by the kubelet of `boot`. Answer
+        /// `.nodeReady` or `.timedOut`.
+        case waitReady(node: String, boot: NodeBoot?)
         /// Uncordon if nk3 cordoned it. Answer `.uncordoned`.
         case uncordon(node: String)
         /// Run every health gate; Ceph only counts if checked after `since`. Answer `.gatesPassed`.
@@ -60,6 +63,8 @@ public struct RolloutMachine: Sendable {
         case rebootIssued(node: String)
         /// The agent answered; `at` is when.
         case agentReachable(node: String, status: AgentStatus, at: Date)
+        /// After answering with its old boot id, the agent stopped answering: the machine went down.
+        case agentWentDown(node: String)
         case nodeReady(node: String, at: Date)
         case uncordoned(node: String, wasOurs: Bool, at: Date)
         case gatesPassed(at: Date)
@@ -78,19 +83,26 @@ public struct RolloutMachine: Sendable {
         public var unreachable: [String: String]
         /// Nodes cordoned by nk3 (annotation) → recorded reason.
         public var cordonedByNK3: [String: String]
+        /// Nodes someone else cordoned → who (or empty): skipped unless `Options.includeCordoned`.
+        public var cordonedByOthers: [String: String]
         /// Progress saved by an earlier run, if any.
         public var progress: RolloutProgress?
+        /// Pods that would stop a node's drain for good (empty when the preflight is skipped).
+        public var drainBlockers: [DrainBlocker] = []
         /// When the rollout started (Ceph must be fresh after this for recovered nodes).
         public var at: Date
 
         /// Makes a start snapshot.
         public init(
             statuses: [String: AgentStatus], unreachable: [String: String] = [:],
-            cordonedByNK3: [String: String] = [:], progress: RolloutProgress? = nil, at: Date
+            cordonedByNK3: [String: String] = [:], cordonedByOthers: [String: String] = [:],
+            progress: RolloutProgress? = nil, at: Date, drainBlockers: [DrainBlocker] = []
         ) {
+            self.drainBlockers = drainBlockers
             self.statuses = statuses
             self.unreachable = unreachable
             self.cordonedByNK3 = cordonedByNK3
+            self.cordonedByOthers = cordonedByOthers
             self.progress = progress
             self.at = at
         }
@@ -155,7 +167,13 @@ public struct RolloutMachine: Sendable {
                 summary.alreadyDone.append(name)
                 actions.append(.notify(RolloutMessages.finishedEarlier(name)))
             case .pending:
-                schedule.addPending(name)
+                if let who = s.cordonedByOthers[name], !plan.options.includeCordoned {
+                    // A person's cordon: not drained and rebooted behind their back.
+                    summary.skippedCordoned.append(name)
+                    actions.append(.notify(RolloutMessages.skippingCordoned(name, by: who)))
+                } else {
+                    schedule.addPending(name)
+                }
             case .run(var run):
                 actions.append(
                     .notify(
@@ -189,6 +207,19 @@ public struct RolloutMachine: Sendable {
             }
             schedule.serverLimit = 1
             actions.append(.notify(RolloutMessages.quorumLossAllowed(servers: servers)))
+        }
+        // Drains that could only be refused: refuse now, before anything is touched.
+        let draining = Set(order.filter { name in
+            if let run = running[name] { return run.steps[run.index...].contains(.drain) }
+            return schedule.pending.contains(name) && NodePipeline.full(kind: plan.kind, action: nodes[name]!.bundle?.action).reboots
+        })
+        let blockers = s.drainBlockers.filter { draining.contains($0.node) }
+        if !blockers.isEmpty {
+            return actions
+                + abort(
+                    RolloutFailure(
+                        kind: .invalidInput, node: blockers[0].node, step: nil,
+                        cause: "\(blockers.count) pod(s) would stop a drain", situation: .drainBlocked(blockers)))
         }
         // Health first, unless every node left to touch is already disrupted (then its own gates follow).
         schedule.beginWithGates(
@@ -246,17 +277,18 @@ public struct RolloutMachine: Sendable {
             run.advance()
             running[name] = run
 
-        case .agentReachable(let name, let status, _):
+        case .agentReachable(let name, let status, let at):
             guard var run = expect(name, .waitReachable) else { return unexpected(input) }
             if let old = run.bootIDBeforeReboot, status.bootID == old || !status.isBootIDKnown {
                 // Answering with the old boot id (or none: an agent that cannot read its machine mid-shutdown)
                 // is not a reboot: keep waiting until the reboot timeout.
                 run.sawOldBootID = true
                 running[name] = run
-                return [.waitReachable(node: name, oldBootID: old)]
+                return [.waitReachable(node: name, oldBootID: old, sawOldBootID: true)]
             }
             notes.append(.notify(RolloutMessages.reachable(name)))
             run.kernelAfter = status.kernel
+            run.bootAfterReboot = NodeBoot(bootID: status.bootID, since: at)
             if let serial = run.applySerial, let last = status.lastResult, last.serial == serial,
                 last.outcome == .rolledBack
             {
@@ -265,6 +297,14 @@ public struct RolloutMachine: Sendable {
             }
             run.advance()
             running[name] = run
+
+        case .agentWentDown(let name):
+            // It answered once more with its old boot just before going down: the reboot is happening. If it
+            // never comes back, that is a node that did not come back, not a reboot that did not happen.
+            guard var run = expect(name, .waitReachable) else { return unexpected(input) }
+            run.sawOldBootID = false
+            running[name] = run
+            return [.waitReachable(node: name, oldBootID: run.bootIDBeforeReboot, sawOldBootID: false)]
 
         case .nodeReady(let name, let at):
             guard var run = expect(name, .waitReady) else { return unexpected(input) }
@@ -375,6 +415,9 @@ public struct RolloutMachine: Sendable {
         }
         if schedule.isIdle {
             phase = .finished
+            if !summary.skippedCordoned.isEmpty {
+                actions.append(.notify(RolloutMessages.skippedCordoned(summary.skippedCordoned)))
+            }
             actions.append(.notify(RolloutMessages.complete(summary)))
             actions.append(.done(summary))
             return actions
@@ -396,8 +439,8 @@ public struct RolloutMachine: Sendable {
         case .rebuild: return [.waitRebuild(node: name, operationID: run.operationID, applySerial: run.applySerial)]
         case .drain: return [.notify(RolloutMessages.draining(name)), .drain(node: name)]
         case .reboot: return [.notify(RolloutMessages.rebooting(name)), .reboot(node: name)]
-        case .waitReachable: return [.waitReachable(node: name, oldBootID: run.bootIDBeforeReboot)]
-        case .waitReady: return [.waitReady(node: name)]
+        case .waitReachable: return [.waitReachable(node: name, oldBootID: run.bootIDBeforeReboot, sawOldBootID: false)]
+        case .waitReady: return [.waitReady(node: name, boot: run.bootAfterReboot)]
         case .uncordon: return [.uncordon(node: name)]
         case .confirm: return [.confirm(node: name, applySerial: run.applySerial!)]
         case .gates: return []  // one gate run for every node waiting at its gates: `pump` starts it

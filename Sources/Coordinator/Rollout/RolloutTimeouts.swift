@@ -20,11 +20,12 @@ public struct RolloutTimeouts: Sendable, Hashable {
     /// cost 10 s on a node that was back 7 ms after going down).
     public var reachablePoll: Duration
 
-    /// Defaults sized for real hardware (a reboot of a server with many disks takes minutes).
+    /// Defaults sized for real hardware (a reboot of a server with many disks takes minutes). Every default
+    /// has one source: the inventory's `timeouts:` defaults (`Timeouts`) and `AgentClient.defaultTimeout`.
     public init(
-        agentCall: Duration = .seconds(30), rebuild: Duration = .seconds(3600), drain: Duration = .seconds(600),
-        reboot: Duration = .seconds(900), ready: Duration = .seconds(600), gates: Duration = .seconds(900),
-        reachablePoll: Duration = .seconds(3)
+        agentCall: Duration = AgentClient.defaultTimeout, rebuild: Duration = Timeouts().rebuild,
+        drain: Duration = Timeouts().drain, reboot: Duration = Timeouts().reboot, ready: Duration = Timeouts().ready,
+        gates: Duration = Timeouts().gates, reachablePoll: Duration = .seconds(3)
     ) {
         self.agentCall = agentCall
         self.rebuild = rebuild
@@ -33,6 +34,11 @@ public struct RolloutTimeouts: Sendable, Hashable {
         self.ready = ready
         self.gates = gates
         self.reachablePoll = reachablePoll
+    }
+
+    /// The inventory's `timeouts:`, and `agentCall` for one agent request.
+    public init(_ t: Timeouts, agentCall: Duration = AgentClient.defaultTimeout) {
+        self.init(agentCall: agentCall, rebuild: t.rebuild, drain: t.drain, reboot: t.reboot, ready: t.ready, gates: t.gates)
     }
 }
 

@@ -26,7 +26,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Simulation speed: a factor (60 = a 60 s reboot takes 1 s), `instant`, or `realtime`.")
     var speed: String = "60"
 
-    @Option(name: [.customShort("d"), .customLong("disruption-budget")], help: "Disruption budget of the rollouts.")
+    @Option(
+        name: [.customShort("d"), .customLong("disruption-budget")],
+        help: "The simulated inventory's disruption_budget: most nodes in flight (so also disrupted) at once.")
     var disruptionBudget: Int = 1
 
     @Option(help: "Directory for the simulation's files (default: a new temporary directory).")

@@ -79,7 +79,9 @@ struct GlobalOptions: ParsableArguments {
 
 /// Options of commands that roll through the cluster.
 struct RolloutOptions: ParsableArguments {
-    @Option(name: [.customShort("d"), .customLong("disruption-budget")], help: "Most nodes disrupted at once (default: inventory, else 1). k3s servers are further limited so etcd keeps quorum.")
+    @Option(
+        name: [.customShort("d"), .customLong("disruption-budget")],
+        help: "Most nodes in flight at once, from sending the bundle to the confirm — so also the most disrupted at once (default: inventory `disruption_budget`, else 1). k3s servers are further limited so etcd keeps quorum.")
     var disruptionBudget: Int?
 
     @Flag(help: "Do not run the health gates before the first node (they still run after every node).")
@@ -88,16 +90,25 @@ struct RolloutOptions: ParsableArguments {
     @Flag(help: "Allow taking down a k3s server of a 1- or 2-server cluster (loses etcd quorum while it reboots).")
     var allowQuorumLoss = false
 
-    @Option(help: "Roll these nodes first, in this order (comma-separated names).")
+    @Option(help: "Roll these nodes first, in this order (comma-separated names; default: the inventory's `order`).")
     var order: String?
 
-    func planOptions(_ session: ClusterSession) throws -> RolloutPlan.Options {
-        let budget = disruptionBudget ?? session.inventory.disruptionBudget
-        guard budget >= 1 else { throw ValidationError("--disruption-budget must be at least 1") }
-        return RolloutPlan.Options(
-            disruptionBudget: budget, skipInitialHealth: skipInitialHealth,
-            explicitOrder: order.map { $0.split(separator: ",").map(String.init) } ?? (session.inventory.rolloutOrder.isEmpty ? nil : session.inventory.rolloutOrder),
-            allowQuorumLoss: allowQuorumLoss)
+    @Flag(help: "Also roll nodes someone else cordoned: they are drained and rebooted, and stay cordoned afterwards. Without it they are skipped and named at the end.")
+    var includeCordoned = false
+
+    @Flag(help: "Do not check every node's pods against the drain rules and PodDisruptionBudgets before the first node (the check refuses, exit 2, naming each pod that would stop a drain).")
+    var skipDrainPreflight = false
+
+    func validate() throws {
+        if let d = disruptionBudget, d < 1 { throw ValidationError("--disruption-budget must be at least 1") }
+    }
+
+    /// The flags as the library takes them (`RolloutFlags`, the builder `nk3 demo` uses too).
+    var flags: RolloutFlags {
+        RolloutFlags(
+            disruptionBudget: disruptionBudget, skipInitialHealth: skipInitialHealth, allowQuorumLoss: allowQuorumLoss,
+            order: order.map { $0.split(separator: ",").map(String.init) }, includeCordoned: includeCordoned,
+            skipDrainPreflight: skipDrainPreflight)
     }
 }
 
@@ -108,7 +119,7 @@ func runRollout(_ kind: ClusterSession.RolloutKind, global: GlobalOptions, optio
     let session = try global.session()
     let sink = global.sink()
     do {
-        _ = try await session.rollout(kind, options: try options.planOptions(session), sink: sink, clock: ContinuousClock())
+        _ = try await session.rollout(kind, options: try options.flags.planOptions(session.inventory), sink: sink, clock: ContinuousClock())
     } catch let failure as RolloutFailure {
         // The executor already emitted the failure event (node, phase, cause); end with its exit code.
         throw ExitCode(failure.exitCode)

@@ -136,13 +136,22 @@ struct GateLogicTests {
         #expect(r.failure == "ceph state is HEALTH_ERR (OSD_DOWN: 1 osds down)")
     }
 
-    @Test("a stale HEALTH_OK (checked before the node came back, or at the same second) does not pass")
+    @Test("a stale HEALTH_OK (checked before the node came back) does not pass; one stamped in its second does")
     func cephStaleOK() throws {
         let stale = try ceph("HEALTH_OK", checked: "2024-05-01T12:04:59Z")
         #expect(!stale.passed)
         #expect(stale.failure?.contains("last checked at 2024-05-01T12:04:59Z") == true)
         #expect(stale.lines[0].status == .waiting)
-        #expect(!(try ceph("HEALTH_OK", checked: "2024-05-01T12:05:00Z")).passed)
+        // Rook stamps whole seconds: a check in the same second as the return may have run after it.
+        #expect(try ceph("HEALTH_OK", checked: "2024-05-01T12:05:00Z").passed)
+        let cluster0 = try GateFixtures.decode(
+            GateFixtures.cephCluster(health: "HEALTH_OK", lastChecked: "2024-05-01T12:05:00Z"), as: CephCluster.self)
+        #expect(GateLogic.ceph(cluster0, checkedAfter: Self.cameBack.addingTimeInterval(0.7)).passed)
+        #expect(!GateLogic.ceph(cluster0, checkedAfter: Self.cameBack.addingTimeInterval(1)).passed)
+        // A stamp with a fraction is compared exactly.
+        let precise = try GateFixtures.decode(
+            GateFixtures.cephCluster(health: "HEALTH_OK", lastChecked: "2024-05-01T12:05:00.500Z"), as: CephCluster.self)
+        #expect(!GateLogic.ceph(precise, checkedAfter: Self.cameBack.addingTimeInterval(0.7)).passed)
         #expect(try ceph("HEALTH_OK", checked: "2024-05-01T12:05:01Z").passed)
         // Without a 'since' (the gate before the rollout starts) any fresh-enough report counts.
         let cluster = try GateFixtures.decode(

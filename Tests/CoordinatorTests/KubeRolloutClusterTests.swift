@@ -127,15 +127,32 @@ struct KubeRolloutClusterTests {
     func cordonRules() async throws {
         try await withCluster { state, cluster in
             try await cluster.cordon("n1", reason: "nk3 rollout")
-            #expect(try await cluster.cordonedByNK3() == ["n1": "nk3 rollout"])
+            #expect(try await cluster.cordons() == NodeCordons(byNK3: ["n1": "nk3 rollout"]))
             // Somebody else cordons n2 by hand: nk3 neither claims nor undoes it.
             _ = try await cluster.kube.setUnschedulable("n2", true)
-            #expect(try await cluster.cordonedByNK3().keys.sorted() == ["n1"])
+            #expect(try await cluster.cordons() == NodeCordons(byNK3: ["n1": "nk3 rollout"], byOthers: ["n2": ""]))
             #expect(try await cluster.uncordonIfOurs("n2") == false)
             #expect(state.node("n2")?.isUnschedulable == true)
             #expect(try await cluster.uncordonIfOurs("n1") == true)
             #expect(state.node("n1")?.isUnschedulable == false)
-            #expect(try await cluster.cordonedByNK3().isEmpty)
+            #expect(try await cluster.cordons().byNK3.isEmpty)
+        }
+    }
+
+    @Test("nk3's annotations on a node someone uncordoned are removed, so a later cordon by a person is not taken for nk3's")
+    func staleAnnotationsAreForgotten() async throws {
+        try await withCluster { state, cluster in
+            try await cluster.cordon("n1", reason: "nk3 rollout")
+            // `kubectl uncordon n1`: spec.unschedulable only; nk3's annotations stay.
+            _ = try await cluster.kube.setUnschedulable("n1", false)
+            #expect(state.node("n1")?.annotation(NK3Annotations.cordonedBy) != nil)
+            #expect(try await cluster.cordons() == NodeCordons())
+            #expect(state.node("n1")?.annotation(NK3Annotations.cordonedBy) == nil, "the stale record is gone")
+            // Now a person cordons it for maintenance: it is theirs, and nk3 leaves it cordoned.
+            _ = try await cluster.kube.setUnschedulable("n1", true)
+            #expect(try await cluster.cordons() == NodeCordons(byOthers: ["n1": ""]))
+            #expect(try await cluster.uncordonIfOurs("n1") == false)
+            #expect(state.node("n1")?.isUnschedulable == true)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NK3Coordinator
+import NK3Kube
 import NK3Protocol
 
 /// The agent could not be reached (a fake transport error: no classification, so "unreachable").
@@ -46,6 +47,19 @@ actor RolloutFakeWorld {
         var neverReadyAfterReboot = false
         var systemUnchanged = false
         var trialBootFallsBack = false
+        /// Ready polls after a boot that still show the previous boot's status (Ready=True, old boot id): the
+        /// node controller's grace period after a quick reboot.
+        var staleReadyPollsAfterBoot = 0
+        var staleReadyPollsLeft = 0
+        /// The boot whose kubelet last posted to the API.
+        var apiBootCount = 1
+        /// After accepting a reboot, answer this many status calls with the old boot, then go down.
+        var oldBootAnswersAfterReboot = 0
+        var oldBootAnswersLeft = 0
+        /// A machine that goes down for good.
+        var neverReturns = false
+        /// Uncordons while the API still showed the previous boot.
+        var uncordonedWhileStale = 0
 
         var bootID: String { "boot-\(name)-\(bootCount)" }
         var configHash: String { ConfigFiles.hash(files: files) }
@@ -66,6 +80,8 @@ actor RolloutFakeWorld {
     var leaseRenewals = 0
     var progress: RolloutProgress?
     var gateScript: [GateBehaviour] = []
+    /// What the drain preflight finds.
+    var drainBlockers: [DrainBlocker] = []
     var calls: [String] = []
     var hook: (@Sendable (isolated RolloutFakeWorld, String) -> Void)?
     /// Invariants observed.
@@ -88,6 +104,7 @@ actor RolloutFakeWorld {
     func update(_ name: String, _ change: (inout Node) -> Void) { change(&nodes[name]!) }
     func setHook(_ h: (@Sendable (isolated RolloutFakeWorld, String) -> Void)?) { hook = h }
     func setGates(_ script: [GateBehaviour]) { gateScript = script }
+    func setDrainBlockers(_ b: [DrainBlocker]) { drainBlockers = b }
     func setLease(_ l: RolloutLease?) { lease = l }
     func node(_ name: String) -> Node { nodes[name]! }
 
@@ -108,6 +125,15 @@ actor RolloutFakeWorld {
     func status(_ name: String) throws -> AgentStatus {
         record("status \(name)")
         guard var n = nodes[name] else { throw FakeUnreachable(node: name) }
+        if n.oldBootAnswersLeft > 0 {
+            n.oldBootAnswersLeft -= 1
+            if n.oldBootAnswersLeft == 0 {
+                n.down = true
+                n.downPollsLeft = n.neverReturns ? Int.max : n.downPolls
+            }
+            nodes[name] = n
+            return agentStatus(n)
+        }
         if n.down {
             n.downPollsLeft -= 1
             if n.downPollsLeft <= 0 { bootUp(&n) }
@@ -132,6 +158,7 @@ actor RolloutFakeWorld {
             }
         }
         n.readyPollsLeft = n.readyPollsAfterBoot
+        n.staleReadyPollsLeft = n.staleReadyPollsAfterBoot
         noteDisruption()
     }
 
@@ -162,9 +189,11 @@ actor RolloutFakeWorld {
             return EnvelopeReceipt(serial: n.serial, kind: "apply", operationID: n.operation!.id, phase: .staged, message: "accepted")
         case .reboot:
             n.serial += 1
-            if !n.rebootIgnored {
+            if n.oldBootAnswersAfterReboot > 0 {
+                n.oldBootAnswersLeft = n.oldBootAnswersAfterReboot
+            } else if !n.rebootIgnored {
                 n.down = true
-                n.downPollsLeft = n.downPolls
+                n.downPollsLeft = n.neverReturns ? Int.max : n.downPolls
             }
             nodes[name] = n
             noteDisruption()
@@ -212,16 +241,36 @@ actor RolloutFakeWorld {
 
     // MARK: Cluster
 
-    func nodeReady(_ name: String) -> Bool {
+    /// The Node as the API shows it, judged by the real rule (`GateLogic.readiness`): after a boot, its status
+    /// stays the previous boot's (Ready=True) for `staleReadyPollsAfterBoot` polls, then the new kubelet posts.
+    func nodeReadiness(_ name: String, boot: NodeBoot?) -> NodeReadiness {
         record("ready? \(name)")
-        guard var n = nodes[name], !n.down else { return false }
-        if n.neverReadyAfterReboot && n.bootCount > 1 { return false }
-        if n.readyPollsLeft > 0 {
-            n.readyPollsLeft -= 1
-            nodes[name] = n
-            return false
+        guard var n = nodes[name] else { return .notReady("no node") }
+        defer { nodes[name] = n }
+        var ready = !n.down
+        if n.apiBootCount != n.bootCount, !n.down {
+            if n.staleReadyPollsLeft > 0 {
+                n.staleReadyPollsLeft -= 1
+            } else {
+                n.apiBootCount = n.bootCount
+            }
         }
-        return true
+        if n.apiBootCount == n.bootCount, !n.down {
+            if n.neverReadyAfterReboot && n.bootCount > 1 {
+                ready = false
+            } else if n.readyPollsLeft > 0 {
+                n.readyPollsLeft -= 1
+                ready = false
+            }
+        } else {
+            ready = true  // the previous boot's last status (or the stale one while it is down)
+        }
+        let api = NK3Kube.Node(
+            metadata: ObjectMeta(name: name), spec: NodeSpec(),
+            status: NodeStatus(
+                conditions: [KubeCondition(type: "Ready", status: ready ? "True" : "False", reason: ready ? "KubeletReady" : "KubeletNotReady")],
+                nodeInfo: NodeSystemInfo(bootID: "boot-\(name)-\(n.apiBootCount)")))
+        return GateLogic.readiness(of: api, boot: boot)
     }
 
     func cordon(_ name: String, reason: String) {
@@ -233,14 +282,17 @@ actor RolloutFakeWorld {
 
     func uncordonIfOurs(_ name: String) -> Bool {
         record("uncordon \(name)")
+        if nodes[name]!.apiBootCount != nodes[name]!.bootCount { nodes[name]!.uncordonedWhileStale += 1 }
         guard nodes[name]!.cordonedByNK3 != nil else { return false }
         nodes[name]!.cordonedByNK3 = nil
         return true
     }
 
-    func cordonedByNK3() -> [String: String] {
-        var out: [String: String] = [:]
-        for (k, v) in nodes { if let r = v.cordonedByNK3 { out[k] = r } }
+    func cordons() -> NodeCordons {
+        var out = NodeCordons()
+        for (k, v) in nodes {
+            if let r = v.cordonedByNK3 { out.byNK3[k] = r } else if v.cordonedByOther { out.byOthers[k] = "" }
+        }
         return out
     }
 
@@ -303,11 +355,16 @@ struct FakeCluster: RolloutCluster {
     let world: RolloutFakeWorld
     let clock: RolloutTestClock
 
-    func nodeReady(_ node: String) async throws -> Bool { await world.nodeReady(node) }
+    func nodeReadiness(_ node: String, boot: NodeBoot?) async throws -> NodeReadiness {
+        await world.nodeReadiness(node, boot: boot)
+    }
     func cordon(_ node: String, reason: String) async throws { await world.cordon(node, reason: reason) }
     func uncordonIfOurs(_ node: String) async throws -> Bool { await world.uncordonIfOurs(node) }
-    func cordonedByNK3() async throws -> [String: String] { await world.cordonedByNK3() }
+    func cordons() async throws -> NodeCordons { await world.cordons() }
     func drain(_ node: String, timeout: Duration) async throws { await world.drain(node) }
+    func drainBlockers(nodes: [String]) async throws -> [DrainBlocker] {
+        await world.drainBlockers.filter { nodes.contains($0.node) }
+    }
 
     /// Polls like the real gates: "recovering" lines until healthy, honouring `timeout` on the virtual clock.
     func runGates(since: Date?, timeout: Duration, report: @escaping @Sendable (GateReport) -> Void) async throws {

@@ -45,12 +45,13 @@ import Testing
         #expect(a.saved[0].inFlight["n1"]?.step == .reboot)
 
         a = m.handle(.rebootIssued(node: "n1"))
-        #expect(a.work == [.waitReachable(node: "n1", oldBootID: "n1-boot-1")])
+        #expect(a.work == [.waitReachable(node: "n1", oldBootID: "n1-boot-1", sawOldBootID: false)])
         #expect(a.saved.isEmpty, "wait-reachable resumes like reboot: nothing to write")
 
         a = m.handle(.agentReachable(node: "n1", status: RT.status("n1", boot: 2, kernel: "6.6.46"), at: t))
         #expect(a.messages == ["n1 is reachable"])
-        #expect(a.work == [.waitReady(node: "n1")])
+        // Ready must come from the boot the agent came back with (a Node still says Ready right after a reboot).
+        #expect(a.work == [.waitReady(node: "n1", boot: NodeBoot(bootID: "n1-boot-2", since: t))])
         #expect(a.saved.map { $0.inFlight["n1"]?.step } == [.waitReady], "back from the reboot: written once")
 
         a = m.handle(.nodeReady(node: "n1", at: t))
@@ -147,7 +148,7 @@ import Testing
         sim.override = { action, sim in
             switch action {
             case .reboot(let n): return .rebootIssued(node: n)  // the model would bump the boot id; this node does not reboot
-            case .waitReachable(let n, _):
+            case .waitReachable(let n, _, _):
                 answered += 1
                 if answered <= 3 { return .agentReachable(node: n, status: sim.status(n), at: RT.t0) }
                 return .timedOut(node: n, step: .waitReachable, after: .seconds(900))
@@ -174,7 +175,7 @@ import Testing
         sim.override = { action, sim in
             switch action {
             case .reboot(let n): return .rebootIssued(node: n)
-            case .waitReachable(let n, _):
+            case .waitReachable(let n, _, _):
                 answered += 1
                 var status = sim.status(n)
                 status.bootID = AgentStatus.unknownBootID
@@ -193,7 +194,7 @@ import Testing
     @Test func agentNeverBackIsUnreachable() {
         var sim = MachineSim(plan: RT.applyPlan(agents: ["n1"]))
         sim.override = { action, _ in
-            if case .waitReachable(let n, _) = action { return .timedOut(node: n, step: .waitReachable, after: .seconds(60)) }
+            if case .waitReachable(let n, _, _) = action { return .timedOut(node: n, step: .waitReachable, after: .seconds(60)) }
             return nil
         }
         sim.run(RT.start(["n1"]))
@@ -205,7 +206,7 @@ import Testing
     @Test func kubeletNeverReadyAbortsLeavesNodeCordonedAndUnconfirmed() throws {
         var sim = MachineSim(plan: RT.applyPlan(agents: ["n1", "n2"]))
         sim.override = { action, _ in
-            if case .waitReady(let n) = action { return .timedOut(node: n, step: .waitReady, after: .seconds(600)) }
+            if case .waitReady(let n, _) = action { return .timedOut(node: n, step: .waitReady, after: .seconds(600)) }
             return nil
         }
         sim.run(RT.start(["n1", "n2"]))
@@ -258,7 +259,7 @@ import Testing
     @Test func comingBackRolledBackIsExit6() {
         var sim = MachineSim(plan: RT.applyPlan(agents: ["n1"]))
         sim.override = { action, sim in
-            if case .waitReachable(let n, _) = action {
+            if case .waitReachable(let n, _, _) = action {
                 var s = sim.status(n)
                 s.lastResult = OperationResult(id: "op", serial: 1, outcome: .rolledBack, message: "new generation failed to boot", finishedAt: RT.t0)
                 return .agentReachable(node: n, status: s, at: RT.t0)
@@ -379,7 +380,7 @@ import Testing
                 return s
             })
         #expect(a.messages.contains("Resuming n1 at wait-reachable"), "\(a.messages)")
-        #expect(a.work == [.waitReachable(node: "n1", oldBootID: "n1-boot-1")])
+        #expect(a.work == [.waitReachable(node: "n1", oldBootID: "n1-boot-1", sawOldBootID: false)])
     }
 
     @Test("a pending reboot of an earlier boot (reported after it happened) does not count")
@@ -402,7 +403,7 @@ import Testing
                 $0 == "n1" ? RT.status($0, boot: 2, files: newFiles, operation: op(.awaitingConfirm)) : RT.status($0)
             })
         let work = sim.trace.work
-        #expect(work.first == .waitReady(node: "n1"))
+        #expect(work.first == .waitReady(node: "n1", boot: NodeBoot(bootID: "n1-boot-2", since: RT.t0)))
         #expect(work.contains(.confirm(node: "n1", applySerial: 5)))
         #expect(!work.contains(.drain(node: "n1")))
         #expect(sim.summary?.updated == ["n1", "n2"])
@@ -415,7 +416,7 @@ import Testing
             RT.start(["n1", "n2"], cordoned: ["n1": "nk3"], progress: progress(["n1": .init(step: .reboot, applySerial: 5, bootIDBeforeReboot: "n1-boot-1")])) {
                 $0 == "n1" ? nil : RT.status($0)
             })
-        #expect(sim.trace.work.first == .waitReachable(node: "n1", oldBootID: "n1-boot-1"))
+        #expect(sim.trace.work.first == .waitReachable(node: "n1", oldBootID: "n1-boot-1", sawOldBootID: false))
         #expect(sim.failure == nil)
         #expect(sim.summary?.updated.contains("n1") == true)
     }
@@ -472,7 +473,7 @@ import Testing
         #expect(sim.messages.first == "n2 was left cordoned by nk3 (nk3 rollout (aborted)); bringing it back")
         let work = sim.trace.work
         // Ready before uncordon, gates before any other node is touched.
-        #expect(Array(work.prefix(3)) == [.waitReady(node: "n2"), .uncordon(node: "n2"), .runGates(since: RT.t0.addingTimeInterval(2))])
+        #expect(Array(work.prefix(3)) == [.waitReady(node: "n2", boot: nil), .uncordon(node: "n2"), .runGates(since: RT.t0.addingTimeInterval(2))])
         #expect(sim.summary?.recovered == ["n2"])
         #expect(sim.summary?.updated.sorted() == ["n1", "n2"])
         #expect(sim.gatesWhileDisrupted == 0)
@@ -481,7 +482,7 @@ import Testing
     @Test func recoveringNodeThatNeverGetsReadyIsNotUncordoned() {
         var sim = MachineSim(plan: plan)
         sim.override = { action, _ in
-            if case .waitReady(let n) = action { return .timedOut(node: n, step: .waitReady, after: .seconds(600)) }
+            if case .waitReady(let n, _) = action { return .timedOut(node: n, step: .waitReady, after: .seconds(600)) }
             return nil
         }
         sim.run(RT.start(["n1", "n2"], cordoned: ["n2": "nk3"]))

@@ -189,9 +189,9 @@ struct MachineSim {
         case .reboot(let node):
             sim[node]!.boot += 1
             return .rebootIssued(node: node)
-        case .waitReachable(let node, _):
+        case .waitReachable(let node, _, _):
             return .agentReachable(node: node, status: status(node), at: now)
-        case .waitReady(let node):
+        case .waitReady(let node, _):
             return .nodeReady(node: node, at: now)
         case .uncordon(let node):
             disrupted.remove(node)
@@ -211,8 +211,8 @@ extension RolloutMachine.Action {
     /// The node a node action is for.
     var node: String? {
         switch self {
-        case .sendBundle(let n, _), .waitRebuild(let n, _, _), .drain(let n), .reboot(let n), .waitReachable(let n, _),
-            .waitReady(let n), .uncordon(let n), .confirm(let n, _):
+        case .sendBundle(let n, _), .waitRebuild(let n, _, _), .drain(let n), .reboot(let n), .waitReachable(let n, _, _),
+            .waitReady(let n, _), .uncordon(let n), .confirm(let n, _):
             return n
         default: return nil
         }

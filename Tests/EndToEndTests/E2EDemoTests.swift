@@ -46,5 +46,23 @@ struct E2EDemoTests {
         // Every line is either narration framed as a simulation, a command banner, or the coordinator's own output.
         #expect(!lines.contains { $0.hasPrefix("nk3 demo") })
     }
+
+    @Test("the demo rolls through the same options builder as `nk3 apply`: the inventory's order (servers first here)")
+    func demoUsesTheApplyPath() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-e2e-demo-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = DemoRunner.Options()
+        options.nodes = 4
+        options.servers = 3
+        options.speed = .instant
+        options.directory = dir
+        options.upgrade = false
+        let out = Mutex<[String]>([])
+        let demo = DemoRunner(options: options, out: { l in out.withLock { $0.append(l) } }, err: { _ in }, logger: E2ECluster.quiet)
+        _ = try await demo.run()
+        let rebuilt = out.withLock { $0 }.filter { $0.hasPrefix("Rebuilding NixOS on ") }
+        // `nk3 apply` takes the inventory's rollout order (sim-node-1 … 4); the old demo path put the agent first.
+        #expect(rebuilt == (1...4).map { "Rebuilding NixOS on sim-node-\($0)" }, "\(rebuilt)")
+    }
 }
 }

@@ -115,7 +115,8 @@ struct E2EFaultTests {
             try await c.sim.inject(.pdbBlocksEviction, on: "sim-node-2")
 
             let sink = E2ESink()
-            let failure = try #require(try await c.failingRollout(.apply(.boot), sink: sink))
+            // Past the preflight (which would refuse at the start: see E2ERealClusterTests), to the drain itself.
+            let failure = try #require(try await c.failingRollout(.apply(.boot), skipDrainPreflight: true, sink: sink))
             #expect(failure.kind == .timeout)
             #expect(failure.exitCode == 5)
             #expect(failure.node == "sim-node-2")

@@ -92,7 +92,7 @@ public struct AgentClient: Sendable {
     /// Makes a client from prepared TLS settings (see `AgentClientTLS`), which can be shared by the clients of all
     /// agents. With `keepReadsAlive`, reads reuse one kept-alive connection.
     public init(
-        endpoint: AgentEndpoint, tls: AgentClientTLS, timeout: Duration = .seconds(10),
+        endpoint: AgentEndpoint, tls: AgentClientTLS, timeout: Duration = AgentClient.defaultTimeout,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "nk3.agent-client"), keepReadsAlive: Bool = false
     ) {
@@ -104,9 +104,13 @@ public struct AgentClient: Sendable {
         self.keptAlive = keepReadsAlive ? KeptConnection() : nil
     }
 
+    /// How long one request to an agent may take, unless a caller says otherwise (the one definition: the
+    /// rollout's `RolloutTimeouts.agentCall` and `nk3`'s sessions use it too).
+    public static let defaultTimeout: Duration = .seconds(10)
+
     /// Makes a client from the cluster CA and a client identity.
     public init(
-        endpoint: AgentEndpoint, trustRoots: [NIOSSLCertificate], identity: TLSIdentity, timeout: Duration = .seconds(10),
+        endpoint: AgentEndpoint, trustRoots: [NIOSSLCertificate], identity: TLSIdentity, timeout: Duration = AgentClient.defaultTimeout,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "nk3.agent-client")
     ) throws {

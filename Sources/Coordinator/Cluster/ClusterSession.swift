@@ -17,6 +17,8 @@ public struct ClusterSession: Sendable {
     let signingPublicKey: String
     let kubeconfigPath: String?
     let kubeContext: String?
+    /// One request to an agent (`Overrides.agentTimeout`).
+    let agentTimeout: Duration
 
     /// Options that override the inventory.
     public struct Overrides: Sendable {
@@ -27,7 +29,7 @@ public struct ClusterSession: Sendable {
         public var agentTimeout: Duration
         public init(
             kubeconfig: String? = nil, kubeContext: String? = nil, pkiDirectory: String? = nil,
-            clientName: String = "operator", agentTimeout: Duration = .seconds(10)
+            clientName: String = "operator", agentTimeout: Duration = AgentClient.defaultTimeout
         ) {
             self.kubeconfig = kubeconfig
             self.kubeContext = kubeContext
@@ -75,7 +77,7 @@ public struct ClusterSession: Sendable {
         return ClusterSession(
             inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer), clients: clients,
             logger: logger, signingPublicKey: pub, kubeconfigPath: overrides.kubeconfig ?? inventory.kubeconfig,
-            kubeContext: overrides.kubeContext ?? inventory.kubeContext)
+            kubeContext: overrides.kubeContext ?? inventory.kubeContext, agentTimeout: overrides.agentTimeout)
     }
 
     /// Node names in inventory order.
@@ -279,15 +281,14 @@ public struct ClusterSession: Sendable {
         let plan = rolloutPlan(kind: kind, rendered: rendered, options: options)
         return try await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
             let cluster = rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval)
-            let t = inventory.timeouts
             let executor = RolloutExecutor(
                 agents: agents, cluster: cluster,
                 configuration: .init(
                     holder: holder, pollInterval: pollInterval,
-                    timeouts: RolloutTimeouts(
-                        rebuild: t.rebuild, drain: t.drain, reboot: t.reboot, ready: t.ready, gates: t.gates)),
+                    timeouts: RolloutTimeouts(inventory.timeouts, agentCall: agentTimeout)),
                 clock: clock, sink: sink, logger: logger)
-            return try await executor.run(plan)
+            // The agents were probed just now (preflight): the executor takes those answers, not a second round.
+            return try await executor.run(plan, probed: statuses)
         }
     }
 
@@ -295,7 +296,7 @@ public struct ClusterSession: Sendable {
         KubeRolloutCluster(
             kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,
             ceph: inventory.ceph.enabled ? (inventory.ceph.namespace, inventory.ceph.name ?? inventory.ceph.namespace) : nil,
-            pollInterval: pollInterval, clock: clock, logger: logger)
+            pollInterval: pollInterval, clock: clock, logger: logger, healthRule: inventory.healthRule)
     }
 
     /// A coordinator killed just after asking a node to reboot leaves progress saying so; a rerun started while

@@ -18,6 +18,8 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     public let ceph: (namespace: String, name: String)?
     public let pollInterval: Duration
     public let drainOptions: DrainOptions
+    /// Which rule makes a DaemonSet or Deployment healthy (inventory `health_rule`).
+    public let healthRule: WorkloadHealthRule
     public let clock: C
     public let logger: Logger
 
@@ -30,8 +32,9 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     public init(
         kube: any KubeAPI, clusterName: String, watchNamespaces: [String], ceph: (namespace: String, name: String)?,
         pollInterval: Duration = .milliseconds(100), drainOptions: DrainOptions = DrainOptions(), clock: C,
-        logger: Logger, leaseNamespace: String = "kube-system"
+        logger: Logger, leaseNamespace: String = "kube-system", healthRule: WorkloadHealthRule = .available
     ) {
+        self.healthRule = healthRule
         self.kube = kube
         self.leaseNamespace = leaseNamespace
         self.leaseName = "nk3-rollout-\(clusterName)".lowercased().map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }
@@ -44,9 +47,8 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         self.logger = logger
     }
 
-    public func nodeReady(_ node: String) async throws -> Bool {
-        let n = try await kube.getNode(node)
-        return n.isReady
+    public func nodeReadiness(_ node: String, boot: NodeBoot?) async throws -> NodeReadiness {
+        GateLogic.readiness(of: try await kube.getNode(node), boot: boot)
     }
 
     public func cordon(_ node: String, reason: String) async throws {
@@ -61,12 +63,42 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         }
     }
 
-    public func cordonedByNK3() async throws -> [String: String] {
-        var out: [String: String] = [:]
-        for n in try await kube.listNodes() where n.isUnschedulable {
-            if n.annotation(NK3Annotations.cordonedBy) != nil, let name = n.metadata.name {
-                out[name] = n.annotation(NK3Annotations.cordonReason) ?? ""
+    public func cordons() async throws -> NodeCordons {
+        var out = NodeCordons()
+        for n in try await kube.listNodes() {
+            guard let name = n.metadata.name else { continue }
+            let ours = n.annotation(NK3Annotations.cordonedBy) != nil
+            if n.isUnschedulable {
+                if ours {
+                    out.byNK3[name] = n.annotation(NK3Annotations.cordonReason) ?? ""
+                } else {
+                    out.byOthers[name] = ""
+                }
+            } else if ours {
+                // Schedulable with nk3's record: someone uncordoned it (`kubectl uncordon` keeps annotations).
+                // Forget the record now, or a later cordon by a person would read as nk3's.
+                do {
+                    try await kube.setUnschedulable(
+                        name, false, annotations: [NK3Annotations.cordonedBy: nil, NK3Annotations.cordonReason: nil],
+                        resourceVersion: n.metadata.resourceVersion)
+                    logger.info("removed nk3's stale cordon annotations", metadata: ["rollout.node": "\(name)"])
+                } catch let e as KubeError where e.code == .conflict {
+                    continue  // changed meanwhile: the next look decides
+                }
             }
+        }
+        return out
+    }
+
+    public func drainBlockers(nodes: [String]) async throws -> [DrainBlocker] {
+        var budgets: [String: [PodDisruptionBudget]] = [:]
+        var out: [DrainBlocker] = []
+        for node in nodes {
+            let pods = try await kube.listPods(onNode: node)
+            for ns in Set(pods.map { $0.metadata.namespace ?? "default" }).sorted() where budgets[ns] == nil {
+                budgets[ns] = try await kube.listPodDisruptionBudgets(namespace: ns)
+            }
+            out += DrainPreflight.blockers(node: node, pods: pods, budgets: budgets.values.flatMap { $0 })
         }
         return out
     }
@@ -81,7 +113,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         since: Date?, timeout: Duration, report: @escaping @Sendable (GateReport) -> Void
     ) async throws {
         let gates = HealthGates.standard(
-            kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, period: pollInterval)
+            kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: healthRule, period: pollInterval)
         _ = try await waitUntilHealthy(gates, deadline: clock.now.advanced(by: timeout), clock: clock, report: report)
     }
 

@@ -30,6 +30,35 @@ public enum GateLogic {
             failure: notReady.isEmpty ? nil : "kubelet not ready on \(notReady.joined(separator: ", "))")
     }
 
+    /// Whether `node`'s Ready condition counts for the boot `boot` (nil: any). After a reboot the node
+    /// controller leaves a node Ready=True until `--node-monitor-grace-period` (40–50 s) passes without a
+    /// heartbeat (https://kubernetes.io/docs/concepts/architecture/nodes/#node-controller), so Ready counts
+    /// only when the kubelet of the new boot posted it: `status.nodeInfo.bootID` equals the agent's boot id
+    /// (both read `/proc/sys/kernel/random/boot_id`), or — where the API shows no boot id — the Ready
+    /// condition's `lastHeartbeatTime` is later than `boot.since` (whole seconds: strictly later).
+    public static func readiness(of node: Node, boot: NodeBoot?) -> NodeReadiness {
+        guard let c = node.readyCondition, c.status == "True" else {
+            let c = node.readyCondition
+            return .notReady(c.map { "\($0.status)\($0.reason.map { "/\($0)" } ?? "")" } ?? "no Ready condition")
+        }
+        guard let boot else { return .ready }
+        let normalized = { (s: String) in s.trimmingCharacters(in: .whitespacesAndNewlines).lowercased() }
+        if let api = node.status?.nodeInfo?.bootID, !normalized(api).isEmpty {
+            return normalized(api) == normalized(boot.bootID) ? .ready : .previousBoot(apiBootID: api)
+        }
+        if let since = boot.since, let beat = c.lastHeartbeatTime.flatMap(KubeTime.parse), beat > since {
+            return .ready
+        }
+        return .previousBoot(apiBootID: nil)
+    }
+
+    /// Whether a check stamped `stamped` (parsed: `checked`) counts as made after `after`: exactly, when the
+    /// stamp has a fraction; to the second, when it has none (the stamp cannot say which part of its second).
+    static func isFresh(checked: Date, stamped: String, after: Date) -> Bool {
+        if stamped.contains(".") { return checked > after }
+        return checked >= Date(timeIntervalSince1970: floor(after.timeIntervalSince1970))
+    }
+
     /// Whether one DaemonSet is healthy: the controller saw its current spec (`observedGeneration >=
     /// generation`) and `numberAvailable == desiredNumberScheduled` (kubectl pkg/polymorphichelpers/rollout_status.go);
     /// nil if healthy, else why not.
@@ -46,8 +75,9 @@ public enum GateLogic {
 
     /// Every DaemonSet in `namespace` is healthy. Lines: "N daemonsets healthy in namespace ns", or
     /// "N daemonsets recovering in namespace ns" (N = the ones not yet healthy).
-    public static func daemonSets(_ list: [DaemonSet], namespace: String) -> GateResult {
-        let problems = list.sorted { $0.name < $1.name }.compactMap(daemonSetProblem)
+    public static func daemonSets(_ list: [DaemonSet], namespace: String, rule: WorkloadHealthRule = .available) -> GateResult {
+        let problem = rule == .available ? daemonSetProblem : daemonSetRolloutProblem
+        let problems = list.sorted { $0.name < $1.name }.compactMap(problem)
         if problems.isEmpty {
             return GateResult(passed: true, lines: [GateReport(status: .ok, message: "\(list.count) daemonsets healthy in namespace \(namespace)")])
         }
@@ -69,21 +99,32 @@ public enum GateLogic {
 
     /// Every Deployment in `namespace` is available. Lines: "N deployments healthy in namespace ns" or
     /// "N deployments recovering in namespace ns".
-    public static func deployments(_ list: [Deployment], namespace: String) -> GateResult {
-        let problems = list.sorted { $0.name < $1.name }.compactMap(deploymentProblem)
+    public static func deployments(_ list: [Deployment], namespace: String, rule: WorkloadHealthRule = .available) -> GateResult {
+        var final = false
+        let problems = list.sorted { $0.name < $1.name }.compactMap { d -> String? in
+            switch rule {
+            case .available: return deploymentProblem(d)
+            case .rolloutStatus:
+                guard let p = deploymentRolloutProblem(d) else { return nil }
+                final = final || p.final
+                return p.why
+            }
+        }
         if problems.isEmpty {
             return GateResult(passed: true, lines: [GateReport(status: .ok, message: "\(list.count) deployments healthy in namespace \(namespace)")])
         }
         return GateResult(
             passed: false,
             lines: [GateReport(status: .waiting, message: "\(problems.count) deployments recovering in namespace \(namespace)")],
-            failure: "deployments in \(namespace) not available: \(problems.joined(separator: "; "))")
+            failure: "deployments in \(namespace) not available: \(problems.joined(separator: "; "))", unrecoverable: final)
     }
 
     /// Ceph is healthy per Rook's CephCluster status (docs/UPSTREAM.md#rook-cephcluster): HEALTH_OK, or HEALTH_WARN
     /// whose single check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
-    /// is strictly later than `checkedAfter` (the moment the node came back): Rook refreshes about every
-    /// 60 s, so an older HEALTH_OK says nothing about the node that just returned.
+    /// is not before `checkedAfter` (the moment the node came back): Rook refreshes about every 60 s, so an
+    /// older HEALTH_OK says nothing about the node that just returned. Rook stamps `lastChecked` in whole
+    /// seconds (RFC 3339 without a fraction), so a check stamped in the same second as the return may have
+    /// run after it and counts as fresh; refusing it would cost a whole refresh interval.
     public static func ceph(
         _ cluster: CephCluster, checkedAfter: Date?, tolerated: Set<String> = toleratedCephChecks
     ) -> GateResult {
@@ -100,7 +141,7 @@ public enum GateLogic {
                     passed: false, lines: [GateReport(status: .waiting, message: "\(line) (not yet re-checked)")],
                     failure: "CephCluster \(name) has no parsable status.ceph.lastChecked")
             }
-            if !(checked > after) {
+            if !isFresh(checked: checked, stamped: text, after: after) {
                 return GateResult(
                     passed: false, lines: [GateReport(status: .waiting, message: "\(line) (stale: checked \(text), before \(KubeTime.format(after)))")],
                     failure: "ceph state \(health) was last checked at \(text), not after \(KubeTime.format(after)); waiting for Rook's next check (about every 60 s)")

@@ -10,12 +10,15 @@ public struct GateResult: Sendable, Hashable {
     public var lines: [GateReport]
     /// Why it does not pass (named in timeout errors), nil when it passes.
     public var failure: String?
+    /// Waiting cannot make it pass (a Deployment past its progress deadline): the gates stop at once.
+    public var unrecoverable: Bool
 
     /// Makes a result.
-    public init(passed: Bool, lines: [GateReport], failure: String? = nil) {
+    public init(passed: Bool, lines: [GateReport], failure: String? = nil, unrecoverable: Bool = false) {
         self.passed = passed
         self.lines = lines
         self.failure = failure
+        self.unrecoverable = unrecoverable
     }
 }
 

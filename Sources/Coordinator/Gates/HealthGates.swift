@@ -14,16 +14,20 @@ public enum HealthGates {
     }
 
     /// Every DaemonSet in `namespace` available and observed.
-    public static func daemonSets(_ kube: any KubeAPI, namespace: String, period: Duration = .milliseconds(100)) -> HealthGate {
+    public static func daemonSets(
+        _ kube: any KubeAPI, namespace: String, rule: WorkloadHealthRule = .available, period: Duration = .milliseconds(100)
+    ) -> HealthGate {
         HealthGate(name: "daemonsets in namespace \(namespace)", period: period) {
-            GateLogic.daemonSets(try await kube.listDaemonSets(namespace: namespace), namespace: namespace)
+            GateLogic.daemonSets(try await kube.listDaemonSets(namespace: namespace), namespace: namespace, rule: rule)
         }
     }
 
     /// Every Deployment in `namespace` Available.
-    public static func deployments(_ kube: any KubeAPI, namespace: String, period: Duration = .milliseconds(100)) -> HealthGate {
+    public static func deployments(
+        _ kube: any KubeAPI, namespace: String, rule: WorkloadHealthRule = .available, period: Duration = .milliseconds(100)
+    ) -> HealthGate {
         HealthGate(name: "deployments in namespace \(namespace)", period: period) {
-            GateLogic.deployments(try await kube.listDeployments(namespace: namespace), namespace: namespace)
+            GateLogic.deployments(try await kube.listDeployments(namespace: namespace), namespace: namespace, rule: rule)
         }
     }
 
@@ -44,11 +48,11 @@ public enum HealthGates {
     /// Deployments; then Ceph if a CephCluster is named.
     public static func standard(
         _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)? = nil,
-        since: Date? = nil, period: Duration = .milliseconds(100)
+        since: Date? = nil, rule: WorkloadHealthRule = .available, period: Duration = .milliseconds(100)
     ) -> [HealthGate] {
         var gates = [kubeletReady(kube, period: period)]
-        gates += watchNamespaces.map { daemonSets(kube, namespace: $0, period: period) }
-        gates += watchNamespaces.map { deployments(kube, namespace: $0, period: period) }
+        gates += watchNamespaces.map { daemonSets(kube, namespace: $0, rule: rule, period: period) }
+        gates += watchNamespaces.map { deployments(kube, namespace: $0, rule: rule, period: period) }
         if let ceph { gates.append(Self.ceph(kube, namespace: ceph.namespace, name: ceph.name, checkedAfter: since)) }
         return gates
     }
@@ -82,6 +86,11 @@ public func waitUntilHealthy<C: Clock<Duration>>(
                 if lastLines[gate.name] != r.lines {
                     lastLines[gate.name] = r.lines
                     for line in r.lines { report?(line) }
+                }
+                if r.unrecoverable {
+                    throw HealthGateError(
+                        .unrecoverable, failingGates: [gate.name],
+                        message: "health gate '\(gate.name)' cannot pass by waiting: \(r.failure ?? "not healthy")")
                 }
                 if r.passed { passed.append(r) } else { failing.append((gate, r.failure ?? "not healthy")) }
             case .failure(let error):

@@ -52,6 +52,8 @@ public struct Inventory: Sendable {
     public var topLevel: [InventoryEntry]
     /// `vars:` entries (also reachable as `cluster.vars` and `vars` in templates).
     public var vars: [InventoryEntry]
+    /// `health_rule` (default `available`): which rule makes a DaemonSet or Deployment healthy in the gates.
+    public var healthRule: WorkloadHealthRule = .available
 
     /// The node with this name or address, if any.
     public func node(_ nameOrAddress: String) -> InventoryNode? {

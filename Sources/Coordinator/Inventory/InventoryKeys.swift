@@ -7,7 +7,7 @@ public enum InventoryKeys {
     /// nk3's own optional keys.
     public static let nk3 = [
         "cluster_name", "agent_port", "pki_dir", "kubeconfig", "kube_context", "disruption_budget", "ceph",
-        "template", "timeouts", "servers", "order", "vars",
+        "template", "timeouts", "servers", "order", "vars", "health_rule",
     ]
     /// Top-level keys accepted as template extras without `vars:` (Python-tool templates read such keys
     /// from `cluster`). Anything else unknown is an error; put new template variables under `vars:`.

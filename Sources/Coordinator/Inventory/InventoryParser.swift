@@ -332,12 +332,21 @@ struct InventoryParser {
             }
         }
 
+        let healthRule = try byKey["health_rule"].map { v throws(InventoryError) -> WorkloadHealthRule in
+            let text = try string(v.value, key: "health_rule")
+            guard let rule = WorkloadHealthRule(rawValue: text) else {
+                throw wrongType(
+                    v.value, key: "health_rule",
+                    expected: WorkloadHealthRule.allCases.map(\.rawValue).joined(separator: " or "))
+            }
+            return rule
+        }
         return Inventory(
             file: file, directory: directory, joinAddress: joinAddress, joinToken: joinToken, nixChannel: nixChannel,
             watchNamespaces: watch, nodes: nodes, rolloutOrder: order, serverSelection: selection,
             clusterName: clusterName, agentPort: agentPort, pkiDirectory: resolve(pkiDir), kubeconfig: kubeconfig,
             kubeContext: kubeContext, disruptionBudget: budget, ceph: ceph, templatePath: template.map(resolve),
-            timeouts: timeouts, topLevel: topLevel, vars: vars)
+            timeouts: timeouts, topLevel: topLevel, vars: vars, healthRule: healthRule ?? .available)
     }
 
     func parseNodes(_ node: Node) throws(InventoryError) -> [InventoryNode] {

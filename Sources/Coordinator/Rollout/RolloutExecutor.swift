@@ -3,42 +3,6 @@ import Logging
 import NK3Kube
 import NK3Protocol
 
-/// How long each wait may take before the rollout aborts. Every wait has one (colmena#166 waited forever).
-public struct RolloutTimeouts: Sendable, Hashable {
-    /// One request to an agent (submit, status).
-    public var agentCall: Duration
-    /// `nixos-rebuild` on a node, from the accepted envelope to its result.
-    public var rebuild: Duration
-    /// Draining a node (passed to the drain; PDB-blocked evictions retry until then).
-    public var drain: Duration
-    /// From the reboot request until the agent answers with a new boot id.
-    public var reboot: Duration
-    /// Until kubelet reports Ready.
-    public var ready: Duration
-    /// One run of the health gates.
-    public var gates: Duration
-    /// One status poll while a node reboots. A poll that hangs — a connection the old boot accepted just
-    /// before it went down, or a host that is still off and never answers the SYN — is abandoned and the
-    /// next one tried, instead of holding the wait for a whole `agentCall` (`nk3 bench` saw such a poll
-    /// cost 10 s on a node that was back 7 ms after going down).
-    public var reachablePoll: Duration
-
-    /// Defaults sized for real hardware (a reboot of a server with many disks takes minutes).
-    public init(
-        agentCall: Duration = .seconds(30), rebuild: Duration = .seconds(3600), drain: Duration = .seconds(600),
-        reboot: Duration = .seconds(900), ready: Duration = .seconds(600), gates: Duration = .seconds(900),
-        reachablePoll: Duration = .seconds(3)
-    ) {
-        self.agentCall = agentCall
-        self.rebuild = rebuild
-        self.drain = drain
-        self.reboot = reboot
-        self.ready = ready
-        self.gates = gates
-        self.reachablePoll = reachablePoll
-    }
-}
-
 /// Drives a `RolloutMachine` against real (or fake) agents and a cluster: takes the Lease, loads progress,
 /// probes every agent, then carries out the machine's actions (node actions concurrently, one per node) and
 /// feeds their results back, until the machine says done or abort. All waiting goes through `clock`.
@@ -101,7 +65,8 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
     /// Runs the rollout. Returns the summary, or throws a `RolloutFailure` (its `exitCode` is the process
     /// exit code), or `CancellationError` if the calling task was cancelled (progress stays saved; the lease
     /// is released; a rerun resumes).
-    public func run(_ plan: RolloutPlan) async throws -> RolloutSummary {
+    /// `probed`: every agent's status, if the caller has just asked them all (then they are not asked again).
+    public func run(_ plan: RolloutPlan, probed: [String: AgentStatus]? = nil) async throws -> RolloutSummary {
         if let problem = plan.validationProblem() {
             throw fail(RolloutFailure(kind: .invalidInput, cause: problem, message: "invalid rollout: \(problem)"))
         }
@@ -125,7 +90,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         let result: Result<RolloutSummary, any Error> = await withTaskGroup(of: Result<RolloutSummary, any Error>?.self) {
             group in
             group.addTask {
-                do { return .success(try await self.drive(plan)) } catch { return .failure(error) }
+                do { return .success(try await self.drive(plan, probed: probed)) } catch { return .failure(error) }
             }
             group.addTask {
                 do {
@@ -209,18 +174,18 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
     // MARK: - Driving the machine
 
     /// A wait in progress: when it gives up, and when it began (which paces its polls).
-    private struct Deadline {
+    struct Deadline {
         var step: RolloutStep
         var at: C.Instant
         var since: C.Instant
     }
 
-    private func drive(_ plan: RolloutPlan) async throws -> RolloutSummary {
+    private func drive(_ plan: RolloutPlan, probed: [String: AgentStatus]?) async throws -> RolloutSummary {
         let progress: RolloutProgress?
-        let cordoned: [String: String]
+        let cordons: NodeCordons
         do {
             progress = try await cluster.loadProgress()
-            cordoned = try await cluster.cordonedByNK3()
+            cordons = try await cluster.cordons()
         } catch {
             if Task.isCancelled { throw CancellationError() }
             throw fail(
@@ -228,11 +193,26 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     kind: kind(of: error, default: .other), cause: "could not read the cluster state: \(error)",
                     message: "rollout not started: could not read saved progress and nk3's cordons from Kubernetes: \(error)"))
         }
-        let (statuses, unreachable) = await probe(plan.nodes.map(\.name))
+        var blockers: [DrainBlocker] = []
+        if plan.drainsNodes && !plan.options.skipDrainPreflight {
+            do {
+                blockers = try await cluster.drainBlockers(nodes: plan.nodes.map(\.name))
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                throw fail(
+                    RolloutFailure(
+                        kind: kind(of: error, default: .other), cause: "could not check the drains: \(error)",
+                        message: "rollout not started: could not read the pods and disruption budgets to check the "
+                            + "drains (\(error)); rerun, or pass --skip-drain-preflight"))
+            }
+        }
+        let (statuses, unreachable) = await probe(plan.nodes.map(\.name), known: probed)
         try Task.checkCancellation()
         var machine = RolloutMachine(plan: plan)
         var actions = machine.start(
-            .init(statuses: statuses, unreachable: unreachable, cordonedByNK3: cordoned, progress: progress, at: now()))
+            .init(
+                statuses: statuses, unreachable: unreachable, cordonedByNK3: cordons.byNK3,
+                cordonedByOthers: cordons.byOthers, progress: progress, at: now(), drainBlockers: blockers))
 
         return try await withThrowingTaskGroup(of: RolloutMachine.Input.self) { group in
             var deadlines: [String: Deadline] = [:]
@@ -261,7 +241,8 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     case .done(let summary):
                         group.cancelAll()
                         return summary
-                    default:
+                    case .sendBundle, .waitRebuild, .drain, .reboot, .waitReachable, .waitReady, .uncordon, .runGates,
+                        .confirm:
                         let wait = self.deadline(for: action, in: &deadlines)
                         outstanding += 1
                         group.addTask { try await self.perform(action, wait: wait) }
@@ -302,10 +283,10 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         let (node, step, timeout): (String, RolloutStep, Duration)
         switch action {
         case .waitRebuild(let n, _, _): (node, step, timeout) = (n, .rebuild, t.rebuild)
-        case .waitReachable(let n, _): (node, step, timeout) = (n, .waitReachable, t.reboot)
-        case .waitReady(let n): (node, step, timeout) = (n, .waitReady, t.ready)
+        case .waitReachable(let n, _, _): (node, step, timeout) = (n, .waitReachable, t.reboot)
+        case .waitReady(let n, _): (node, step, timeout) = (n, .waitReady, t.ready)
         case .runGates: (node, step, timeout) = ("", .gates, t.gates)
-        default: return nil
+        case .sendBundle, .drain, .reboot, .uncordon, .confirm, .notify, .saveProgress, .abort, .done: return nil
         }
         // A re-issued wait (the agent answered with its old boot id) keeps its first deadline and pace.
         if let d = deadlines[node], d.step == step, step == .waitReachable { return d }
@@ -317,14 +298,18 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
 
     /// The sleep before the next look during a wait that began at `since` (`PollPace`: a few ms at first,
     /// never more than `pollInterval`).
-    private func pace(since: C.Instant) -> Duration {
+    func pace(since: C.Instant) -> Duration {
         PollPace.delay(waited: since.duration(to: clock.now), interval: configuration.pollInterval)
     }
 
-    private func probe(_ names: [String]) async -> ([String: AgentStatus], [String: String]) {
+    private func probe(_ names: [String], known: [String: AgentStatus]?) async -> ([String: AgentStatus], [String: String]) {
         let timeout = configuration.timeouts.agentCall
         let results = await withTaskGroup(of: (String, Result<AgentStatus, any Error>).self) { group in
             for name in names {
+                if let status = known?[name] {
+                    group.addTask { (name, .success(status)) }
+                    continue
+                }
                 group.addTask {
                     do {
                         return (name, .success(try await self.withTimeout(timeout) { try await self.agents.status(node: name) }))
@@ -353,216 +338,9 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         return (statuses, unreachable)
     }
 
-    // MARK: - Actions
-
-    /// Carries out one node or gate action; every outcome becomes an input. Throws only on cancellation.
-    private func perform(_ action: RolloutMachine.Action, wait: Deadline?) async throws -> RolloutMachine.Input {
-        let t = configuration.timeouts
-        let deadline = wait?.at
-        let since = wait?.since ?? clock.now
-        switch action {
-        case .sendBundle(let node, let bundle):
-            do {
-                let receipt = try await withTimeout(t.agentCall) { try await agents.submit(node: node, command: .apply(bundle)) }
-                return .bundleAccepted(node: node, receipt: receipt)
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(
-                    node: node, step: .send, kind: kind(of: error, default: .unreachable),
-                    cause: "the agent did not accept the bundle: \(error)")
-            }
-
-        case .waitRebuild(let node, let operationID, let serial):
-            while true {
-                let asked = clock.now
-                // A long poll: the agent answers as soon as the rebuild is over, or after `rebuildLongPoll`.
-                let wait = deadline.map { min(Self.rebuildLongPoll, asked.duration(to: $0)) } ?? Self.rebuildLongPoll
-                if let outcome = try await rebuildOutcome(node: node, operationID: operationID, serial: serial, wait: wait) {
-                    return .rebuildFinished(node: node, outcome: outcome, at: now())
-                }
-                if let deadline, clock.now >= deadline { return .timedOut(node: node, step: .rebuild, after: t.rebuild) }
-                // An agent that held the answer has waited already; one that answered at once (one that cannot
-                // wait, a status fallback without an operation id, a failed call) is asked again at the usual pace.
-                let pace = pace(since: since)
-                if asked.duration(to: clock.now) < pace {
-                    try await clock.sleep(until: clock.now.advanced(by: pace), tolerance: nil)
-                }
-            }
-
-        case .drain(let node):
-            do {
-                try await cluster.cordon(node, reason: configuration.cordonReason)
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(node: node, step: .drain, kind: kind(of: error, default: .other), cause: "could not cordon: \(error)")
-            }
-            do {
-                try await withTimeout(t.drain + t.agentCall) { try await cluster.drain(node, timeout: t.drain) }
-            } catch is RolloutTimedOut {
-                return .timedOut(node: node, step: .drain, after: t.drain)
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(node: node, step: .drain, kind: kind(of: error, default: .timeout), cause: "drain failed: \(error)")
-            }
-            do {
-                let status = try await withTimeout(t.agentCall) { try await agents.status(node: node) }
-                return .drained(node: node, status: status)
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(
-                    node: node, step: .reboot, kind: kind(of: error, default: .unreachable),
-                    cause: "the agent did not answer before the reboot: \(error)")
-            }
-
-        case .reboot(let node):
-            do {
-                _ = try await withTimeout(t.agentCall) {
-                    try await agents.submit(node: node, command: .reboot(RebootCommand(reason: configuration.cordonReason)))
-                }
-                return .rebootIssued(node: node)
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(
-                    node: node, step: .reboot, kind: kind(of: error, default: .unreachable),
-                    cause: "the agent did not accept the reboot: \(error)")
-            }
-
-        case .waitReachable(let node, _):
-            while true {
-                // Never ask at once: the agent answers the reboot before it goes down, so an immediate look
-                // would only find the old boot.
-                try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
-                if let deadline, clock.now >= deadline { return .timedOut(node: node, step: .waitReachable, after: t.reboot) }
-                do {
-                    let status = try await withTimeout(min(t.agentCall, t.reachablePoll)) { try await agents.status(node: node) }
-                    return .agentReachable(node: node, status: status, at: now())
-                } catch {
-                    try rethrowCancellation(error)  // down while rebooting: keep polling
-                }
-            }
-
-        case .waitReady(let node):
-            var lastError: (any Error)?
-            while true {
-                do {
-                    if try await withTimeout(t.agentCall, { try await cluster.nodeReady(node) }) {
-                        return .nodeReady(node: node, at: now())
-                    }
-                    lastError = nil
-                } catch {
-                    try rethrowCancellation(error)  // the API may be down while a server reboots: keep polling
-                    lastError = error
-                }
-                if let deadline, clock.now >= deadline {
-                    // Say so when it was the API, not the kubelet, that never answered "Ready".
-                    if let lastError {
-                        return .failed(
-                            node: node, step: .waitReady, kind: .timeout,
-                            cause: "kubelet did not become Ready within \(RolloutDurations.describe(t.ready)): the "
-                                + "Kubernetes API failed the last check: \(lastError)")
-                    }
-                    return .timedOut(node: node, step: .waitReady, after: t.ready)
-                }
-                try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
-            }
-
-        case .uncordon(let node):
-            do {
-                let ours = try await withTimeout(t.agentCall) { try await cluster.uncordonIfOurs(node) }
-                return .uncordoned(node: node, wasOurs: ours, at: now())
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(node: node, step: .uncordon, kind: kind(of: error, default: .other), cause: "could not uncordon: \(error)")
-            }
-
-        case .runGates(let since):
-            let sink = self.sink
-            let now = self.now
-            do {
-                try await withTimeout(t.gates + t.agentCall) {
-                    try await cluster.runGates(since: since, timeout: t.gates) { line in
-                        sink.emit(RolloutEvent(timestamp: now(), node: line.node, phase: .gates, status: line.status, message: line.message))
-                    }
-                }
-                return .gatesPassed(at: now())
-            } catch is RolloutTimedOut {
-                return .timedOut(node: nil, step: .gates, after: t.gates)
-            } catch {
-                try rethrowCancellation(error)
-                return .failed(node: nil, step: .gates, kind: kind(of: error, default: .timeout), cause: "\(error)")
-            }
-
-        case .confirm(let node, let serial):
-            do {
-                _ = try await withTimeout(t.agentCall) {
-                    try await agents.submit(node: node, command: .confirm(ConfirmCommand(applySerial: serial)))
-                }
-                return .confirmed(node: node)
-            } catch {
-                try rethrowCancellation(error)
-                if let status = try? await withTimeout(t.agentCall, { try await agents.status(node: node) }),
-                    let last = status.lastResult, last.serial == serial, last.outcome == .rolledBack
-                {
-                    return .failed(
-                        node: node, step: .confirm, kind: .rolledBack,
-                        cause: "the agent had already rolled back apply \(serial): \(last.message)")
-                }
-                return .failed(
-                    node: node, step: .confirm, kind: kind(of: error, default: .unreachable),
-                    cause: "the agent did not accept the confirm: \(error)")
-            }
-
-        case .notify, .saveProgress, .abort, .done:
-            preconditionFailure("handled by the driver loop")
-        }
-    }
-
-    /// How long one `GET /v1/operations/ID` may hold its answer while a node rebuilds.
-    static var rebuildLongPoll: Duration { .seconds(10) }
-
-    /// Reads an apply's state (a long poll of up to `wait` where the agent can); nil while it is still rebuilding
-    /// (or the agent is briefly unreachable).
-    private func rebuildOutcome(node: String, operationID: String?, serial: UInt64?, wait: Duration) async throws
-        -> RebuildOutcome?
-    {
-        let timeout = configuration.timeouts.agentCall
-        var operation: OperationStatus?
-        var result: OperationResult?
-        var logTail = ""
-        do {
-            if let operationID {
-                let report = try await withTimeout(timeout + wait) {
-                    try await agents.operation(node: node, id: operationID, waitUpTo: wait)
-                }
-                (operation, result, logTail) = (report.operation, report.result, report.logTail)
-            } else {
-                let status = try await withTimeout(timeout) { try await agents.status(node: node) }
-                operation = status.operation.flatMap { $0.serial == serial ? $0 : nil }
-                result = status.lastResult.flatMap { $0.serial == serial ? $0 : nil }
-            }
-        } catch {
-            try rethrowCancellation(error)
-            return nil
-        }
-        if let result {
-            let detail = logTail.isEmpty ? result.message : result.message + "\n" + logTail
-            switch result.outcome {
-            case .unchanged: return .unchanged(message: result.message)
-            case .committed: return .committed
-            case .failed: return .failed(message: detail)
-            case .rolledBack: return .rolledBack(message: detail)
-            case .rebooted: return nil
-            }
-        }
-        if let operation, operation.phase == .awaitingConfirm {
-            return .awaitingConfirm(bootIDAtRebuild: operation.bootIDAtRebuild)
-        }
-        return nil
-    }
-
     // MARK: - Helpers
 
-    private func emit(_ notice: RolloutNotice) {
+    func emit(_ notice: RolloutNotice) {
         sink.emit(RolloutEvent(notice, at: now()))
         var meta: Logger.Metadata = ["rollout.phase": "\(notice.phase.rawValue)", "rollout.status": "\(notice.status.rawValue)"]
         if let node = notice.node { meta["rollout.node"] = "\(node)" }
@@ -575,37 +353,4 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                    status: .failed, message: failure.message))
         return failure
     }
-
-    private func kind(of error: any Error, default fallback: RolloutFailure.Kind) -> RolloutFailure.Kind {
-        if let classified = error as? any RolloutClassifiedError { return classified.rolloutFailureKind }
-        if error is WireError { return .other }  // the agent answered and refused
-        if error is RolloutTimedOut { return .timeout }
-        return fallback
-    }
-
-    private func rethrowCancellation(_ error: any Error) throws {
-        if error is CancellationError || Task.isCancelled { throw CancellationError() }
-    }
-
-    /// Runs `body`, throwing `RolloutTimedOut` if it takes longer than `timeout` on the executor's clock.
-    private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let clock = self.clock
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await clock.sleep(until: clock.now.advanced(by: timeout), tolerance: nil)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw RolloutTimedOut(after: timeout) }
-            return value
-        }
-    }
-}
-
-/// A call took longer than its timeout.
-public struct RolloutTimedOut: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The timeout that passed.
-    public var after: Duration
-    public var description: String { "no answer within \(RolloutDurations.describe(after))" }
 }

@@ -61,6 +61,8 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
     public var step: RolloutStep?
     /// The cause alone, e.g. "kubelet did not become Ready within 10m".
     public var cause: String
+    /// What the rollout knew about the state it stopped in (nil: a failure outside the rollout machine).
+    public var situation: Situation?
     /// The whole message printed to the operator: node, phase, cause, and what state things were left in.
     public var message: String
 
@@ -71,6 +73,51 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
         self.step = step
         self.cause = cause
         self.message = message ?? Self.defaultMessage(node: node, step: step, cause: cause)
+    }
+
+    /// Makes a failure whose message `RolloutMessages` writes from `situation`.
+    public init(kind: Kind, node: String? = nil, step: RolloutStep? = nil, cause: String, situation: Situation) {
+        self.init(kind: kind, node: node, step: step, cause: cause, message: nil)
+        self.situation = situation
+        self.message = RolloutMessages.message(for: self, in: situation)
+    }
+
+    /// The state a rollout stopped in, as facts: the rollout machine reports these, and `RolloutMessages`
+    /// turns them into what the operator reads (and names the flags and commands that help).
+    public enum Situation: Sendable, Hashable {
+        /// The plan or its options were refused; nothing was started.
+        case invalidPlan
+        /// Agents did not answer before the rollout started (`node (why)`, in rollout order).
+        case agentsUnreachable([String])
+        /// A k3s server needs a restart, but with `servers` servers etcd loses quorum while one is down.
+        case quorumAtRisk(servers: Int)
+        /// Drains would be refused (pods no controller manages, budgets that never allow an eviction).
+        case drainBlocked([DrainBlocker])
+        /// The node's agent is rolling an apply back (its confirm deadline passed while no coordinator ran).
+        case agentRollingBack(serial: UInt64)
+        /// A node failed during a step.
+        case nodeFailed(NodeAftermath)
+        /// The health gates failed. `waiting`: the nodes whose gates they were; `updated`: nodes done before.
+        case gatesFailed(waiting: [String], updated: [String])
+        /// The machine met an input it did not expect (a bug in nk3).
+        case internalError
+    }
+
+    /// What a node's failure left behind.
+    public struct NodeAftermath: Sendable, Hashable {
+        /// An apply nk3 did not confirm: the agent rolls it back at its confirm deadline.
+        public var unconfirmedSerial: UInt64?
+        /// The node stays cordoned by nk3 (its annotation records why).
+        public var leftCordoned: Bool
+        /// Other nodes still in flight.
+        public var alsoInFlight: [String]
+
+        /// Makes an aftermath record.
+        public init(unconfirmedSerial: UInt64?, leftCordoned: Bool, alsoInFlight: [String]) {
+            self.unconfirmedSerial = unconfirmedSerial
+            self.leftCordoned = leftCordoned
+            self.alsoInFlight = alsoInFlight
+        }
     }
 
     /// Exit code for this failure.

@@ -12,15 +12,10 @@ import NK3Protocol
 /// Action `switch`: send → rebuild → kubelet Ready → gates → confirm (no drain).
 /// Kind `reboot`: drain → reboot → new boot id → Ready → uncordon → gates.
 ///
-/// Concurrency (disruption budget > 1), decided here and documented in `RolloutPlan.Options`:
-/// - at most `disruptionBudget` nodes are in flight (started, not yet finished), and at most
-///   `RolloutPlan.maxServersDown` of them are k3s servers (etcd quorum, https://docs.k3s.io/datastore/ha-embedded);
-/// - a node starts only while the cluster is *verified*: the health gates passed and no node has entered
-///   disruption since (so "gates before each new node" holds with any budget);
-/// - gates run only while no node is disrupted (between its drain and its uncordon, or while a `switch`
-///   activates), and a node enters disruption only while no gate run is pending or running — so a gate
-///   run never sees a node nk3 is still taking down, and never starves.
-/// With budget 1 this is the plain sequence: gates, node 1, gates, node 2, …
+/// Each node's steps come from `NodePipeline` (one full sequence, filtered); which node starts and when the
+/// gates run is `RolloutScheduler`'s (the concurrency rules of the disruption budget); what a rerun finds on
+/// each node is classified in `RolloutMachine+Resume.swift`; the words people read are `RolloutMessages`'.
+/// With budget 1 the schedule is the plain sequence: gates, node 1, gates, node 2, …
 ///
 /// Any failure aborts the whole rollout with one `RolloutFailure`. A failed node is never uncordoned by
 /// nk3 while unhealthy and never confirmed, so its agent rolls itself back at its confirm deadline.
@@ -40,10 +35,13 @@ public struct RolloutMachine: Sendable {
         /// Ask the agent to reboot. Answer `.rebootIssued`.
         case reboot(node: String)
         /// Poll the agent's status, ignoring errors, until it answers. Answer `.agentReachable` with that status
-        /// (the machine decides whether the boot id is new and may ask again), or `.timedOut`.
-        case waitReachable(node: String, oldBootID: String?)
-        /// Poll kubelet Ready until true. Answer `.nodeReady` or `.timedOut`.
-        case waitReady(node: String)
+        /// (the machine decides whether the boot id is new and may ask again), or `.timedOut`. `sawOldBootID`:
+        /// the last look found the agent answering with `oldBootID`; then answer `.agentWentDown` at the first
+        /// look that finds no agent (the machine is going down) instead of polling on.
+        case waitReachable(node: String, oldBootID: String?, sawOldBootID: Bool)
+        /// Poll kubelet Ready until true — after a reboot, Ready posted by the kubelet of `boot`. Answer
+        /// `.nodeReady` or `.timedOut`.
+        case waitReady(node: String, boot: NodeBoot?)
         /// Uncordon if nk3 cordoned it. Answer `.uncordoned`.
         case uncordon(node: String)
         /// Run every health gate; Ceph only counts if checked after `since`. Answer `.gatesPassed`.
@@ -65,6 +63,8 @@ public struct RolloutMachine: Sendable {
         case rebootIssued(node: String)
         /// The agent answered; `at` is when.
         case agentReachable(node: String, status: AgentStatus, at: Date)
+        /// After answering with its old boot id, the agent stopped answering: the machine went down.
+        case agentWentDown(node: String)
         case nodeReady(node: String, at: Date)
         case uncordoned(node: String, wasOurs: Bool, at: Date)
         case gatesPassed(at: Date)
@@ -83,79 +83,43 @@ public struct RolloutMachine: Sendable {
         public var unreachable: [String: String]
         /// Nodes cordoned by nk3 (annotation) → recorded reason.
         public var cordonedByNK3: [String: String]
+        /// Nodes someone else cordoned → who (or empty): skipped unless `Options.includeCordoned`.
+        public var cordonedByOthers: [String: String]
         /// Progress saved by an earlier run, if any.
         public var progress: RolloutProgress?
+        /// Pods that would stop a node's drain for good (empty when the preflight is skipped).
+        public var drainBlockers: [DrainBlocker] = []
         /// When the rollout started (Ceph must be fresh after this for recovered nodes).
         public var at: Date
 
         /// Makes a start snapshot.
         public init(
             statuses: [String: AgentStatus], unreachable: [String: String] = [:],
-            cordonedByNK3: [String: String] = [:], progress: RolloutProgress? = nil, at: Date
+            cordonedByNK3: [String: String] = [:], cordonedByOthers: [String: String] = [:],
+            progress: RolloutProgress? = nil, at: Date, drainBlockers: [DrainBlocker] = []
         ) {
+            self.drainBlockers = drainBlockers
             self.statuses = statuses
             self.unreachable = unreachable
             self.cordonedByNK3 = cordonedByNK3
+            self.cordonedByOthers = cordonedByOthers
             self.progress = progress
             self.at = at
         }
     }
 
-    /// One node in flight.
-    struct NodeRun: Sendable, Hashable {
-        enum After: Sendable, Hashable { case finish, pending, unchanged, alreadyDone }
-        var name: String
-        var isServer: Bool
-        var steps: [RolloutStep]
-        var index = 0
-        /// The current step's action was handed out and its answer is outstanding.
-        var issued = false
-        /// Between entering a disruptive step and leaving the last one.
-        var inDisruption = false
-        /// Recovering a node a previous run left cordoned; `after` says what follows.
-        var recovering = false
-        var after: After = .finish
-        var action: RebuildAction?
-        var applySerial: UInt64?
-        var operationID: String?
-        var bootIDBeforeReboot: String?
-        var kernelBefore: String?
-        var kernelAfter: String?
-        var backAt: Date?
-        var sawOldBootID = false
-        var cordonedByUs = false
-        var confirmed = false
-
-        var current: RolloutStep? { index < steps.count ? steps[index] : nil }
-
-        /// Whether `step` takes the node (or its workloads) down.
-        func isDisruptive(_ step: RolloutStep) -> Bool {
-            switch step {
-            case .drain, .reboot, .waitReachable, .waitReady, .uncordon: return true
-            case .send, .rebuild: return action == .switch || action == .test
-            case .gates, .confirm: return false
-            }
-        }
-    }
 
     enum Phase: Sendable, Hashable { case idle, running, finished }
 
     /// The plan being rolled out.
     public let plan: RolloutPlan
     private var phase: Phase = .idle
-    private var order: [String] = []
-    private var nodes: [String: RolloutPlan.Node] = [:]
-    private var pending: Set<String> = []
+    var nodes: [String: RolloutPlan.Node] = [:]
     private var running: [String: NodeRun] = [:]
-    private var runningOrder: [String] = []
+    private var schedule = RolloutScheduler(order: [], budget: 1, servers: [], serverLimit: 0)
     private var done: [String: String] = [:]
-    private var initialGatesPending = false
-    private var gatesRunning = false
-    private var gateNodes: [String] = []
-    private var verified = true
     private var lastSaved: RolloutProgress?
     private var summary = RolloutSummary()
-    private var serverLimit = 0
     private var fingerprint = ""
 
     /// A machine for `plan`; call `start` first.
@@ -165,7 +129,7 @@ public struct RolloutMachine: Sendable {
     public var isFinished: Bool { phase == .finished }
 
     /// Nodes currently in flight, in start order (for tests and status output).
-    public var nodesInFlight: [String] { runningOrder }
+    public var nodesInFlight: [String] { schedule.inFlight }
 
     /// The step each in-flight node is at.
     public func currentStep(of node: String) -> RolloutStep? { running[node]?.current }
@@ -178,237 +142,90 @@ public struct RolloutMachine: Sendable {
         phase = .running
         fingerprint = plan.fingerprint
         if let problem = plan.validationProblem() {
-            return abort(RolloutFailure(kind: .invalidInput, cause: problem, message: "invalid rollout: \(problem)"))
+            return abort(RolloutFailure(kind: .invalidInput, cause: problem, situation: .invalidPlan))
         }
-        order = plan.order()
+        let order = plan.order()
         for n in plan.nodes { nodes[n.name] = n }
+        schedule = RolloutScheduler(
+            order: order, budget: plan.options.disruptionBudget, servers: Set(plan.nodes.filter(\.isServer).map(\.name)),
+            serverLimit: plan.maxServersDown)
         let sameRun = s.progress?.planFingerprint == fingerprint
         if sameRun, let p = s.progress { done = p.done.filter { nodes[$0.key] != nil } }
 
         var actions: [Action] = []
         var unreachable: [String] = []
         for name in order {
-            let node = nodes[name]!
-            switch classify(node, s, sameRun: sameRun) {
+            switch classify(nodes[name]!, s, sameRun: sameRun) {
             case .unreachable:
                 unreachable.append(name)
             case .blocked(let failure):
                 return actions + abort(failure)
             case .unchanged:
                 summary.unchanged.append(name)
-                actions.append(.notify(noActionNotice(name)))
+                actions.append(.notify(RolloutMessages.noAction(name, upgrade: plan.isUpgrade)))
             case .alreadyDone:
                 summary.alreadyDone.append(name)
-                actions.append(
-                    .notify(RolloutNotice(node: name, phase: .rollout, status: .skipped,
-                                          message: "\(name) was finished by the interrupted rollout; skipping")))
+                actions.append(.notify(RolloutMessages.finishedEarlier(name)))
             case .pending:
-                pending.insert(name)
-            case .run(var run):
-                if run.recovering {
-                    let reason = s.cordonedByNK3[name].map { " (\($0))" } ?? ""
-                    actions.append(
-                        .notify(RolloutNotice(
-                            node: name, phase: .rollout, status: .warning,
-                            message: "\(name) was left cordoned by nk3\(reason); bringing it back")))
+                if let who = s.cordonedByOthers[name], !plan.options.includeCordoned {
+                    // A person's cordon: not drained and rebooted behind their back.
+                    summary.skippedCordoned.append(name)
+                    actions.append(.notify(RolloutMessages.skippingCordoned(name, by: who)))
                 } else {
-                    actions.append(
-                        .notify(RolloutNotice(
-                            node: name, phase: .rollout, status: .info,
-                            message: "Resuming \(name) at \(run.current?.rawValue ?? "the end")")))
+                    schedule.addPending(name)
                 }
+            case .run(var run):
+                actions.append(
+                    .notify(
+                        run.recovering
+                            ? RolloutMessages.leftCordoned(name, reason: s.cordonedByNK3[name])
+                            : RolloutMessages.resuming(name, at: run.current)))
                 run.cordonedByUs = s.cordonedByNK3[name] != nil
                 running[name] = run
-                runningOrder.append(name)
+                schedule.addInFlight(name)
             }
         }
         if !unreachable.isEmpty {
-            let why = unreachable.map { "\($0) (\(s.unreachable[$0] ?? "no answer"))" }.joined(separator: ", ")
-            let failure = RolloutFailure(
-                kind: .unreachable, node: unreachable.first, step: nil,
-                cause: "unreachable: \(why)",
-                message: "rollout not started: agent unreachable on \(why). Every agent must answer before a rollout "
-                    + "starts; check that nk3-agent runs on the node and that its port is open, then rerun.")
-            return actions + abort(failure)
+            let why = unreachable.map { "\($0) (\(s.unreachable[$0] ?? "no answer"))" }
+            return actions
+                + abort(
+                    RolloutFailure(
+                        kind: .unreachable, node: unreachable.first, step: nil,
+                        cause: "unreachable: \(why.joined(separator: ", "))", situation: .agentsUnreachable(why)))
         }
         // Quorum: refuse up front rather than half-way (kured#841 cordoned the last control-plane node).
-        let serversToTouch = order.filter { (pending.contains($0) || running[$0] != nil) && nodes[$0]!.isServer }
-        serverLimit = plan.maxServersDown
-        if serverLimit == 0, !serversToTouch.isEmpty {
+        let serversToTouch = order.filter { schedule.isToBeTouched($0) && nodes[$0]!.isServer }
+        if schedule.serverLimit == 0, let first = serversToTouch.first {
             let servers = plan.nodes.filter(\.isServer).count
-            if plan.options.allowQuorumLoss {
-                serverLimit = 1
-                actions.append(
-                    .notify(RolloutNotice(
-                        node: nil, phase: .preflight, status: .warning,
-                        message: "Rolling k3s servers with --allow-quorum-loss: with \(servers) server(s), etcd loses "
-                            + "quorum while one is down")))
-            } else {
-                let cause =
-                    "k3s server \(serversToTouch[0]) needs a restart, but with \(servers) server(s) etcd keeps quorum "
-                    + "only while ⌊(\(servers)−1)/2⌋ = 0 servers are down (https://docs.k3s.io/datastore/ha-embedded)"
+            guard plan.options.allowQuorumLoss else {
                 return actions
                     + abort(
                         RolloutFailure(
-                            kind: .invalidInput, node: serversToTouch[0], step: nil, cause: cause,
-                            message: "rollout not started: \(cause). Add servers (an odd number, 3 or more), or pass "
-                                + "--allow-quorum-loss to roll servers one at a time anyway."))
+                            kind: .invalidInput, node: first, step: nil,
+                            cause: RolloutMessages.quorumCause(server: first, servers: servers),
+                            situation: .quorumAtRisk(servers: servers)))
             }
+            schedule.serverLimit = 1
+            actions.append(.notify(RolloutMessages.quorumLossAllowed(servers: servers)))
+        }
+        // Drains that could only be refused: refuse now, before anything is touched.
+        let draining = Set(order.filter { name in
+            if let run = running[name] { return run.steps[run.index...].contains(.drain) }
+            return schedule.pending.contains(name) && NodePipeline.full(kind: plan.kind, action: nodes[name]!.bundle?.action).reboots
+        })
+        let blockers = s.drainBlockers.filter { draining.contains($0.node) }
+        if !blockers.isEmpty {
+            return actions
+                + abort(
+                    RolloutFailure(
+                        kind: .invalidInput, node: blockers[0].node, step: nil,
+                        cause: "\(blockers.count) pod(s) would stop a drain", situation: .drainBlocked(blockers)))
         }
         // Health first, unless every node left to touch is already disrupted (then its own gates follow).
-        initialGatesPending =
-            (!pending.isEmpty || running.values.contains { !$0.inDisruption }) && !plan.options.skipInitialHealth
-        verified = true
+        schedule.beginWithGates(
+            (!schedule.pending.isEmpty || running.values.contains { !$0.inDisruption }) && !plan.options.skipInitialHealth)
         actions += pump()
         return actions
-    }
-
-    private enum Classified {
-        case unreachable, blocked(RolloutFailure), unchanged, alreadyDone, pending, run(NodeRun)
-    }
-
-    private func newRun(_ node: RolloutPlan.Node) -> NodeRun {
-        NodeRun(name: node.name, isServer: node.isServer, steps: [], action: node.bundle?.action)
-    }
-
-    private func fullSteps(_ node: RolloutPlan.Node) -> [RolloutStep] {
-        switch plan.kind {
-        case .reboot:
-            return [.drain, .reboot, .waitReachable, .waitReady, .uncordon, .gates]
-        case .apply:
-            if node.bundle?.action == .boot {
-                return [.send, .rebuild, .drain, .reboot, .waitReachable, .waitReady, .uncordon, .gates, .confirm]
-            }
-            return [.send, .rebuild, .waitReady, .gates, .confirm]
-        }
-    }
-
-    /// Steps from `step` on in the node's full pipeline.
-    private func steps(_ node: RolloutPlan.Node, from step: RolloutStep) -> [RolloutStep] {
-        let all = fullSteps(node)
-        guard let i = all.firstIndex(of: step) else { return all }
-        return Array(all[i...])
-    }
-
-    private func classify(_ node: RolloutPlan.Node, _ s: Start, sameRun: Bool) -> Classified {
-        let name = node.name
-        let rec = s.progress?.inFlight[name]
-        let cordoned = s.cordonedByNK3[name] != nil
-        var run = newRun(node)
-        run.applySerial = rec?.applySerial
-        run.operationID = rec?.operationID
-        run.bootIDBeforeReboot = rec?.bootIDBeforeReboot
-        run.kernelBefore = rec?.kernelBefore
-
-        guard let status = s.statuses[name] else {
-            // Unreachable is expected only for a node nk3 was rebooting when the last run died.
-            if let rec, [.reboot, .waitReachable].contains(rec.step) {
-                run.steps = steps(node, from: .waitReachable)
-                run.inDisruption = true
-                return .run(run)
-            }
-            return .unreachable
-        }
-
-        // 1. An apply of ours is still open on the agent: pick it up where it is.
-        if plan.kind == .apply, let bundle = node.bundle, let op = status.operation, op.kind == "apply",
-            rec?.applySerial == op.serial || status.configHash == node.desiredHash
-        {
-            run.applySerial = op.serial
-            run.operationID = op.id
-            run.action = op.action ?? bundle.action
-            switch op.phase {
-            case .received, .staged, .rebuilding:
-                run.steps = steps(node, from: .rebuild)
-                if run.isDisruptive(.rebuild) { run.inDisruption = true }
-                return .run(run)
-            case .awaitingConfirm:
-                if run.action == .boot {
-                    let before = op.bootIDAtRebuild ?? rec?.bootIDBeforeReboot
-                    if let before, status.isBootIDKnown, status.bootID != before {
-                        run.bootIDBeforeReboot = before
-                        run.kernelAfter = status.kernel
-                        run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates, .confirm]
-                        run.inDisruption = true
-                    } else if let pending = status.pendingReboot, pending.bootID == status.bootID {
-                        // The killed run's reboot was accepted and is about to happen: wait for the new boot
-                        // rather than drain and reboot again under a machine that is going down.
-                        run.bootIDBeforeReboot = status.bootID
-                        run.steps = steps(node, from: .waitReachable)
-                        run.inDisruption = true
-                    } else if cordoned {
-                        run.steps = steps(node, from: .drain)
-                        run.inDisruption = true
-                    } else {
-                        run.steps = steps(node, from: .drain)
-                    }
-                } else {
-                    run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates, .confirm]
-                    run.inDisruption = true
-                }
-                return .run(run)
-            case .rollingBack:
-                return .blocked(
-                    RolloutFailure(
-                        kind: .rolledBack, node: name, step: rec?.step,
-                        cause: "its agent is rolling back apply \(op.serial) (the confirm deadline passed while no "
-                            + "coordinator was running)",
-                        message: "rollout not started: the agent on \(name) is rolling back apply \(op.serial) (its "
-                            + "confirm deadline passed while no coordinator was running). Rerun nk3 once the rollback "
-                            + "finished (`nk3 status` shows it)."))
-            case .committed, .failed, .rolledBack:
-                break
-            }
-        }
-
-        // 2. What counts as done now.
-        var after: NodeRun.After = .pending
-        if let rec, let serial = rec.applySerial, let last = status.lastResult, last.serial == serial,
-            last.outcome == .committed || last.outcome == .unchanged
-        {
-            after = .alreadyDone
-        } else if sameRun, let h = s.progress?.done[name], node.desiredHash == nil || status.configHash == h {
-            after = .alreadyDone
-        } else if plan.kind == .apply, let b = node.bundle, !b.upgrade, status.configHash == node.desiredHash {
-            after = .unchanged
-        }
-
-        // 3. A reboot rollout killed mid-node.
-        if plan.kind == .reboot, let rec, after == .pending {
-            if let before = rec.bootIDBeforeReboot, status.isBootIDKnown, status.bootID != before {
-                run.kernelAfter = status.kernel
-                run.steps = [.waitReady] + (cordoned ? [.uncordon] : []) + [.gates]
-                run.inDisruption = true
-                return .run(run)
-            }
-            if let pending = status.pendingReboot, pending.bootID == status.bootID,
-                [.reboot, .waitReachable].contains(rec.step)
-            {
-                run.bootIDBeforeReboot = status.bootID  // accepted, about to go down: wait for the new boot
-                run.steps = steps(node, from: .waitReachable)
-                run.inDisruption = true
-                return .run(run)
-            }
-            if [.drain, .reboot, .waitReachable].contains(rec.step), cordoned {
-                run.steps = steps(node, from: .drain)
-                run.inDisruption = true
-                return .run(run)
-            }
-        }
-
-        // 4. Left cordoned by nk3 (killed or failed run): bring it back first, never uncordoned before Ready.
-        if cordoned {
-            run.steps = [.waitReady, .uncordon, .gates]
-            run.recovering = true
-            run.inDisruption = true
-            run.after = after
-            return .run(run)
-        }
-        switch after {
-        case .pending, .finish: return .pending
-        case .unchanged: return .unchanged
-        case .alreadyDone: return .alreadyDone
-        }
     }
 
     // MARK: - Inputs
@@ -422,32 +239,29 @@ public struct RolloutMachine: Sendable {
             guard var run = expect(name, .send) else { return unexpected(input) }
             run.applySerial = receipt.serial
             run.operationID = receipt.operationID
-            advance(&run)
+            run.advance()
             running[name] = run
 
         case .rebuildFinished(let name, let outcome, let at):
             guard var run = expect(name, .rebuild) else { return unexpected(input) }
             switch outcome {
             case .unchanged:
-                notes.append(.notify(noActionNotice(name)))
+                notes.append(.notify(RolloutMessages.noAction(name, upgrade: plan.isUpgrade)))
                 run.steps = Array(run.steps[..<(run.index + 1)])
                 run.after = .unchanged
                 run.inDisruption = false
-                advance(&run)
+                run.advance()
             case .awaitingConfirm:
                 if run.action != .boot { run.backAt = at }
-                advance(&run)
+                run.advance()
             case .committed:
                 run.steps.removeAll { $0 == .confirm }
                 run.confirmed = true
-                advance(&run)
+                run.advance()
             case .failed(let message):
-                return abort(
-                    failure(
-                        run, kind: .rebuildFailed, step: .rebuild,
-                        cause: "nixos-rebuild failed: \(message)"))
+                return abort(failure(run, kind: .rebuildFailed, step: .rebuild, cause: RolloutMessages.rebuildFailedCause(message)))
             case .rolledBack(let message):
-                return abort(failure(run, kind: .rolledBack, step: .rebuild, cause: "the agent rolled back: \(message)"))
+                return abort(failure(run, kind: .rolledBack, step: .rebuild, cause: RolloutMessages.rolledBackCause(message)))
             }
             running[name] = run
 
@@ -455,77 +269,71 @@ public struct RolloutMachine: Sendable {
             guard var run = expect(name, .drain) else { return unexpected(input) }
             run.bootIDBeforeReboot = status.bootID
             run.kernelBefore = status.kernel
-            advance(&run)
+            run.advance()
             running[name] = run
 
         case .rebootIssued(let name):
             guard var run = expect(name, .reboot) else { return unexpected(input) }
-            advance(&run)
+            run.advance()
             running[name] = run
 
-        case .agentReachable(let name, let status, _):
+        case .agentReachable(let name, let status, let at):
             guard var run = expect(name, .waitReachable) else { return unexpected(input) }
             if let old = run.bootIDBeforeReboot, status.bootID == old || !status.isBootIDKnown {
                 // Answering with the old boot id (or none: an agent that cannot read its machine mid-shutdown)
                 // is not a reboot: keep waiting until the reboot timeout.
                 run.sawOldBootID = true
                 running[name] = run
-                return [.waitReachable(node: name, oldBootID: old)]
+                return [.waitReachable(node: name, oldBootID: old, sawOldBootID: true)]
             }
-            notes.append(.notify(RolloutNotice(node: name, phase: .reachable, status: .ok, message: "\(name) is reachable")))
+            notes.append(.notify(RolloutMessages.reachable(name)))
             run.kernelAfter = status.kernel
+            run.bootAfterReboot = NodeBoot(bootID: status.bootID, since: at)
             if let serial = run.applySerial, let last = status.lastResult, last.serial == serial,
                 last.outcome == .rolledBack
             {
-                return notes
-                    + abort(
-                        failure(
-                            run, kind: .rolledBack, step: .waitReachable,
-                            cause: "it came back in its previous generation: the agent rolled back apply \(serial) "
-                                + "(\(last.message))"))
+                let cause = RolloutMessages.cameBackRolledBackCause(serial: serial, message: last.message)
+                return notes + abort(failure(run, kind: .rolledBack, step: .waitReachable, cause: cause))
             }
-            advance(&run)
+            run.advance()
             running[name] = run
+
+        case .agentWentDown(let name):
+            // It answered once more with its old boot just before going down: the reboot is happening. If it
+            // never comes back, that is a node that did not come back, not a reboot that did not happen.
+            guard var run = expect(name, .waitReachable) else { return unexpected(input) }
+            run.sawOldBootID = false
+            running[name] = run
+            return [.waitReachable(node: name, oldBootID: run.bootIDBeforeReboot, sawOldBootID: false)]
 
         case .nodeReady(let name, let at):
             guard var run = expect(name, .waitReady) else { return unexpected(input) }
-            notes.append(.notify(RolloutNotice(node: name, phase: .ready, status: .ok, message: "kubelet is ready on \(name)")))
+            notes.append(.notify(RolloutMessages.kubeletReady(name)))
             run.backAt = at
-            advance(&run)
+            run.advance()
             running[name] = run
 
         case .uncordoned(let name, let wasOurs, let at):
             guard var run = expect(name, .uncordon) else { return unexpected(input) }
-            if wasOurs {
-                notes.append(.notify(RolloutNotice(node: name, phase: .uncordon, status: .ok, message: "\(name) uncordoned")))
-            } else {
-                notes.append(
-                    .notify(RolloutNotice(
-                        node: name, phase: .uncordon, status: .warning,
-                        message: "\(name) was cordoned by someone else before nk3 drained it; left cordoned")))
-            }
+            notes.append(.notify(RolloutMessages.uncordoned(name, wasOurs: wasOurs)))
             run.cordonedByUs = false
             run.backAt = at
             run.inDisruption = false
-            advance(&run)
+            run.advance()
             running[name] = run
 
         case .gatesPassed:
-            guard gatesRunning else { return unexpected(input) }
-            gatesRunning = false
-            initialGatesPending = false
-            verified = true
-            for name in gateNodes {
+            guard schedule.gatesRunning else { return unexpected(input) }
+            for name in schedule.gatesPassed() {
                 guard var run = running[name], run.current == .gates else { continue }
-                advance(&run)
+                run.advance()
                 running[name] = run
             }
-            gateNodes = []
 
         case .confirmed(let name):
             guard var run = expect(name, .confirm) else { return unexpected(input) }
             run.confirmed = true
-            advance(&run)
+            run.advance()
             running[name] = run
 
         case .failed(let name, let step, let kind, let cause):
@@ -535,29 +343,15 @@ public struct RolloutMachine: Sendable {
             return abort(gateFailure(kind: kind, cause: cause))
 
         case .timedOut(let name, let step, let after):
-            let d = RolloutDurations.describe(after)
             guard let name, let run = running[name] else {
-                return abort(gateFailure(kind: .timeout, cause: "the health gates did not all pass within \(d)"))
-            }
-            switch step {
-            case .rebuild:
-                return abort(failure(run, kind: .timeout, step: step, cause: "nixos-rebuild did not finish within \(d)"))
-            case .drain:
-                return abort(failure(run, kind: .timeout, step: step, cause: "draining did not finish within \(d)"))
-            case .waitReachable:
-                if run.sawOldBootID {
-                    return abort(
-                        failure(
-                            run, kind: .timeout, step: step,
-                            cause: "its agent kept answering with the old boot id for \(d): the reboot did not happen"))
-                }
                 return abort(
-                    failure(run, kind: .unreachable, step: step, cause: "its agent did not come back within \(d) of the reboot"))
-            case .waitReady:
-                return abort(failure(run, kind: .timeout, step: step, cause: "kubelet did not become Ready within \(d)"))
-            default:
-                return abort(failure(run, kind: .timeout, step: step, cause: "\(step.rawValue) did not finish within \(d)"))
+                    gateFailure(
+                        kind: .timeout, cause: RolloutMessages.timeoutCause(step: .gates, after: after, sawOldBootID: false)))
             }
+            let cause = RolloutMessages.timeoutCause(step: step, after: after, sawOldBootID: run.sawOldBootID)
+            // A reboot that never shows is a timeout; a node that went down and stayed down is unreachable.
+            let kind: RolloutFailure.Kind = step == .waitReachable && !run.sawOldBootID ? .unreachable : .timeout
+            return abort(failure(run, kind: kind, step: step, cause: cause))
         }
         return notes + pump()
     }
@@ -568,16 +362,10 @@ public struct RolloutMachine: Sendable {
     }
 
     private mutating func unexpected(_ input: Input) -> [Action] {
-        abort(RolloutFailure(kind: .other, cause: "internal error: unexpected input \(input)"))
+        abort(RolloutFailure(kind: .other, cause: "internal error: unexpected input \(input)", situation: .internalError))
     }
 
-    private func advance(_ run: inout NodeRun) {
-        run.index += 1
-        run.issued = false
-        if let next = run.current, !run.isDisruptive(next) { run.inDisruption = false }
-    }
-
-    // MARK: - Scheduling
+    // MARK: - Handing out actions
 
     /// Hands out every action that may run now; finishes nodes and the rollout.
     private mutating func pump() -> [Action] {
@@ -586,26 +374,24 @@ public struct RolloutMachine: Sendable {
         while progressed && phase == .running {
             progressed = false
             // Finished nodes leave the pipeline.
-            for name in runningOrder where running[name]?.current == nil {
+            for name in schedule.inFlight where running[name]?.current == nil {
                 actions += complete(name)
                 progressed = true
             }
             // Start new nodes (all that may start now, before any of them disrupts and clears `verified`).
-            while let next = nextStartable() {
-                pending.remove(next)
-                var run = newRun(nodes[next]!)
-                run.steps = fullSteps(nodes[next]!)
-                running[next] = run
-                runningOrder.append(next)
+            while let next = schedule.startNext() {
+                let node = nodes[next]!
+                running[next] = NodeRun(node: node, steps: NodePipeline.full(kind: plan.kind, action: node.bundle?.action).steps)
                 progressed = true
             }
             // Issue every step that may run.
-            for name in runningOrder {
+            let nodesAtGates = running.values.contains { $0.current == .gates }
+            for name in schedule.inFlight {
                 guard var run = running[name], let step = run.current, !run.issued, step != .gates else { continue }
                 let entering = run.isDisruptive(step) && !run.inDisruption
-                if entering && disruptionBlocked { continue }
+                if entering && !schedule.mayEnterDisruption(nodesAtGates: nodesAtGates) { continue }
                 if step == .confirm && run.applySerial == nil {
-                    advance(&run)
+                    run.advance()
                     running[name] = run
                     progressed = true
                     continue
@@ -613,7 +399,7 @@ public struct RolloutMachine: Sendable {
                 run.issued = true
                 if run.isDisruptive(step) {
                     run.inDisruption = true
-                    verified = false
+                    schedule.enteredDisruption()
                 }
                 if step == .drain { run.cordonedByUs = true }
                 running[name] = run
@@ -623,21 +409,16 @@ public struct RolloutMachine: Sendable {
         }
         guard phase == .running else { return actions }
         // Gates: only with nothing disrupted, when something needs them.
-        let waiting = runningOrder.filter { running[$0]?.current == .gates }
-        let wantStart = !verified && !pending.isEmpty && runningOrder.count < plan.options.disruptionBudget
-        if !gatesRunning, !anyInDisruption, initialGatesPending || !waiting.isEmpty || wantStart {
-            gatesRunning = true
-            gateNodes = waiting
-            let since = waiting.compactMap { running[$0]?.backAt }.max()
-            actions.append(.runGates(since: since))
+        let waiting = schedule.inFlight.filter { running[$0]?.current == .gates }
+        if schedule.startGates(waiting: waiting, anyInDisruption: running.values.contains { $0.inDisruption }) {
+            actions.append(.runGates(since: waiting.compactMap { running[$0]?.backAt }.max()))
         }
-        if pending.isEmpty && running.isEmpty && !gatesRunning {
+        if schedule.isIdle {
             phase = .finished
-            actions.append(
-                .notify(RolloutNotice(
-                    node: nil, phase: .rollout, status: .ok,
-                    message: "Rollout complete: \(summary.updated.count) updated, \(summary.unchanged.count) unchanged"
-                        + (summary.alreadyDone.isEmpty ? "" : ", \(summary.alreadyDone.count) already done"))))
+            if !summary.skippedCordoned.isEmpty {
+                actions.append(.notify(RolloutMessages.skippedCordoned(summary.skippedCordoned)))
+            }
+            actions.append(.notify(RolloutMessages.complete(summary)))
             actions.append(.done(summary))
             return actions
         }
@@ -651,91 +432,49 @@ public struct RolloutMachine: Sendable {
         return actions
     }
 
-    private var anyInDisruption: Bool { running.values.contains { $0.inDisruption } }
-
-    /// A node may enter disruption only while no gate run is due or running.
-    private var disruptionBlocked: Bool {
-        gatesRunning || initialGatesPending || running.values.contains { $0.current == .gates }
-    }
-
-    private func nextStartable() -> String? {
-        guard !pending.isEmpty, verified, !gatesRunning, !initialGatesPending,
-            runningOrder.count < plan.options.disruptionBudget
-        else { return nil }
-        let serversInFlight = running.values.filter(\.isServer).count
-        return order.first { name in
-            pending.contains(name) && (!nodes[name]!.isServer || serversInFlight < serverLimit)
-        }
-    }
-
     private func issue(_ run: NodeRun, _ step: RolloutStep) -> [Action] {
         let name = run.name
         switch step {
-        case .send:
-            return [
-                .notify(RolloutNotice(node: name, phase: .rebuild, status: .started, message: "Rebuilding NixOS on \(name)")),
-                .sendBundle(node: name, bundle: nodes[name]!.bundle!),
-            ]
-        case .rebuild:
-            return [.waitRebuild(node: name, operationID: run.operationID, applySerial: run.applySerial)]
-        case .drain:
-            return [
-                .notify(RolloutNotice(node: name, phase: .drain, status: .started, message: "Draining \(name)")),
-                .drain(node: name),
-            ]
-        case .reboot:
-            return [
-                .notify(RolloutNotice(node: name, phase: .reboot, status: .started, message: "Rebooting \(name)")),
-                .reboot(node: name),
-            ]
-        case .waitReachable: return [.waitReachable(node: name, oldBootID: run.bootIDBeforeReboot)]
-        case .waitReady: return [.waitReady(node: name)]
+        case .send: return [.notify(RolloutMessages.rebuilding(name)), .sendBundle(node: name, bundle: nodes[name]!.bundle!)]
+        case .rebuild: return [.waitRebuild(node: name, operationID: run.operationID, applySerial: run.applySerial)]
+        case .drain: return [.notify(RolloutMessages.draining(name)), .drain(node: name)]
+        case .reboot: return [.notify(RolloutMessages.rebooting(name)), .reboot(node: name)]
+        case .waitReachable: return [.waitReachable(node: name, oldBootID: run.bootIDBeforeReboot, sawOldBootID: false)]
+        case .waitReady: return [.waitReady(node: name, boot: run.bootAfterReboot)]
         case .uncordon: return [.uncordon(node: name)]
         case .confirm: return [.confirm(node: name, applySerial: run.applySerial!)]
-        case .gates: return []
+        case .gates: return []  // one gate run for every node waiting at its gates: `pump` starts it
         }
     }
 
     private mutating func complete(_ name: String) -> [Action] {
         guard let run = running.removeValue(forKey: name) else { return [] }
-        runningOrder.removeAll { $0 == name }
-        var actions: [Action] = []
+        schedule.finished(name)
         if run.recovering {
             summary.recovered.append(name)
             switch run.after {
             case .pending:
-                pending.insert(name)
+                schedule.addPending(name)
                 return []
             case .unchanged:
                 summary.unchanged.append(name)
-                actions.append(.notify(noActionNotice(name)))
+                return [.notify(RolloutMessages.noAction(name, upgrade: plan.isUpgrade))]
             case .alreadyDone:
                 summary.alreadyDone.append(name)
             case .finish:
                 break
             }
-            return actions
+            return []
         }
+        done[name] = nodes[name]!.desiredHash ?? ""
         if run.after == .unchanged {
             summary.unchanged.append(name)
-            done[name] = nodes[name]!.desiredHash ?? ""
             return []
         }
         summary.updated.append(name)
-        done[name] = nodes[name]!.desiredHash ?? ""
-        if let before = run.kernelBefore, let after = run.kernelAfter, before != after {
-            summary.kernelChanges[name] = .init(from: before, to: after)
-            actions.append(
-                .notify(RolloutNotice(
-                    node: name, phase: .rollout, status: .ok, message: "Kernel upgraded from \(before) to \(after) on \(name)")))
-        }
-        return actions
-    }
-
-    private func noActionNotice(_ name: String) -> RolloutNotice {
-        RolloutNotice(
-            node: name, phase: .rollout, status: .skipped,
-            message: plan.isUpgrade ? "No upgrade needed on \(name)" : "No action needed on \(name)")
+        guard let before = run.kernelBefore, let after = run.kernelAfter, before != after else { return [] }
+        summary.kernelChanges[name] = .init(from: before, to: after)
+        return [.notify(RolloutMessages.kernelUpgraded(name, from: before, to: after))]
     }
 
     /// The progress record for the current state.
@@ -753,9 +492,7 @@ public struct RolloutMachine: Sendable {
 
     private mutating func abort(_ failure: RolloutFailure) -> [Action] {
         phase = .finished
-        var actions: [Action] = [
-            .notify(RolloutNotice(node: failure.node, phase: failure.step?.phase ?? .rollout, status: .failed, message: failure.message))
-        ]
+        var actions: [Action] = [.notify(RolloutMessages.failed(failure))]
         // Save only if this run already owns the stored record; an abort before the first save (bad input,
         // unreachable agent, quorum) leaves an earlier run's progress as it was.
         if lastSaved != nil {
@@ -770,52 +507,17 @@ public struct RolloutMachine: Sendable {
     }
 
     private func failure(_ run: NodeRun, kind: RolloutFailure.Kind, step: RolloutStep, cause: String) -> RolloutFailure {
-        let name = run.name
-        var message = "rollout aborted: \(name) failed during \(step.rawValue): \(cause)."
-        if kind == .rebuildFailed {
-            message += " Its agent restored the previous configuration; \(name) was not drained."
-        } else if let serial = run.applySerial, !run.confirmed, kind != .rolledBack {
-            message += " nk3 did not confirm apply \(serial): the agent on \(name) rolls back to the previous generation "
-                + "by itself when its confirm deadline passes."
-        }
-        if run.cordonedByUs {
-            message += " \(name) stays cordoned (nk3's annotation records why); fix the cause and rerun nk3 to bring it "
-                + "back and continue."
-        }
-        let others = runningOrder.filter { $0 != name }
-        if !others.isEmpty {
-            message += " Also in flight: \(others.joined(separator: ", ")) (unconfirmed changes roll back the same way)."
-        }
-        return RolloutFailure(kind: kind, node: name, step: step, cause: cause, message: message)
+        let unconfirmed = run.confirmed || kind == .rebuildFailed || kind == .rolledBack ? nil : run.applySerial
+        let aftermath = RolloutFailure.NodeAftermath(
+            unconfirmedSerial: unconfirmed, leftCordoned: run.cordonedByUs,
+            alsoInFlight: schedule.inFlight.filter { $0 != run.name })
+        return RolloutFailure(kind: kind, node: run.name, step: step, cause: cause, situation: .nodeFailed(aftermath))
     }
 
     private func gateFailure(kind: RolloutFailure.Kind, cause: String) -> RolloutFailure {
-        let waiting = gateNodes.isEmpty ? runningOrder : gateNodes
-        var message = "rollout aborted during gates: \(cause)."
-        if let first = waiting.first {
-            message += " Waiting on the gates: \(waiting.joined(separator: ", ")); nk3 did not confirm them, so their "
-                + "agents roll back unconfirmed changes at the confirm deadline."
-            return RolloutFailure(kind: kind, node: first, step: .gates, cause: cause, message: message)
-        }
-        message += " No node was touched" + (summary.updated.isEmpty ? "." : " after \(summary.updated.joined(separator: ", ")).")
-        return RolloutFailure(kind: kind, node: nil, step: .gates, cause: cause, message: message)
-    }
-}
-
-/// Human-readable durations for messages ("10m", "1m30s", "250ms").
-public enum RolloutDurations {
-    /// Formats `d` compactly.
-    public static func describe(_ d: Duration) -> String {
-        let (s, atto) = d.components
-        let ms = s * 1000 + atto / 1_000_000_000_000_000
-        if ms < 1000 { return "\(ms)ms" }
-        if ms % 1000 != 0 && ms < 60_000 { return String(format: "%.1fs", Double(ms) / 1000) }
-        let total = ms / 1000
-        let h = total / 3600, m = (total % 3600) / 60, sec = total % 60
-        var out = ""
-        if h > 0 { out += "\(h)h" }
-        if m > 0 { out += "\(m)m" }
-        if sec > 0 || out.isEmpty { out += "\(sec)s" }
-        return out
+        let waiting = schedule.gateNodes.isEmpty ? schedule.inFlight : schedule.gateNodes
+        return RolloutFailure(
+            kind: kind, node: waiting.first, step: .gates, cause: cause,
+            situation: .gatesFailed(waiting: waiting, updated: summary.updated))
     }
 }

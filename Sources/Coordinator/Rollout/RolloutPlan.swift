@@ -83,16 +83,24 @@ public struct RolloutPlan: Sendable, Hashable {
         /// Allow taking a k3s server down even when that loses etcd quorum (1- or 2-server clusters),
         /// one server at a time. Without it such a rollout is refused before anything is touched.
         public var allowQuorumLoss: Bool
+        /// Also roll nodes someone else cordoned (drained, rebooted, and left cordoned). Without it they are
+        /// skipped with a line saying so, and named again at the end.
+        public var includeCordoned: Bool
+        /// Do not look for drain blockers before the first node (`DrainPreflight`); a drain then meets them
+        /// node by node.
+        public var skipDrainPreflight: Bool
 
         /// Makes options.
         public init(
             disruptionBudget: Int = 1, skipInitialHealth: Bool = false, explicitOrder: [String]? = nil,
-            allowQuorumLoss: Bool = false
+            allowQuorumLoss: Bool = false, includeCordoned: Bool = false, skipDrainPreflight: Bool = false
         ) {
+            self.skipDrainPreflight = skipDrainPreflight
             self.disruptionBudget = disruptionBudget
             self.skipInitialHealth = skipInitialHealth
             self.explicitOrder = explicitOrder
             self.allowQuorumLoss = allowQuorumLoss
+            self.includeCordoned = includeCordoned
         }
     }
 
@@ -109,6 +117,9 @@ public struct RolloutPlan: Sendable, Hashable {
         self.nodes = nodes
         self.options = options
     }
+
+    /// Whether any node of this plan may be drained (a reboot rollout, or a `boot` apply).
+    public var drainsNodes: Bool { kind == .reboot || nodes.contains { $0.bundle?.action == .boot } }
 
     /// Whether bundles ask for `--upgrade` (output then says "No upgrade needed on X").
     public var isUpgrade: Bool { nodes.contains { $0.bundle?.upgrade == true } }
@@ -192,6 +203,8 @@ public struct RolloutSummary: Sendable, Hashable {
     public var alreadyDone: [String] = []
     /// Nodes nk3 had left cordoned (a killed or failed run) and brought back.
     public var recovered: [String] = []
+    /// Nodes skipped because someone else had cordoned them (see `Options.includeCordoned`).
+    public var skippedCordoned: [String] = []
     /// Kernel releases that changed: node → (before, after).
     public var kernelChanges: [String: KernelChange] = [:]
 

@@ -26,16 +26,24 @@ extension RolloutAgents {
 
 /// The Kubernetes side of one cluster, as the rollout needs it.
 public protocol RolloutCluster: Sendable {
-    /// Whether the node's `Ready` condition is `True` (kubelet posting ready status).
-    func nodeReady(_ node: String) async throws -> Bool
+    /// Whether the node's `Ready` condition is `True` (kubelet posting ready status) — and, when `boot` is
+    /// given (nk3 rebooted the node), posted by the kubelet of that boot: `status.nodeInfo.bootID` equals the
+    /// boot id the agent reported after coming back (or, where the API shows no boot id, the Ready heartbeat
+    /// is later than `boot.since`). Right after a quick reboot the Node still says Ready=True from before it.
+    func nodeReadiness(_ node: String, boot: NodeBoot?) async throws -> NodeReadiness
     /// Cordons the node and records, in an annotation, that nk3 did it and why. A node that somebody else
     /// had already cordoned is left as it is and NOT marked as nk3's (so nk3 never uncordons it).
     func cordon(_ node: String, reason: String) async throws
     /// Uncordons the node only if nk3's annotation says nk3 cordoned it (then removes the annotation).
     /// Returns whether it uncordoned.
     func uncordonIfOurs(_ node: String) async throws -> Bool
-    /// Nodes currently cordoned by nk3: node name → the recorded reason.
-    func cordonedByNK3() async throws -> [String: String]
+    /// Who holds each cordoned node: nk3 (its annotation, with the recorded reason) or someone else. nk3's
+    /// annotations left on a node that is schedulable again (`kubectl uncordon` keeps annotations) are stale:
+    /// they are removed, so that a later cordon by a person is never taken for nk3's.
+    func cordons() async throws -> NodeCordons
+    /// Every pod on `nodes` that would stop a drain for good (`DrainPreflight`'s rules), read before anything
+    /// is touched.
+    func drainBlockers(nodes: [String]) async throws -> [DrainBlocker]
     /// Evicts the node's pods (Eviction API, PDB 429s retried with backoff, DaemonSet pods skipped) and
     /// returns when none are left; throws, naming the blocking PDB, when `timeout` passes.
     func drain(_ node: String, timeout: Duration) async throws
@@ -58,6 +66,46 @@ public protocol RolloutCluster: Sendable {
     func loadProgress() async throws -> RolloutProgress?
     /// Forgets the progress (after a rollout finished).
     func clearProgress() async throws
+}
+
+/// The boot a node's Ready must come from: the one its agent reported after nk3 rebooted it.
+public struct NodeBoot: Sendable, Hashable {
+    /// The agent's boot id after the reboot (`/proc/sys/kernel/random/boot_id`, which the kubelet reports
+    /// as `status.nodeInfo.bootID`).
+    public var bootID: String
+    /// When nk3 saw the agent back with it: a Ready heartbeat after this can only come from the new boot.
+    public var since: Date?
+
+    /// Makes a boot record.
+    public init(bootID: String, since: Date?) {
+        self.bootID = bootID
+        self.since = since
+    }
+}
+
+/// What the Kubernetes API says about a node's readiness.
+public enum NodeReadiness: Sendable, Hashable {
+    /// Ready=True (from the boot asked about).
+    case ready
+    /// Ready is not True: its status and reason, e.g. `Unknown/NodeStatusUnknown`.
+    case notReady(String)
+    /// Ready=True, but posted before the reboot: the API still shows boot id `apiBootID` (nil: none, and no
+    /// heartbeat since the node came back). The kubelet of the new boot has not reported yet.
+    case previousBoot(apiBootID: String?)
+}
+
+/// The cordoned nodes of a cluster, by who cordoned them.
+public struct NodeCordons: Sendable, Hashable {
+    /// Nodes nk3 cordoned → the reason it recorded.
+    public var byNK3: [String: String]
+    /// Nodes someone else cordoned → who, where the API says (else empty).
+    public var byOthers: [String: String]
+
+    /// Makes a record.
+    public init(byNK3: [String: String] = [:], byOthers: [String: String] = [:]) {
+        self.byNK3 = byNK3
+        self.byOthers = byOthers
+    }
 }
 
 /// One line of health-gate output.

@@ -123,12 +123,13 @@ public struct DemoRunner: Sendable {
         try await printStatus(inventory: inventory)
     }
 
+    /// What `nk3 apply|upgrade -i inventory` runs, flags and all: the session, the plan options from the same
+    /// builder (`RolloutFlags`, so the inventory's `disruption_budget` and `order` count), the rollout.
     private func rollout(_ kind: ClusterSession.RolloutKind, inventory: String, sink: any RolloutEventSink) async throws -> RolloutSummary {
         let session = try ClusterSession.load(inventoryPath: inventory, logger: logger)
         return try await session.rollout(
-            kind,
-            options: RolloutPlan.Options(disruptionBudget: options.disruptionBudget),
-            sink: sink, clock: ContinuousClock(), pollInterval: .milliseconds(50))
+            kind, options: try RolloutFlags().planOptions(session.inventory), sink: sink, clock: ContinuousClock(),
+            pollInterval: .milliseconds(50))
     }
 
     private func printStatus(inventory: String) async throws {

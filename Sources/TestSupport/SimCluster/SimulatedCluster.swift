@@ -60,6 +60,11 @@ public final class SimulatedCluster: Sendable {
         /// Simulated seconds between Rook CephCluster status checks (Rook's default, 60: rook
         /// pkg/operator/ceph/cluster/cephstatus.go).
         public var cephCheckInterval: TimeInterval = 60
+        /// Simulated seconds the node controller waits without a kubelet heartbeat before it marks a node's
+        /// Ready condition Unknown (kube-controller-manager `--node-monitor-grace-period`, 40 s; 50 s from
+        /// Kubernetes 1.32). Until then a node that went down still shows Ready=True with its old boot id.
+        /// 0 marks it Unknown the moment it goes down (kinder than a real cluster).
+        public var nodeMonitorGracePeriod: TimeInterval = 40
         /// How long an agent waits after answering a reboot command before the machine goes down.
         public var agentRebootDelay: Duration = .milliseconds(50)
         /// Inventory `timeouts:` in seconds (nil: chosen from the speed — short for fast simulations).
@@ -211,7 +216,8 @@ public final class SimulatedCluster: Sendable {
 
         let workloads = SimulatedWorkloads(
             kube: kube.state, nodes: simNodes, speed: speed, timings: options.timings,
-            cephCheckInterval: options.cephCheckInterval, clock: clock, logger: log)
+            cephCheckInterval: options.cephCheckInterval, nodeMonitorGracePeriod: options.nodeMonitorGracePeriod,
+            clock: clock, logger: log)
         workloads.install(servers: serverNames)
 
         let cluster = SimulatedCluster(

@@ -8,8 +8,15 @@ import Synchronization
 /// scheduler, the ReplicaSet/DaemonSet controllers and the Rook operator would write into the API, kept in a
 /// `FakeKubeState`:
 ///
-/// - node Ready follows the simulated kubelet (Unknown while the machine is down, docs/UPSTREAM.md#nodes), and
-///   `nodeInfo.bootID` / `kernelVersion` follow the node's boots;
+/// - node status follows the node lifecycle as a real cluster shows it. A machine that goes down posts
+///   nothing (k3s runs without graceful node shutdown), so its Node keeps saying Ready=True with the OLD
+///   `nodeInfo.bootID` until the node controller, after `nodeMonitorGracePeriod` without a heartbeat, sets
+///   Ready to Unknown (reason `NodeStatusUnknown`) and marks the node's pods not ready; the kubelet of the
+///   new boot posts the new `bootID`/`kernelVersion` with Ready=True once it is ready. (Node lifecycle
+///   controller: https://kubernetes.io/docs/concepts/architecture/nodes/#node-controller and
+///   `--node-monitor-grace-period`, https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/ —
+///   40 s by default, 50 s from Kubernetes 1.32.) A reboot shorter than the grace period never shows
+///   Unknown at all: right after it, Ready=True is stale;
 /// - Deployments' pods (owner: a ReplicaSet) evicted by a drain are recreated on another schedulable Ready
 ///   node and turn Ready after `timings.podStartup`; DaemonSet pods stay on their node and are down while it is;
 /// - DaemonSet and Deployment status are derived from the pods (docs/UPSTREAM.md#rollout-status; a Deployment
@@ -36,6 +43,8 @@ final class SimulatedWorkloads: Sendable {
         var tasks: [UUID: Task<Void, Never>] = [:]
         var stopped = false
         var cephChecks = 0
+        /// Per node: how many times its kubelet posted status (the node controller's grace timer compares).
+        var kubeletPosts: [String: Int] = [:]
     }
 
     let kube: FakeKubeState
@@ -48,12 +57,15 @@ final class SimulatedWorkloads: Sendable {
     let cephNamespace = "rook-ceph"
     let cephName = "rook-ceph"
     let cephCheckInterval: TimeInterval
+    /// Simulated seconds without a kubelet heartbeat before the node controller marks a node Unknown.
+    let nodeMonitorGracePeriod: TimeInterval
     let state = Mutex(State())
     let reconcileLock = Mutex(())
 
     init(
         kube: FakeKubeState, nodes: [SimulatedNode], speed: SimulationSpeed, timings: SimulatedTimings,
-        cephCheckInterval: TimeInterval, clock: any AgentClock, logger: Logger
+        cephCheckInterval: TimeInterval, nodeMonitorGracePeriod: TimeInterval = 40, clock: any AgentClock,
+        logger: Logger
     ) {
         self.kube = kube
         self.nodes = Dictionary(uniqueKeysWithValues: nodes.map { ($0.hostname, $0) })
@@ -61,6 +73,7 @@ final class SimulatedWorkloads: Sendable {
         self.speed = speed
         self.timings = timings
         self.cephCheckInterval = cephCheckInterval
+        self.nodeMonitorGracePeriod = nodeMonitorGracePeriod
         self.clock = clock
         self.logger = logger
     }
@@ -247,40 +260,64 @@ final class SimulatedWorkloads: Sendable {
         guard state.withLock({ !$0.stopped }) else { return }
         switch event {
         case .poweredDown:
-            // Heartbeats stop: the node controller marks Ready Unknown (docs/UPSTREAM.md#nodes); its pods are down.
-            kube.setNodeUnknown(name)
-            setPods(onNode: name, ready: false)
-            syncStatus()
-            if speed == .instant { checkCeph() }
-        case .booted(let bootID, let kernel):
-            let version = nodes[name]?.snapshot.nixosVersion
-            kube.update(.nodes, name: name, as: Node.self) { n in
-                if n.status == nil { n.status = NodeStatus() }
-                var info = n.status?.nodeInfo ?? NodeSystemInfo()
-                info.bootID = bootID
-                info.kernelVersion = kernel
-                info.osImage = Self.osImage(version)
-                n.status?.nodeInfo = info
-            }
-            kube.setNodeReady(name, false)
-        case .kubelet(let ready):
-            kube.setNodeReady(name, ready)
-            if ready {
-                spawn { me in
-                    try await me.speed.sleep(me.timings.podStartup, on: me.clock)
-                    me.setPods(onNode: name, ready: true)
-                    me.reconcile()
-                    // With instant operations a Ceph check follows the return at once, so gates need not wait
-                    // for the once-a-second check; otherwise the periodic check (docs/UPSTREAM.md#rook-cephcluster)
-                    // sees it.
-                    if me.speed == .instant { me.checkCeph() }
-                }
+            // Heartbeats stop; the API still shows the last status (Ready=True, the old boot id) until the node
+            // controller's grace period passes without a post from the kubelet.
+            let posts = state.withLock { $0.kubeletPosts[name, default: 0] }
+            if nodeMonitorGracePeriod <= 0 {
+                markUnknown(name, ifNoPostSince: posts)
             } else {
-                setPods(onNode: name, ready: false)
-                syncStatus()
+                spawn { me in
+                    try await me.speed.sleep(me.nodeMonitorGracePeriod, on: me.clock)
+                    me.markUnknown(name, ifNoPostSince: posts)
+                }
             }
+            if speed == .instant { checkCeph() }
+        case .booted:
+            break  // the kubelet of the new boot has not posted yet: the API shows nothing new
+        case .kubelet(let ready):
+            // A machine that is off posts nothing (its kubelet's "not ready" at power-down never reaches the API).
+            guard let node = nodes[name], node.snapshot.power == .up else { return }
+            postKubeletStatus(name, ready: ready)
         case .systemChanged:
             break
+        }
+    }
+
+    /// The node controller: no kubelet post since `posts` → Ready Unknown, and the node's pods not ready
+    /// (`MarkPodsNotReady`).
+    func markUnknown(_ name: String, ifNoPostSince posts: Int) {
+        guard state.withLock({ !$0.stopped && $0.kubeletPosts[name, default: 0] == posts }) else { return }
+        logger.info("[simulation] node controller: no heartbeat from \(name) within the grace period; Ready is Unknown")
+        kube.setNodeUnknown(name)
+        setPods(onNode: name, ready: false)
+    }
+
+    /// The kubelet posts its node status: this boot's id, kernel and OS image, and Ready. After a new boot its
+    /// pods' containers start again: not ready until `podStartup` has passed.
+    func postKubeletStatus(_ name: String, ready: Bool) {
+        guard let node = nodes[name] else { return }
+        let snap = node.snapshot
+        state.withLock { $0.kubeletPosts[name, default: 0] += 1 }
+        var newBoot = false
+        kube.update(.nodes, name: name, as: Node.self) { n in
+            if n.status == nil { n.status = NodeStatus() }
+            var info = n.status?.nodeInfo ?? NodeSystemInfo()
+            newBoot = info.bootID != snap.bootID
+            info.bootID = snap.bootID
+            info.kernelVersion = snap.kernel
+            info.osImage = Self.osImage(snap.nixosVersion)
+            n.status?.nodeInfo = info
+        }
+        kube.setNodeReady(name, ready)
+        if newBoot || !ready { setPods(onNode: name, ready: false) }
+        guard ready else { return }
+        spawn { me in
+            try await me.speed.sleep(me.timings.podStartup, on: me.clock)
+            me.setPods(onNode: name, ready: true)
+            me.reconcile()
+            // With instant operations a Ceph check follows the return at once, so gates need not wait
+            // for the once-a-second check; otherwise the periodic check (docs/UPSTREAM.md#rook-cephcluster) sees it.
+            if me.speed == .instant { me.checkCeph() }
         }
     }
 

@@ -43,18 +43,21 @@ final class E2ECluster: Sendable {
         }
     }
 
-    /// Starts a cluster, runs `body`, shuts everything down (also when `body` throws).
+    /// Starts a cluster, runs `body`, shuts everything down (also when `body` throws). `speed` and `configure`
+    /// change the simulation (the node controller's grace period is on, as in `SimulatedCluster.Options`).
     static func with(
         nodes: Int = 3, servers: Int? = nil, timeouts: [String: Int] = [:], disruptionBudget: Int = 1,
-        agentClock: any AgentClock = SystemAgentClock(), _ body: (E2ECluster) async throws -> Void
+        agentClock: any AgentClock = SystemAgentClock(), speed: SimulationSpeed = .instant,
+        configure: (inout SimulatedCluster.Options) -> Void = { _ in }, _ body: (E2ECluster) async throws -> Void
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-e2e-\(UUID().uuidString.prefix(12))")
         var options = SimulatedCluster.Options()
         options.announce = false
         options.disruptionBudget = disruptionBudget
         options.inventoryTimeouts = defaultTimeouts.merging(timeouts) { $1 }
+        configure(&options)
         let sim = try await SimulatedCluster.start(
-            nodes: nodes, servers: servers, speed: .instant, in: dir, options: options, clock: agentClock, logger: quiet)
+            nodes: nodes, servers: servers, speed: speed, in: dir, options: options, clock: agentClock, logger: quiet)
         let cluster = E2ECluster(sim: sim, directory: dir, agentClock: agentClock)
         do {
             try await body(cluster)
@@ -80,21 +83,22 @@ final class E2ECluster: Sendable {
     /// coordinator is concerned) and its rollout.
     func rollout(
         _ kind: ClusterSession.RolloutKind, budget: Int = 1, holder: String = "e2e@test/run",
-        sink: any RolloutEventSink
+        skipDrainPreflight: Bool = false, sink: any RolloutEventSink
     ) async throws -> RolloutSummary {
         let session = try ClusterSession.load(inventoryPath: inventoryPath, logger: Self.quiet)
         return try await session.rollout(
-            kind, options: RolloutPlan.Options(disruptionBudget: budget), sink: sink, clock: ContinuousClock(),
-            pollInterval: .milliseconds(20), holder: holder)
+            kind, options: RolloutPlan.Options(disruptionBudget: budget, skipDrainPreflight: skipDrainPreflight),
+            sink: sink, clock: ContinuousClock(), pollInterval: .milliseconds(20), holder: holder)
     }
 
     /// Runs a rollout that must fail and returns its `RolloutFailure` (records an issue otherwise).
     func failingRollout(
         _ kind: ClusterSession.RolloutKind, budget: Int = 1, holder: String = "e2e@test/run",
-        sink: any RolloutEventSink, sourceLocation: SourceLocation = #_sourceLocation
+        skipDrainPreflight: Bool = false, sink: any RolloutEventSink, sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> RolloutFailure? {
         do {
-            let summary = try await rollout(kind, budget: budget, holder: holder, sink: sink)
+            let summary = try await rollout(
+                kind, budget: budget, holder: holder, skipDrainPreflight: skipDrainPreflight, sink: sink)
             Issue.record("the rollout succeeded but should have failed: \(summary)", sourceLocation: sourceLocation)
             return nil
         } catch let failure as RolloutFailure {

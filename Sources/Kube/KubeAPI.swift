@@ -21,6 +21,11 @@ public protocol KubeAPI: Sendable {
     /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (docs/UPSTREAM.md#eviction). A PDB refusal throws
     /// `.tooManyRequests` with the API's Status (its cause names the budget).
     func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws
+    /// `GET /api/v1/namespaces/{ns}/pods?watch=true&fieldSelector=metadata.name=…&resourceVersion=…`: one pod's
+    /// changes after `resourceVersion` (docs/UPSTREAM.md#watch), until the server ends the stream or the caller cancels.
+    func watchPod(namespace: String, name: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Pod>, any Error>
+    /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets/{name}`.
+    func getDaemonSet(namespace: String, name: String) async throws -> DaemonSet
     /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets`.
     func listDaemonSets(namespace: String) async throws -> [DaemonSet]
     /// `GET /apis/apps/v1/namespaces/{ns}/deployments`.

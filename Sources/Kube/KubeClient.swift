@@ -21,11 +21,19 @@ public final class KubeClient: KubeAPI {
         public var maxBackoff: Duration
         /// Largest response body read.
         public var maxBodyBytes: Int
+        /// Client-side rate limit: requests per second (client-go's default 5; ≤ 0 disables it).
+        public var qps: Double
+        /// Client-side rate limit: requests allowed at once before `qps` applies (client-go's default 10).
+        public var burst: Int
+        /// How long a connection to an API server may take before the next server is tried.
+        public var connectTimeout: Duration = .seconds(5)
         /// Makes options.
         public init(
             requestTimeout: Duration = .seconds(30), maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50),
-            maxBackoff: Duration = .seconds(2), maxBodyBytes: Int = 64 * 1024 * 1024
+            maxBackoff: Duration = .seconds(2), maxBodyBytes: Int = 64 * 1024 * 1024, qps: Double = 5, burst: Int = 10
         ) {
+            self.qps = qps
+            self.burst = burst
             self.requestTimeout = requestTimeout
             self.maxAttempts = maxAttempts
             self.initialBackoff = initialBackoff
@@ -38,8 +46,10 @@ public final class KubeClient: KubeAPI {
     public let config: KubeConfig
     /// The options in use.
     public let options: Options
-    private let http: HTTPClient
-    private let base: String
+    /// The API servers this client can use (the kubeconfig's server and `config.extraServers`).
+    let endpoints: KubeEndpoints
+    /// Every request (watches included) takes a token first.
+    public let rateLimiter: KubeRateLimiter
     private let logger: Logger
 
     /// Makes a client (call `shutdown()` when done, or use `withClient`).
@@ -62,21 +72,56 @@ public final class KubeClient: KubeAPI {
         } catch {
             throw KubeError(.config, "the kubeconfig's certificates cannot be used: \(error)")
         }
-        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.redirectConfiguration = .disallow
-        configuration.httpVersion = .http1Only
-        // Fail a request as soon as its connection cannot be made (our own retry loop decides what is worth
-        // retrying); the default keeps retrying until the request's deadline, even on a bad certificate.
-        configuration.connectionPool.retryConnectionEstablishment = false
-        self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration, backgroundActivityLogger: logger)
-        var b = config.server.absoluteString
-        while b.hasSuffix("/") { b.removeLast() }
-        self.base = b
+        self.rateLimiter = KubeRateLimiter(qps: options.qps, burst: options.burst)
+        var list: [KubeEndpoints.Endpoint] = []
+        for server in KubeEndpoints.urls(server: config.server, extra: config.extraServers) {
+            var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+            configuration.redirectConfiguration = .disallow
+            configuration.httpVersion = .http1Only
+            // Fail a request as soon as its connection cannot be made (our own retry loop decides what is worth
+            // retrying, on this endpoint or another); the default keeps retrying until the request's deadline, even
+            // on a bad certificate. A server that is down but not refusing is given up on after the connect timeout.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.timeout.connect = TimeAmount(options.connectTimeout)
+            var base = server.absoluteString
+            if let name = config.tlsServerName, let host = server.host {
+                // kubeconfig tls-server-name: verify (and send SNI for) this name, connect to the server's address.
+                configuration.dnsOverride = [name: host]
+                base = "https://\(name):\(server.port ?? 443)" + server.path
+            }
+            while base.hasSuffix("/") { base.removeLast() }
+            let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration, backgroundActivityLogger: logger)
+            list.append(KubeEndpoints.Endpoint(server: server, base: base, http: http))
+        }
+        self.endpoints = KubeEndpoints(list)
     }
 
     /// Closes connections.
     public func shutdown() async throws {
-        try await http.shutdown()
+        for e in endpoints.all { try await e.http.shutdown() }
+    }
+
+    /// The API server requests go to now.
+    public var currentServer: URL { endpoints.current.server }
+
+    /// Moves off the API server on `host` (e.g. a k3s server nk3 is about to reboot: its API goes down with it) to
+    /// the first other endpoint that answers `/readyz`; the avoided one is then used only when no other answers.
+    /// `nil` avoids none again. Returns the server in use afterwards.
+    @discardableResult
+    public func avoid(host: String?) async -> URL {
+        guard endpoints.avoid(host) else { return currentServer }
+        for i in endpoints.candidates() {
+            let e = endpoints.all[i]
+            var request = HTTPClientRequest(url: e.base + "/readyz")
+            request.headers.add(name: "User-Agent", value: Self.userAgent)
+            if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            if let response = try? await e.http.execute(request, timeout: .seconds(5), logger: logger), response.status == .ok {
+                endpoints.succeeded(i)
+                logger.info("using another Kubernetes API server", metadata: ["kube.server": "\(e.server)", "kube.avoided": "\(host ?? "")"])
+                break
+            }
+        }
+        return currentServer
     }
 
     /// Runs `body` with a client and shuts it down afterwards.
@@ -93,6 +138,13 @@ public final class KubeClient: KubeAPI {
             throw error
         }
     }
+
+    /// The field manager nk3's writes are recorded under in `metadata.managedFields` (kubernetes/apiserver
+    /// pkg/endpoints/handlers/create.go `managerOrUserAgent`: the `fieldManager` parameter, else the User-Agent up to
+    /// its first `/`).
+    public static let fieldManager = "nk3"
+    /// `nk3/kube-client`: its prefix is the field manager, for writes that do not name one.
+    public static let userAgent = "\(fieldManager)/kube-client"
 
     // MARK: - KubeAPI
 
@@ -114,9 +166,11 @@ public final class KubeClient: KubeAPI {
     }
 
     public func patchNode(_ name: String, patch: JSONValue) async throws -> Node {
-        // kubectl pkg/drain/cordon.go: kubectl cordon sends a strategic merge patch.
+        // kubectl pkg/drain/cordon.go: kubectl cordon sends a strategic merge patch. The field manager names nk3 in the
+        // node's metadata.managedFields, which is how a cordon's owner is told apart from a person's.
         try await send(
-            .PATCH, "/api/v1/nodes/\(seg(name))", body: patch, contentType: "application/strategic-merge-patch+json")
+            .PATCH, "/api/v1/nodes/\(seg(name))", query: [("fieldManager", Self.fieldManager)], body: patch,
+            contentType: "application/strategic-merge-patch+json")
     }
 
     public func listPods(onNode node: String) async throws -> [Pod] {
@@ -132,6 +186,16 @@ public final class KubeClient: KubeAPI {
         // apiserver pkg/endpoints/handlers/create.go: 201 with a Success Status (docs say 200): accept any 2xx.
         let _: JSONValue = try await send(
             .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction", body: body)
+    }
+
+    public func watchPod(namespace: String, name: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Pod>, any Error> {
+        watch(
+            "/api/v1/namespaces/\(seg(namespace))/pods", as: Pod.self, resourceVersion: resourceVersion.isEmpty ? nil : resourceVersion,
+            fieldSelector: "metadata.name=\(name)")
+    }
+
+    public func getDaemonSet(namespace: String, name: String) async throws -> DaemonSet {
+        try await get("/apis/apps/v1/namespaces/\(seg(namespace))/daemonsets/\(seg(name))")
     }
 
     public func listDaemonSets(namespace: String) async throws -> [DaemonSet] {
@@ -177,82 +241,6 @@ public final class KubeClient: KubeAPI {
         return try decode(T.self, body, path: path)
     }
 
-    // MARK: - watch (docs/UPSTREAM.md#watch)
-
-    /// Watches a collection (e.g. `/api/v1/nodes`): newline-delimited JSON events until the server ends
-    /// the stream (`timeoutSeconds`) or the task is cancelled. Pass the list's resourceVersion to get only
-    /// later changes; nil replays existing objects as ADDED first.
-    public func watch<T: Codable & Sendable>(
-        _ path: String, as type: T.Type = T.self, resourceVersion: String? = nil, fieldSelector: String? = nil,
-        timeoutSeconds: Int = 300
-    ) -> AsyncThrowingStream<WatchEvent<T>, Error> {
-        var query: [(String, String)] = [("watch", "true"), ("timeoutSeconds", "\(timeoutSeconds)")]
-        if let resourceVersion { query.append(("resourceVersion", resourceVersion)) }
-        if let fieldSelector { query.append(("fieldSelector", fieldSelector)) }
-        let url = base + path + Self.queryString(query)
-        let http = self.http
-        let token = config.token
-        let maxLine = options.maxBodyBytes
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    var request = HTTPClientRequest(url: url)
-                    request.headers.add(name: "Accept", value: "application/json")
-                    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-                    let response = try await http.execute(request, timeout: .seconds(Int64(timeoutSeconds) + 30))
-                    guard response.status.code == 200 else {
-                        let body = try await response.body.collect(upTo: 1 << 20)
-                        throw Self.error(status: Int(response.status.code), headers: response.headers, body: body, path: path)
-                    }
-                    var pending = ByteBuffer()
-                    for try await var chunk in response.body {
-                        pending.writeBuffer(&chunk)
-                        // docs/UPSTREAM.md#watch: split on newlines, not on HTTP chunks.
-                        while let nl = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                            let length = nl - pending.readerIndex
-                            let line = pending.readSlice(length: length)!
-                            pending.moveReaderIndex(forwardBy: 1)
-                            if line.readableBytes == 0 { continue }
-                            continuation.yield(try Self.decodeEvent(T.self, line))
-                        }
-                        guard pending.readableBytes <= maxLine else {
-                            throw KubeError(.decode, "watch event on \(path) exceeds \(maxLine) bytes")
-                        }
-                        pending.discardReadBytes()
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: Self.wrapTransport(error, path: path))
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
-    }
-
-    private struct EventHead: Decodable { var type: String }
-    private struct EventBody<O: Decodable>: Decodable { var object: O }
-    private struct EventRV: Decodable { var metadata: ListMeta? }
-
-    static func decodeEvent<T: Codable & Sendable>(_ type: T.Type, _ line: ByteBuffer) throws -> WatchEvent<T> {
-        let data = Data(line.readableBytesView)
-        let decoder = JSONDecoder()
-        do {
-            let head = try decoder.decode(EventHead.self, from: data)
-            switch head.type {
-            case "ADDED": return .added(try decoder.decode(EventBody<T>.self, from: data).object)
-            case "MODIFIED": return .modified(try decoder.decode(EventBody<T>.self, from: data).object)
-            case "DELETED": return .deleted(try decoder.decode(EventBody<T>.self, from: data).object)
-            case "BOOKMARK": return .bookmark(resourceVersion: try decoder.decode(EventBody<EventRV>.self, from: data).object.metadata?.resourceVersion)
-            case "ERROR": return .error(try decoder.decode(EventBody<KubeStatus>.self, from: data).object)
-            default: throw KubeError(.decode, "unknown watch event type \(head.type)")
-            }
-        } catch let e as KubeError {
-            throw e
-        } catch {
-            throw KubeError(.decode, "cannot decode a watch event: \(error)")
-        }
-    }
-
     // MARK: - plumbing
 
     private func list<T: Codable & Sendable>(_ path: String, query: [(String, String)] = []) async throws -> [T] {
@@ -279,13 +267,14 @@ public final class KubeClient: KubeAPI {
     }
 
     private func send<B: Encodable, T: Decodable>(
-        _ method: HTTPMethod, _ path: String, body: B, contentType: String = "application/json"
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: B,
+        contentType: String = "application/json"
     ) async throws -> T {
         let data: Data
         do { data = try JSONEncoder().encode(body) } catch {
             throw KubeError(.invalid, "cannot encode the request body for \(path): \(error)")
         }
-        let (_, response) = try await perform(method, path, query: [], body: data, contentType: contentType, idempotent: false)
+        let (_, response) = try await perform(method, path, query: query, body: data, contentType: contentType, idempotent: false)
         return try decode(T.self, response, path: path)
     }
 
@@ -309,32 +298,24 @@ public final class KubeClient: KubeAPI {
         query.isEmpty ? "" : "?" + query.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
     }
 
-    /// One request, retried with backoff when idempotent and the failure is transient.
+    /// One request, retried with backoff when idempotent and the failure is transient. Each attempt goes to the
+    /// current API server and, when it cannot be reached there (connection refused or reset, connect timeout), to
+    /// the other servers in turn — for writes too: every write nk3 makes is idempotent (cordon, uncordon, eviction:
+    /// a repeat is a no-op or 404) or guarded by a resourceVersion or a name (Lease update 409, create 409), so one
+    /// that reached a server before the connection broke is harmless to repeat.
     private func perform(
         _ method: HTTPMethod, _ path: String, query: [(String, String)], body: Data?, contentType: String?,
         idempotent: Bool
     ) async throws -> (HTTPHeaders, ByteBuffer) {
-        let url = base + path + Self.queryString(query)
+        let target = path + Self.queryString(query)
         var attempt = 0
         while true {
             attempt += 1
             do {
-                var request = HTTPClientRequest(url: url)
-                request.method = method
-                request.headers.add(name: "Accept", value: "application/json")
-                request.headers.add(name: "User-Agent", value: "nk3")
-                if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-                if let body {
-                    request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
-                    request.body = .bytes(ByteBuffer(bytes: body))
-                }
-                let response = try await http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger)
-                let bytes = try await response.body.collect(upTo: options.maxBodyBytes)
-                let code = Int(response.status.code)
-                if (200..<300).contains(code) { return (response.headers, bytes) }
-                throw Self.error(status: code, headers: response.headers, body: bytes, path: path)
+                try await rateLimiter.acquire()
+                return try await onAnyEndpoint(method, target, path: path, body: body, contentType: contentType)
             } catch {
-                let kerr = Self.wrapTransport(error, path: path)
+                let kerr = Self.wrapTransport(error, path: path, server: config.server)
                 let transient =
                     (kerr.code == .transport && !Self.isTLSFailure(error))
                     || [429, 500, 502, 503, 504].contains(kerr.httpStatus ?? 0)
@@ -348,6 +329,44 @@ public final class KubeClient: KubeAPI {
         }
     }
 
+    /// One attempt: the endpoints in `KubeEndpoints.order()`, moving on only when an endpoint cannot be reached.
+    private func onAnyEndpoint(
+        _ method: HTTPMethod, _ target: String, path: String, body: Data?, contentType: String?
+    ) async throws -> (HTTPHeaders, ByteBuffer) {
+        var firstError: (any Error)? = nil
+        for i in endpoints.order() {
+            let endpoint = endpoints.all[i]
+            do {
+                var request = HTTPClientRequest(url: endpoint.base + target)
+                request.method = method
+                request.headers.add(name: "Accept", value: "application/json")
+                request.headers.add(name: "User-Agent", value: Self.userAgent)
+                if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+                if let body {
+                    request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                }
+                let response = try await endpoint.http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger)
+                let bytes = try await response.body.collect(upTo: options.maxBodyBytes)
+                endpoints.succeeded(i)
+                let code = Int(response.status.code)
+                if (200..<300).contains(code) { return (response.headers, bytes) }
+                throw Self.error(status: code, headers: response.headers, body: bytes, path: path)
+            } catch let error as KubeError {
+                throw error
+            } catch {
+                guard !Self.isTLSFailure(error), !Task.isCancelled, !(error is CancellationError) else { throw error }
+                if firstError == nil { firstError = error }
+                if endpoints.all.count > 1 {
+                    logger.info(
+                        "cannot reach a Kubernetes API server, trying the next",
+                        metadata: ["kube.server": "\(endpoint.server)", "kube.error": "\(error)"])
+                }
+            }
+        }
+        throw firstError ?? KubeError(.transport, "no Kubernetes API server to send \(path) to")
+    }
+
     private func backoff(attempt: Int, retryAfter: Int?) -> Duration {
         if let retryAfter, retryAfter > 0 { return min(.seconds(retryAfter), options.maxBackoff) }
         let exp = options.initialBackoff * (1 << min(attempt - 1, 16))
@@ -357,10 +376,10 @@ public final class KubeClient: KubeAPI {
 
     /// A TLS failure (certificate not trusted, client certificate refused) does not heal by retrying.
     static func isTLSFailure(_ error: Error) -> Bool {
-        error is NIOSSLError || error is BoringSSLError
+        error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
     }
 
-    static func wrapTransport(_ error: Error, path: String) -> KubeError {
+    static func wrapTransport(_ error: Error, path: String, server: URL? = nil) -> KubeError {
         if let k = error as? KubeError { return k }
         if error is CancellationError { return KubeError(.transport, "request to \(path) was cancelled") }
         if isTLSFailure(error) {
@@ -369,9 +388,12 @@ public final class KubeClient: KubeAPI {
                 "TLS with the Kubernetes API failed for \(path): its certificate does not verify against the kubeconfig's certificate-authority, or it refused the client certificate",
                 underlying: "\(error)")
         }
-        return KubeError(
-            .transport, "cannot reach the Kubernetes API for \(path): check the kubeconfig's server, CA and credentials",
-            underlying: "\(error)")
+        var hint = "check the kubeconfig's server, CA and credentials"
+        if let host = server?.host, ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) {
+            // k3s writes /etc/rancher/k3s/k3s.yaml with server https://127.0.0.1:6443: right on the server itself only.
+            hint = "the kubeconfig's server is \(server!.absoluteString), as k3s writes it in /etc/rancher/k3s/k3s.yaml: that address only works on the server itself; copy the file and set server: to https://<a k3s server's address>:6443 (nk3 also tries the inventory's servers)"
+        }
+        return KubeError(.transport, "cannot reach the Kubernetes API for \(path): \(hint)", underlying: "\(error)")
     }
 
     /// Turns an error answer into a `KubeError`, reading the API's Status when the body is one and keeping

@@ -20,6 +20,13 @@ public struct KubeConfig: Sendable, Hashable {
     public var namespace: String?
     /// The context used (nil when built directly).
     public var contextName: String?
+    /// kubeconfig `tls-server-name`: the name the API servers' certificates are checked against (and sent as SNI)
+    /// instead of the host in `server` (kubernetes/client-go tools/clientcmd/api/v1/types.go `TLSServerName`).
+    public var tlsServerName: String?
+    /// More API servers of the same cluster (same CA and credentials): full URLs, or hosts that take `server`'s
+    /// scheme and port. Every k3s server serves the API, so nk3 adds the inventory's servers here and the client
+    /// moves to another one when the one it uses goes down (e.g. rebooted by nk3 itself).
+    public var extraServers: [String] = []
 
     /// Makes a configuration directly (tests, the simulator).
     public init(
@@ -101,6 +108,7 @@ public struct KubeConfig: Sendable, Hashable {
         var lines = ["apiVersion: v1", "kind: Config", "clusters:", "- name: \(name)", "  cluster:"]
         lines.append("    server: \(server.absoluteString)")
         if let ca = certificateAuthorityPEM { lines.append("    certificate-authority-data: \(b64(ca))") }
+        if let tlsServerName { lines.append("    tls-server-name: \(tlsServerName)") }
         lines += ["contexts:", "- name: \(name)", "  context:", "    cluster: \(name)", "    user: \(name)"]
         if let namespace { lines.append("    namespace: \(namespace)") }
         lines += ["current-context: \(name)", "users:", "- name: \(name)"]
@@ -212,9 +220,6 @@ struct MergedConfig {
         if cluster.insecureSkipTLSVerify == true {
             throw KubeError(.config, "cluster \"\(clusterName)\" sets insecure-skip-tls-verify: nk3 never skips TLS verification; remove it and set certificate-authority-data (k3s: the CA in /etc/rancher/k3s/k3s.yaml)")
         }
-        if let sni = cluster.tlsServerName, !sni.isEmpty {
-            throw KubeError(.config, "cluster \"\(clusterName)\" sets tls-server-name, which nk3 does not support; point server at an address the API server's certificate names")
-        }
         if cluster.proxyURL != nil {
             throw KubeError(.config, "cluster \"\(clusterName)\" sets proxy-url, which nk3 does not support; connect to the API server directly")
         }
@@ -227,6 +232,7 @@ struct MergedConfig {
         // client-go tools/clientcmd/validation.go: a *-data field overrides its file-path twin.
         let ca = try Self.material(data: cluster.certificateAuthorityData, file: cluster.certificateAuthority, dir: cdir, what: "certificate-authority")
         var config = KubeConfig(server: server, certificateAuthorityPEM: ca, namespace: ctx.namespace, contextName: name)
+        if let sni = cluster.tlsServerName, !sni.isEmpty { config.tlsServerName = sni }
         if let userName = ctx.user, !userName.isEmpty {
             guard let (user, udir) = users[userName] else {
                 throw KubeError(.config, "context \"\(name)\" names user \"\(userName)\", which is not in the kubeconfig")

@@ -33,6 +33,9 @@ public struct KubeError: Error, Sendable, CustomStringConvertible {
         public static let timeout = Code("timeout")
         /// An operation nk3 refuses by rule (e.g. uncordon a node someone else cordoned; drain unmanaged pods).
         public static let refused = Code("refused")
+        /// A drain that cannot succeed by waiting: pods that would be lost, a pod under several budgets, or a
+        /// PodDisruptionBudget that will not (or did not, within the timeout) allow an eviction.
+        public static let drainRefused = Code("drainRefused")
         /// The code name.
         public var description: String { raw }
     }
@@ -64,6 +67,12 @@ public struct KubeError: Error, Sendable, CustomStringConvertible {
         self.retryAfterSeconds = retryAfterSeconds
         self.blockingPodDisruptionBudget = blockingPodDisruptionBudget
         self.underlying = underlying
+    }
+
+    /// Whether the API's Status lists a cause with this `reason` (client-go `apierrors.HasStatusCause`), e.g.
+    /// `NamespaceTerminating`.
+    public func hasCause(_ reason: String) -> Bool {
+        status?.details?.causes?.contains { $0.reason == reason } ?? false
     }
 
     /// `kube <code>: message`.

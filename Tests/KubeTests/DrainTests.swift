@@ -7,8 +7,7 @@ import Testing
 /// over TLS.
 @Suite("drain")
 struct DrainTests {
-    let fast = DrainOptions(
-        timeout: .seconds(30), initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20), pollInterval: .milliseconds(5))
+    let fast = DrainOptions(timeout: .seconds(30), evictRetryDelay: .milliseconds(5), pollInterval: .milliseconds(5))
 
     @Test("DaemonSet and mirror pods are skipped, emptyDir pods evicted, the rest evicted and gone")
     func skipsAndEvicts() async throws {
@@ -18,6 +17,7 @@ struct DrainTests {
             s.addPod(name: "web-1", node: "n1", labels: ["app": "web"])
             s.addPod(name: "cache-1", node: "n1", emptyDir: true)
             s.addPod(namespace: "kube-system", name: "svclb-x", node: "n1", owner: ("DaemonSet", "svclb"))
+            s.setDaemonSet(namespace: "kube-system", name: "svclb", desired: 1, available: 1)
             s.addPod(namespace: "kube-system", name: "etcd-n1", node: "n1", owner: ("Node", "n1"), mirror: true)
             s.addPod(name: "other", node: "n2")
             let report = try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
@@ -39,7 +39,7 @@ struct DrainTests {
             let error = await #expect(throws: KubeError.self) {
                 try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
             }
-            #expect(error?.code == .refused)
+            #expect(error?.code == .drainRefused)
             #expect(error?.message.contains("default/bare") == true)
             #expect(server.state.stats.evictions == 0)
         }
@@ -67,24 +67,104 @@ struct DrainTests {
         }
     }
 
-    @Test("a PDB that never allows the eviction times the drain out, naming the budget")
-    func timeoutNamesBudget() async throws {
+    @Test("a PDB that can never allow the eviction refuses the drain at once, naming the budget (not a timeout)")
+    func refusedByBudget() async throws {
         try await withFakeKube { server, client in
             let s = server.state
             s.addPod(name: "web-1", node: "n1", labels: ["app": "web"])
             s.addPod(name: "web-2", node: "n2", labels: ["app": "web"])
             s.addPodDisruptionBudget(name: "web-pdb", matchLabels: ["app": "web"], maxUnavailable: .int(0))
-            var options = fast
-            options.timeout = .milliseconds(300)
             let error = await #expect(throws: KubeError.self) {
-                try await client.drain(node: "n1", options: options, clock: ContinuousClock(), logger: quietLogger)
+                try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
             }
-            #expect(error?.code == .timeout)
+            #expect(error?.code == .drainRefused)
             #expect(error?.blockingPodDisruptionBudget == "default/web-pdb")
             #expect(error?.message.contains("PodDisruptionBudget default/web-pdb") == true)
             #expect(error?.message.contains("needs 2 healthy pods and has 2 currently") == true)
             #expect(s.pod(name: "web-1") != nil)
-            #expect(s.stats.evictionRefusals >= 2)
+            #expect(s.stats.evictionRefusals == 1)
+        }
+    }
+
+    @Test("a PDB still refusing when the time runs out is a refusal naming the budget")
+    func budgetStillRefusingAtDeadline() async throws {
+        try await withFakeKube { server, client in
+            let s = server.state
+            s.addPod(name: "web-1", node: "n1", labels: ["app": "web"])
+            s.addPod(name: "web-2", node: "n2", labels: ["app": "web"])
+            s.addPod(name: "web-3", node: "n3", labels: ["app": "web"], ready: false)
+            s.addPodDisruptionBudget(name: "web-pdb", matchLabels: ["app": "web"], minAvailable: .int(2))
+            var options = fast
+            options.timeout = .seconds(2)
+            let error = await #expect(throws: KubeError.self) {
+                try await client.drain(node: "n1", options: options, clock: ContinuousClock(), logger: quietLogger)
+            }
+            #expect(error?.code == .drainRefused)
+            #expect(error?.blockingPodDisruptionBudget == "default/web-pdb")
+            #expect(error?.message.contains("still refused after") == true, "\(String(describing: error))")
+            #expect(s.stats.evictionRefusals >= 1)
+        }
+    }
+
+    @Test("a pod whose DaemonSet is gone refuses the drain unless forced (kubectl's daemonSet filter)")
+    func orphanedDaemonSetPod() async throws {
+        try await withFakeKube { server, client in
+            let s = server.state
+            s.addPod(namespace: "kube-system", name: "svclb-x", node: "n1", owner: ("DaemonSet", "svclb"))
+            let error = await #expect(throws: KubeError.self) {
+                try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
+            }
+            #expect(error?.code == .drainRefused)
+            #expect(error?.message.contains("its DaemonSet svclb is gone") == true)
+            #expect(s.stats.evictions == 0)
+            var forced = fast
+            forced.force = true
+            let report = try await client.drain(node: "n1", options: forced, clock: ContinuousClock(), logger: quietLogger)
+            #expect(report.orphanedDaemonSetEvicted == ["kube-system/svclb-x"])
+            #expect(s.pod(namespace: "kube-system", name: "svclb-x") == nil)
+        }
+    }
+
+    @Test("a pod under two budgets (the API's 500) refuses the drain at once")
+    func twoBudgets() async throws {
+        try await withFakeKube { server, client in
+            let s = server.state
+            s.addPod(name: "web-1", node: "n1", labels: ["app": "web", "tier": "front"])
+            s.addPodDisruptionBudget(name: "a", matchLabels: ["app": "web"], maxUnavailable: .int(1))
+            s.addPodDisruptionBudget(name: "b", matchLabels: ["tier": "front"], maxUnavailable: .int(1))
+            let error = await #expect(throws: KubeError.self) {
+                try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
+            }
+            #expect(error?.code == .drainRefused)
+            #expect(error?.message.contains("more than one PodDisruptionBudget") == true)
+        }
+    }
+
+    @Test("403 NamespaceTerminating is retried until the eviction goes through")
+    func namespaceTerminating() async throws {
+        try await withFakeKube { server, client in
+            let s = server.state
+            s.addPod(namespace: "old", name: "web-1", node: "n1")
+            s.setNamespaceTerminating("old")
+            let drain = Task { try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger) }
+            #expect(try await eventually { (s.stats.byRoute["POST pods/{name}/eviction"] ?? 0) >= 2 })
+            s.setNamespaceTerminating("old", false)
+            let report = try await drain.value
+            #expect(report.evicted == ["old/web-1"])
+        }
+    }
+
+    @Test("a 429's Retry-After is honoured instead of the 5 s default")
+    func retryAfterHonoured() async throws {
+        try await withFakeKube { server, client in
+            let s = server.state
+            s.addPod(name: "web-1", node: "n1")
+            s.injectFaults(.tooManyRequestsPlainText(retryAfterSeconds: 1), count: 1, pathPrefix: "/api/v1/namespaces/default/pods/web-1/eviction")
+            var options = fast
+            options.evictRetryDelay = .seconds(60)
+            options.timeout = .seconds(20)
+            let report = try await client.drain(node: "n1", options: options, clock: ContinuousClock(), logger: quietLogger)
+            #expect(report.evicted == ["default/web-1"])
         }
     }
 
@@ -108,14 +188,17 @@ struct DrainTests {
         }
     }
 
-    @Test("evicted pods that take a while to terminate are waited for")
+    @Test("evicted pods that take a while to terminate are watched, not polled")
     func waitsForTermination() async throws {
         try await withFakeKube { server, client in
-            server.state.setPodTerminationDelay(.milliseconds(150))
+            server.state.setPodTerminationDelay(.milliseconds(400))
             server.state.addPod(name: "web-1", node: "n1")
             let report = try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
             #expect(report.evicted == ["default/web-1"])
             #expect(server.state.pod(name: "web-1") == nil)
+            // One look, then a watch that sees the DELETED event (polling every 5 ms would GET ~80 times).
+            #expect((server.state.stats.byRoute["GET pods/{name}"] ?? 0) <= 2)
+            #expect((server.state.stats.byRoute["GET pods (watch, one namespace)"] ?? 0) >= 1)
         }
     }
 }

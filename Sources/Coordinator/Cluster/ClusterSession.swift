@@ -84,9 +84,13 @@ public struct ClusterSession: Sendable {
     public var nodeNames: [String] { inventory.nodes.map(\.name) }
 
     /// Loads the kubeconfig (flags, inventory, `KUBECONFIG`, `~/.kube/config`, like kubectl).
+    /// Every k3s server's API (same port, CA and credentials) is added as another endpoint, at the address its agent
+    /// is reached at, so the client can move off a server that is rebooting.
     public func kubeConfig() throws -> KubeConfig {
         do {
-            return try KubeConfig.load(path: kubeconfigPath, context: kubeContext)
+            var config = try KubeConfig.load(path: kubeconfigPath, context: kubeContext)
+            config.extraServers = inventory.nodes.filter(\.isServer).map { $0[hostvar: "agent_address"]?.stringValue ?? $0.address }
+            return config
         } catch {
             throw CoordinatorError(.invalidInput, "\(error)")
         }

@@ -37,8 +37,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         self.healthRule = healthRule
         self.kube = kube
         self.leaseNamespace = leaseNamespace
-        self.leaseName = "nk3-rollout-\(clusterName)".lowercased().map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }
-            .reduce(into: "") { $0.append($1) }
+        self.leaseName = KubeNames.dnsSubdomain("nk3-rollout-\(clusterName)")
         self.watchNamespaces = watchNamespaces
         self.ceph = ceph
         self.pollInterval = pollInterval
@@ -120,7 +119,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     // MARK: Lease
 
     public func acquireLease(holder: String, ttl: Duration) async throws -> RolloutLease {
-        let now = Date()
+        var now = Date()
         for _ in 0..<5 {
             let existing: Lease?
             do {
@@ -142,10 +141,19 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
                 }
             }
             if let other = lease.spec.holderIdentity, other != holder, !other.isEmpty {
-                let expires = Self.expiry(of: lease)
-                if let expires, expires > now, !LeaseHolders.isDeadLocalHolder(other, me: holder) {
-                    throw RolloutLeaseHeld(holder: other, expiresAt: expires)
+                if !LeaseHolders.isDeadLocalHolder(other, me: holder) {
+                    if let expires = Self.expiry(of: lease), expires > now {
+                        throw RolloutLeaseHeld(holder: other, expiresAt: expires)
+                    }
+                    // Expired by the holder's own clock: take it over only after seeing it unchanged for its whole
+                    // duration on ours (client-go leader election's observedTime rule).
+                    lease = try await observedExpired(lease)
+                    now = Date()
                 }
+            }
+            if lease.spec.holderIdentity != holder {
+                // A new holder (after another one, or after a release): client-go counts a transition and stamps
+                // acquireTime whenever the holder changes (tools/leaderelection/leaderelection.go tryAcquireOrRenew).
                 lease.spec.leaseTransitions = (lease.spec.leaseTransitions ?? 0) + 1
                 lease.spec.acquireTime = MicroTime.format(now)
             }
@@ -161,6 +169,26 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             }
         }
         throw CoordinatorError(.other, "the rollout Lease \(leaseNamespace)/\(leaseName) kept changing; retry")
+    }
+
+    /// Re-reads a Lease held by another holder (at most once a second) until it has stayed unchanged for its
+    /// `leaseDurationSeconds` of local time — then returns the last read, to take over — or changes, which means its
+    /// holder is alive: `RolloutLeaseHeld`.
+    private func observedExpired(_ first: Lease) async throws -> Lease {
+        var observation = LeaseObservation<C.Instant>()
+        observation.observe(first.spec, at: clock.now)
+        var lease = first
+        while !observation.expired(at: clock.now) {
+            try await clock.sleep(for: .seconds(1))
+            lease = try await kube.getLease(namespace: leaseNamespace, name: leaseName)
+            guard lease.spec == first.spec else {
+                if (lease.spec.holderIdentity ?? "").isEmpty { return lease }  // released meanwhile
+                let renewed = Self.expiry(of: lease) ?? Date().addingTimeInterval(Double(lease.spec.leaseDurationSeconds ?? 0))
+                throw RolloutLeaseHeld(holder: lease.spec.holderIdentity ?? "?", expiresAt: renewed)
+            }
+            observation.observe(lease.spec, at: clock.now)
+        }
+        return lease
     }
 
     public func renewLease(holder: String, ttl: Duration) async throws -> RolloutLease {

@@ -17,6 +17,9 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
         case rolledBack = "rolled_back"
         /// Another coordinator holds the cluster's rollout Lease (exit 7).
         case lockHeld = "lock_held"
+        /// A drain was refused: pods that would be lost, or a PodDisruptionBudget that does not allow the eviction
+        /// (exit 8). The node stays cordoned.
+        case drainRefused = "drain_refused"
         /// Anything else: an agent or the Kubernetes API refused a request, an internal error (exit 1).
         case other
 
@@ -30,6 +33,7 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
             case .timeout: return 5
             case .rolledBack: return 6
             case .lockHeld: return 7
+            case .drainRefused: return 8
             }
         }
 
@@ -38,11 +42,12 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
             switch self {
             case .other: return "other error (request refused, internal error)"
             case .invalidInput: return "invalid input (inventory, plan, options); nothing was touched"
-            case .unreachable: return "an agent is unreachable or did not come back after a reboot"
+            case .unreachable: return "an agent or the Kubernetes API is unreachable, or a node did not come back after a reboot"
             case .rebuildFailed: return "nixos-rebuild failed; the node's previous configuration was restored"
             case .timeout: return "timed out waiting for kubelet Ready, health gates, a drain or a reboot"
             case .rolledBack: return "a node's agent rolled the change back"
             case .lockHeld: return "another rollout holds the cluster's lease"
+            case .drainRefused: return "a drain was refused (unreplicated pods, a disruption budget that does not allow it)"
             }
         }
     }

@@ -46,6 +46,10 @@ public enum FakeKubeResource: String, Sendable, Hashable, CaseIterable {
     }
     /// Singular name.
     public var singular: String { kind.lowercased() }
+    /// Has a `status` subresource: writes to the object leave its status alone and writes to `/status` change only
+    /// the status (kubernetes/kubernetes pkg/registry/core/node/strategy.go `PrepareForUpdate` of the node and
+    /// node-status strategies; Rook's CRDs declare `subresources: status`). Leases have no status.
+    public var hasStatus: Bool { self != .leases }
     /// Namespaced or cluster-scoped.
     public var namespaced: Bool { self != .nodes }
     /// kubectl short names.

@@ -53,10 +53,13 @@ public struct FakeKubeRouter: Sendable {
             if watch == "true" || watch == "1" { return self.watch(route, request) }
             return list(route, request)
         case (.GET, let name?, nil): return get(route, name)
+        case (.GET, let name?, "status") where route.resource.hasStatus: return get(route, name)
         case (.POST, nil, nil): return create(route, request)
-        case (.PUT, let name?, nil): return replace(route, name, request)
-        case (.PATCH, let name?, nil): return patch(route, name, request)
-        case (.DELETE, let name?, nil): return delete(route, name)
+        case (.PUT, let name?, nil): return replace(route, name, request, status: false)
+        case (.PUT, let name?, "status") where route.resource.hasStatus: return replace(route, name, request, status: true)
+        case (.PATCH, let name?, nil): return patch(route, name, request, status: false)
+        case (.PATCH, let name?, "status") where route.resource.hasStatus: return patch(route, name, request, status: true)
+        case (.DELETE, let name?, nil): return delete(route, name, request)
         case (.POST, let name?, "eviction") where route.resource == .pods: return evict(route, name, request)
         default:
             return Self.status(405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
@@ -112,7 +115,7 @@ public struct FakeKubeRouter: Sendable {
         return key
     }
 
-    private func notFound(_ r: FakeKubeResource, _ name: String) -> HTTPServerResponse {
+    func notFound(_ r: FakeKubeResource, _ name: String) -> HTTPServerResponse {
         // apimachinery pkg/api/errors/errors.go: details.kind is the resource (plural).
         Self.status(
             404, reason: "NotFound", message: "\(r.qualified) \"\(name)\" not found",
@@ -126,22 +129,70 @@ public struct FakeKubeRouter: Sendable {
         return Self.json(200, v)
     }
 
+    /// A list, in pages when `limit` is given: `metadata.continue` names where the next page starts and
+    /// `remainingItemCount` how many are left (kubernetes/website reference/using-api/api-concepts.md "Retrieving
+    /// large results sets in chunks"; kubectl drain lists with limit=500). SIMULATION: later pages show the objects as
+    /// they are now, not at the first page's snapshot; a token older than the watch history is 410 Expired, as a
+    /// compacted one is on a real server.
     private func list(_ route: Route, _ request: HTTPServerRequest) -> HTTPServerResponse {
         let fields = Self.parseSelector(request.query["fieldSelector"])
         let labels = Self.parseSelector(request.query["labelSelector"])
-        let (items, rv) = state.store.withLock { s in
-            (s.list(route.resource, namespace: route.namespace), s.resourceVersion)
+        let limit = request.query["limit"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }
+        var after: String? = nil
+        var snapshot: Int? = nil
+        if let token = request.query["continue"], !token.isEmpty {
+            guard let c = ContinueToken(token) else {
+                return Self.status(400, reason: "BadRequest", message: "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+            }
+            after = c.start
+            snapshot = c.resourceVersion
         }
-        let filtered = items.filter { obj in
+        let (items, rv, expired) = state.store.withLock { s in
+            (s.list(route.resource, namespace: route.namespace), s.resourceVersion, snapshot.map { $0 < s.historyStart } ?? false)
+        }
+        if expired {
+            return Self.status(
+                410, reason: "Expired",
+                message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+        }
+        var filtered = items.filter { obj in
             FakeKubeState.Store.matches(obj, namespace: nil, fields.map { (path: $0.key.split(separator: ".").map(String.init), value: $0.value) })
                 && labels.allSatisfy { obj["metadata"]?["labels"]?[$0.key] == .string($0.value) }
+        }
+        if let after { filtered.removeAll { FakeKubeState.Store.key(route.resource, $0) <= after } }
+        var meta: [String: JSONValue] = ["resourceVersion": .string(String(snapshot ?? rv))]
+        if let limit, filtered.count > limit {
+            let rest = filtered.count - limit
+            filtered = Array(filtered.prefix(limit))
+            let last = FakeKubeState.Store.key(route.resource, filtered[limit - 1])
+            meta["continue"] = .string(ContinueToken(resourceVersion: snapshot ?? rv, start: last).encoded)
+            meta["remainingItemCount"] = .number(Double(rest))
         }
         return Self.json(
             200,
             .object([
                 "kind": .string(route.resource.kind + "List"), "apiVersion": .string(route.resource.groupVersion),
-                "metadata": .object(["resourceVersion": .string(String(rv))]), "items": .array(filtered),
+                "metadata": .object(meta), "items": .array(filtered),
             ]))
+    }
+
+    /// The fake's continue token: base64 of `{"rv":…,"start":…}` (opaque to clients, like the real one).
+    struct ContinueToken {
+        var resourceVersion: Int
+        var start: String
+        init(resourceVersion: Int, start: String) {
+            self.resourceVersion = resourceVersion
+            self.start = start
+        }
+        init?(_ token: String) {
+            guard let data = Data(base64Encoded: token), let v = try? JSONDecoder().decode(JSONValue.self, from: data),
+                case .number(let rv)? = v["rv"], case .string(let start)? = v["start"]
+            else { return nil }
+            self.init(resourceVersion: Int(rv), start: start)
+        }
+        var encoded: String {
+            JSONValue.object(["rv": .number(Double(resourceVersion)), "start": .string(start)]).jsonData().base64EncodedString()
+        }
     }
 
     private func watch(_ route: Route, _ request: HTTPServerRequest) -> HTTPServerResponse {
@@ -204,186 +255,6 @@ public struct FakeKubeRouter: Sendable {
             Task { _ = state.store.withLock { $0.watchers.removeValue(forKey: id) } }
         }
         return HTTPServerResponse(status: .ok, headers: ["Content-Type": "application/json"], body: .stream(stream))
-    }
-
-    private func create(_ route: Route, _ request: HTTPServerRequest) -> HTTPServerResponse {
-        guard case .object(var obj)? = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body.readableBytesView)) else {
-            return Self.status(400, reason: "BadRequest", message: "the body of the request was not a JSON object")
-        }
-        guard case .object(var meta)? = obj["metadata"], case .string(let name)? = meta["name"], !name.isEmpty else {
-            return Self.status(422, reason: "Invalid", message: "\(route.resource.kind).\(route.resource.group) is invalid: metadata.name: Required value: name is required")
-        }
-        if route.resource.namespaced { meta["namespace"] = .string(route.namespace ?? "default") }
-        meta.removeValue(forKey: "resourceVersion")
-        meta.removeValue(forKey: "uid")
-        obj["metadata"] = .object(meta)
-        let value = JSONValue.object(obj)
-        let result: JSONValue? = state.store.withLock { s in
-            let key = FakeKubeState.Store.key(route.resource, route.namespace, name)
-            if s.objects[route.resource]?[key] != nil { return nil }
-            return s.store(route.resource, value)
-        }
-        guard let result else {
-            return Self.status(
-                409, reason: "AlreadyExists", message: "\(route.resource.qualified) \"\(name)\" already exists",
-                details: KubeStatusDetails(name: name, group: route.resource.group, kind: route.resource.rawValue))
-        }
-        return Self.json(201, result)
-    }
-
-    private func replace(_ route: Route, _ name: String, _ request: HTTPServerRequest) -> HTTPServerResponse {
-        guard case .object(var obj)? = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body.readableBytesView)),
-            case .object(var meta)? = obj["metadata"]
-        else {
-            return Self.status(400, reason: "BadRequest", message: "the body of the request was not a JSON object with metadata")
-        }
-        if let n = meta["name"], n != .string(name) {
-            return Self.status(400, reason: "BadRequest", message: "the name of the object (\(n)) does not match the name on the URL (\(name))")
-        }
-        meta["name"] = .string(name)
-        if route.resource.namespaced { meta["namespace"] = .string(route.namespace ?? "default") }
-        let sentRV = meta["resourceVersion"]
-        obj["metadata"] = .object(meta)
-        let r = route.resource
-        enum Outcome { case ok(JSONValue, created: Bool), conflict, missingRV }
-        let outcome: Outcome = state.store.withLock { s in
-            let key = FakeKubeState.Store.key(r, route.namespace, name)
-            guard let existing = s.objects[r]?[key] else {
-                // kubernetes pkg/registry/coordination/lease/strategy.go: a PUT to a missing Lease creates it.
-                return .ok(s.store(r, .object(obj)), created: true)
-            }
-            guard let sentRV, sentRV != .string("") else { return .missingRV }
-            guard sentRV == existing["metadata"]?["resourceVersion"] else { return .conflict }
-            return .ok(s.store(r, .object(obj)), created: false)
-        }
-        switch outcome {
-        case .ok(let v, let created): return Self.json(created ? 201 : 200, v)
-        case .missingRV:
-            return Self.status(
-                422, reason: "Invalid",
-                message: "\(r.kind).\(r.group) \"\(name)\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                details: KubeStatusDetails(
-                    name: name, group: r.group, kind: r.kind,
-                    causes: [KubeStatusCause(reason: "FieldValueInvalid", message: "Invalid value: 0x0: must be specified for an update", field: "metadata.resourceVersion")]))
-        case .conflict: return Self.conflict(r, name)
-        }
-    }
-
-    private func patch(_ route: Route, _ name: String, _ request: HTTPServerRequest) -> HTTPServerResponse {
-        let r = route.resource
-        let contentType = request.headers.first(name: "Content-Type")?.split(separator: ";").first.map {
-            $0.trimmingCharacters(in: .whitespaces)
-        } ?? ""
-        let accepted = r == .cephclusters
-            ? ["application/merge-patch+json"]  // kubernetes/kubernetes#97423: CRDs reject strategic merge patch
-            : ["application/merge-patch+json", "application/strategic-merge-patch+json"]
-        guard accepted.contains(contentType) else {
-            return Self.status(
-                415, reason: "UnsupportedMediaType",
-                message: "the body of the request was in an unknown format - accepted media types include: \(accepted.joined(separator: ", ")) (SIMULATION: JSON patch is not simulated)")
-        }
-        guard let patch = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body.readableBytesView)),
-            case .object(var p) = patch
-        else { return Self.status(400, reason: "BadRequest", message: "the patch is not a JSON object") }
-        var wantRV: JSONValue? = nil
-        if case .object(var m)? = p["metadata"] {
-            wantRV = m.removeValue(forKey: "resourceVersion")
-            p["metadata"] = .object(m)
-        }
-        enum Outcome { case ok(JSONValue), notFound, conflict }
-        let outcome: Outcome = state.store.withLock { s in
-            s.stats.patches += 1
-            let key = FakeKubeState.Store.key(r, route.namespace, name)
-            guard let existing = s.objects[r]?[key] else { return .notFound }
-            if let wantRV, wantRV != .null, wantRV != existing["metadata"]?["resourceVersion"] { return .conflict }
-            return .ok(s.store(r, existing.merging(patch: .object(p))))
-        }
-        switch outcome {
-        case .ok(let v): return Self.json(200, v)
-        case .notFound: return notFound(r, name)
-        case .conflict: return Self.conflict(r, name)
-        }
-    }
-
-    private func delete(_ route: Route, _ name: String) -> HTTPServerResponse {
-        let old = state.store.withLock { $0.remove(route.resource, key: FakeKubeState.Store.key(route.resource, route.namespace, name)) }
-        guard let old else { return notFound(route.resource, name) }
-        return Self.json(200, old)
-    }
-
-    // MARK: - eviction (docs/UPSTREAM.md#eviction)
-
-    private func evict(_ route: Route, _ name: String, _ request: HTTPServerRequest) -> HTTPServerResponse {
-        let ns = route.namespace ?? "default"
-        guard let eviction = try? JSONDecoder().decode(Eviction.self, from: Data(request.body.readableBytesView)) else {
-            return Self.status(400, reason: "BadRequest", message: "the body of the request is not a policy/v1 Eviction")
-        }
-        if let bodyName = eviction.metadata.name, bodyName != name {
-            return Self.status(400, reason: "BadRequest", message: "name in URL does not match name in Eviction object")
-        }
-        enum Outcome { case evicted(Pod, Duration, (@Sendable (Pod) -> Void)?), notFound, refused(KubeStatus), tooMany(KubeStatus) }
-        let outcome: Outcome = state.store.withLock { s in
-            let key = FakeKubeState.Store.key(.pods, ns, name)
-            guard let v = s.objects[.pods]?[key], let pod = try? v.decode(as: Pod.self) else { return .notFound }
-            func remove() -> Outcome {
-                s.stats.evictions += 1
-                if s.podTerminationDelay > .zero {
-                    guard case .object(var o) = v, case .object(var m)? = o["metadata"] else { return .notFound }
-                    m["deletionTimestamp"] = .string(KubeTime.format(Date()))
-                    o["metadata"] = .object(m)
-                    _ = s.store(.pods, .object(o))
-                } else {
-                    _ = s.remove(.pods, key: key)
-                }
-                return .evicted(pod, s.podTerminationDelay, s.evictionHook)
-            }
-            let phase = pod.status?.phase ?? "Pending"
-            if phase == "Succeeded" || phase == "Failed" || phase == "Pending" || pod.metadata.deletionTimestamp != nil {
-                return remove()
-            }
-            let pdbs = s.list(.poddisruptionbudgets, namespace: ns).compactMap { try? $0.decode(as: PodDisruptionBudget.self) }
-                .filter { $0.spec?.selector?.matches(pod.metadata.labels ?? [:]) ?? true }
-            if pdbs.isEmpty { return remove() }
-            if pdbs.count > 1 {
-                return .tooMany(
-                    KubeStatus(message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.", code: 500))
-            }
-            let pdb = pdbs[0]
-            let st = s.derivedStatus(pdb)
-            if !pod.isReady {
-                if pdb.spec?.unhealthyPodEvictionPolicy == "AlwaysAllow" || (st.currentHealthy >= st.desiredHealthy && st.desiredHealthy > 0) {
-                    return remove()
-                }
-            }
-            if st.disruptionsAllowed <= 0 {
-                s.stats.evictionRefusals += 1
-                return .refused(
-                    KubeStatus(
-                        message: "Cannot evict pod as it would violate the pod's disruption budget.", reason: "TooManyRequests",
-                        details: KubeStatusDetails(causes: [
-                            KubeStatusCause(
-                                reason: "DisruptionBudget",
-                                message: "The disruption budget \(pdb.name) needs \(st.desiredHealthy) healthy pods and has \(st.currentHealthy) currently")
-                        ]), code: 429))
-            }
-            return remove()
-        }
-        switch outcome {
-        case .notFound:
-            return Self.status(404, reason: "NotFound", message: "pods \"\(name)\" not found", details: KubeStatusDetails(name: name, kind: "pods"))
-        case .refused(let st): return Self.json(429, st)
-        case .tooMany(let st): return Self.json(500, st)
-        case .evicted(let pod, let delay, let hook):
-            if delay > .zero {
-                let state = self.state
-                Task {
-                    try? await Task.sleep(for: delay)
-                    state.delete(.pods, namespace: pod.namespace, name: pod.name)
-                }
-            }
-            hook?(pod)
-            return Self.json(201, KubeStatus(status: "Success", code: 201))
-        }
     }
 
     // MARK: - discovery

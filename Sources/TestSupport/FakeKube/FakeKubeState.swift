@@ -45,6 +45,8 @@ public final class FakeKubeState: Sendable {
         var podTerminationDelay: Duration = .zero
         var evictionHook: (@Sendable (Pod) -> Void)? = nil
         var tokens: Set<String> = []
+        /// Namespaces being deleted (evictions in them are refused with 403 NamespaceTerminating).
+        var terminatingNamespaces: Set<String> = []
         /// Typed views of stored objects, per resource, key and Swift type; dropped when the object changes.
         /// (Decoding the same unchanged objects on every simulated controller pass was most of the
         /// simulation's CPU in `nk3 bench --scenario rollout`.)
@@ -52,6 +54,8 @@ public final class FakeKubeState: Sendable {
     }
 
     let store = Mutex(Store())
+    /// The Rook operator model (FakeKubeControllers.swift).
+    let rook = Mutex(FakeRookOperator())
 
     /// An empty cluster.
     public init() {}
@@ -496,9 +500,14 @@ extension FakeKubeState.Store {
 
     func pods(matching pdb: PodDisruptionBudget) -> [Pod] {
         let ns = pdb.metadata.namespace ?? "default"
-        return list(.pods, namespace: ns).compactMap { try? $0.decode(as: Pod.self) }.filter {
-            pdb.spec?.selector?.matches($0.metadata.labels ?? [:]) ?? true
-        }
+        return list(.pods, namespace: ns).compactMap { try? $0.decode(as: Pod.self) }.filter { Self.selects(pdb, $0) }
+    }
+
+    /// Whether `pdb` covers `pod`: "A null selector will match no pods, while an empty ({}) selector will select all
+    /// pods within the namespace" (kubernetes/api policy/v1/types.go `PodDisruptionBudgetSpec.Selector`).
+    static func selects(_ pdb: PodDisruptionBudget, _ pod: Pod) -> Bool {
+        guard let selector = pdb.spec?.selector else { return false }
+        return selector.matches(pod.metadata.labels ?? [:])
     }
 
     func derivedStatus(_ pdb: PodDisruptionBudget) -> PodDisruptionBudgetStatus {

@@ -6,9 +6,10 @@ import NK3TestSupport
 /// A logger that discards everything (libraries never bootstrap logging).
 let quietLogger = Logger(label: "nk3.tests.kube") { _ in SwiftLogNoOpLogHandler() }
 
-/// Client options for tests: fast retries so fault tests finish quickly.
+/// Client options for tests: fast retries so fault tests finish quickly, and no client-side rate limit (tested on
+/// its own in `PoliteClientTests`).
 let fastOptions = KubeClient.Options(
-    requestTimeout: .seconds(20), maxAttempts: 5, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20))
+    requestTimeout: .seconds(20), maxAttempts: 5, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20), qps: 0)
 
 /// Starts a fake API server (real TLS on 127.0.0.1, fresh CA) and a client with a fresh client certificate.
 func withFakeKube<R: Sendable>(

@@ -431,6 +431,7 @@ public final class SimulatedCluster: Sendable {
             y += "    agent_port: \(ports[n]!)\n"
             y += "    initiator: \(i == 0 ? "true" : "false")\n"
             y += "    boot_device: /dev/vda\n"
+            y += "    state_version: \"24.05\"\n"
         }
         return y
     }

@@ -175,7 +175,7 @@ public final class SimulatedCluster: Sendable {
         }
         let inventory: Inventory
         do {
-            inventory = try writeInventory(Dictionary(uniqueKeysWithValues: names.map { ($0, 0) }))
+            inventory = try writeInventory(Dictionary(uniqueKeysWithValues: names.map { ($0, 1) }))
         } catch {
             await kube.shutdown()
             throw error

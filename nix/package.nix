@@ -8,8 +8,12 @@
 #    `swift` is >= 6.1 (nixpkgs moved from 5.10.1 to 6.2.x in late 2026, NixOS/nixpkgs#557896; NixOS 25.11
 #    still has 5.10.1). An older nixpkgs fails below with a clear message instead of an obscure build error.
 #  - SwiftPM dependencies are fetched by Nix, not by SwiftPM (the build sandbox has no network). Their
-#    hashes live in nix/swiftpm/ and are produced by nix/update-swiftpm-lock.sh, which needs network and
-#    swiftpm2nix. Until it has been run, evaluation stops with a message saying so; no lock is faked here.
+#    revisions and hashes live in nix/swiftpm/ (swiftpm2nix's format), written by nix/update-swiftpm-lock.sh
+#    (with swiftpm2nix, or offline with --from-checkouts: nix-hash over the pinned checkouts). The current
+#    lock was made offline; NixPackageLockTests checks it pins exactly Package.resolved's revisions.
+#    UNVERIFIED: a real fetchgit reproducing those hashes, and this derivation building in the Nix sandbox
+#    with nixpkgs' Swift 6 (no NixOS with Swift >= 6.1 was available). Nodes on released NixOS use the
+#    prebuilt binary instead (nix/agent-binary.nix).
 #  - We prepare .build/ ourselves (about twenty lines, below) instead of `swiftpm2nix.helpers`: that helper
 #    asserts a workspace-state.json version <= 6 in several nixpkgs revisions, while SwiftPM 6 writes 7,
 #    and it symlinks read-only store paths into .build/checkouts, which SwiftPM 6 may try to refresh.

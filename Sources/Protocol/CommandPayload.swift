@@ -116,8 +116,9 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
                     + "nor a dash, at most \(ApplyBundle.maxFileNameLength) characters, no directories"
             }
         }
-        if confirmTimeoutSeconds < 10 || confirmTimeoutSeconds > 24 * 3600 {
-            return "confirmTimeoutSeconds \(confirmTimeoutSeconds) out of range 10…86400"
+        if !AgentLimits.confirmTimeoutSeconds.contains(confirmTimeoutSeconds) {
+            return "confirmTimeoutSeconds \(confirmTimeoutSeconds) out of range "
+                + "\(AgentLimits.confirmTimeoutSeconds.lowerBound)…\(AgentLimits.confirmTimeoutSeconds.upperBound)"
         }
         if let ch = nixChannel {
             // `nix-channel --add URL` writes "URL NAME" as one line of ~/.nix-channels and reads it back split at

@@ -121,7 +121,7 @@ struct InventoryTests {
               namespace: storage
             timeouts:
               drain: 30
-              confirm: 1.5
+              confirm: 15
             servers: [10.0.0.1, n2]
             order: [n3]
             vars:
@@ -148,7 +148,7 @@ struct InventoryTests {
         #expect(inv.templatePath == "/srv/lab/templates/configuration.nix")
         #expect(inv.ceph == CephSettings(enabled: true, namespace: "storage", name: nil))
         #expect(inv.timeouts.drain == .seconds(30))
-        #expect(inv.timeouts.confirm == .milliseconds(1500))
+        #expect(inv.timeouts.confirm == .seconds(15))
         #expect(inv.timeouts.reboot == .seconds(900))
         #expect(inv.vars == [InventoryEntry(key: "ntp", value: .string("pool.ntp.org"))])
         #expect(inv.topLevel.first { $0.key == "default_gateway" }?.value == .string("10.0.0.254"))

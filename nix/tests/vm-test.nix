@@ -1,11 +1,11 @@
-# NixOS VM test for nk3, for people with Nix and KVM (pkgs.testers.runNixOSTest; NixOS manual, "Writing Tests"):
+# NixOS VM test for nk3, for people with Nix and KVM (pkgs.testers.runNixOSTest):
 #
 #   nix build .#checks.x86_64-linux.vm-test -L                 # run it
 #   nix build .#checks.x86_64-linux.vm-test.driverInteractive  # then ./result/bin/nixos-test-driver
 #
-# Three k3s servers (embedded etcd, https://docs.k3s.io/datastore/ha-embedded) with nk3-agent, and a coordinator VM that
-# runs `nk3 apply`:
-#   1. a harmless change (a file under /etc) on every node: the rollout passes and every agent commits;
+# Three k3s servers (embedded etcd, https://docs.k3s.io/datastore/ha-embedded) with nk3-agent, and a coordinator VM that runs `nk3 apply`:
+#   1. a harmless change (a file under /etc) on every node, with --action boot: every node reboots through
+#      GRUB into the new generation, the rollout passes and every agent commits;
 #   2. a change that breaks the kubelet on n2 only (an unknown --kubelet-arg): the rollout aborts with a
 #      non-zero exit at n2, n3 is never touched, and n2's agent rolls back BY ITSELF when the confirm deadline
 #      passes (k3s comes back, the node is Ready again, /etc/nixos holds the previous files).
@@ -23,8 +23,9 @@
 #   nk3 certs init --dir DIR --cluster NAME            -> DIR/{ca.crt,ca.key,signing.key,signing.pub,clients/operator.*}
 #   nk3 certs issue-agent NODE --address IP --dir DIR  -> DIR/agents/NODE.{crt,key}
 #   nk3 apply --inventory FILE --action switch         -> exit 0 when the rollout completes, non-zero on abort
-# (--action switch: the VMs boot their kernel directly, so a boot+reboot rollout would not exercise the new
-# generation: nixos/modules/virtualisation/qemu-vm.nix, useBootLoader.)
+# The nodes boot through GRUB (virtualisation.useBootLoader), so the `--action boot` rollout below really
+# reboots into the new generation; the other rollouts use --action switch. Unverified here (no KVM): that
+# qemu-vm.nix's disk image with useBootLoader takes GRUB on /dev/vda as vm-base.nix configures it.
 # The test PKI is minted at build time, so its private keys sit in the VM's Nix store: acceptable for a
 # throwaway test cluster only. Real nodes get their keys from `nk3 bootstrap` into /var/lib/nk3-agent/tls.
 { pkgs
@@ -62,34 +63,15 @@ let
     config.Entrypoint = [ "/bin/tini" "--" "/bin/sleep" "inf" ];
   };
 
-  # Everything a node needs to be a VM k3s server, as text (builtins.toFile: no store references and no
-  # <nixpkgs> lookups, so the host can import it in pure evaluation). The same file is copied to /etc/nixos on
-  # the node.
-  vmBase = name: n: builtins.toFile "vm-base-${name}.nix" ''
-    { lib, pkgs, ... }:
-    {
-      boot.loader.grub.enable = false;
-      documentation.enable = false;
-      networking.hostName = "${name}";
-      networking.useDHCP = false;
-      networking.interfaces.eth1.ipv4.addresses = lib.mkForce [ { address = "${n.ip}"; prefixLength = 24; } ];
-      networking.firewall.allowedTCPPorts = [ 2379 2380 6443 10250 ];
-      networking.firewall.allowedUDPPorts = [ 8472 ];
-      networking.firewall.trustedInterfaces = [ "flannel.1" ];
-      nix.settings.substituters = lib.mkForce [ ];
-      nix.settings.connect-timeout = 1;
-      services.k3s = {
-        enable = true;
-        role = "server";
-        token = "${token}";
-        ${if n.init then "clusterInit = true;" else ''serverAddr = "https://${nodes.n1.ip}:6443";''}
-        extraFlags = [
-          "--disable" "coredns" "--disable" "local-storage" "--disable" "metrics-server"
-          "--disable" "servicelb" "--disable" "traefik"
-          "--node-ip" "${n.ip}" "--pause-image" "test.local/pause:local"
-        ];
-      };
-    }
+  # Everything a node needs to be a VM k3s server booting through GRUB: ./vm-base.nix applied to the node's
+  # parameters. On the node, /etc/nixos/vm-base.nix is this small file next to a copy of ./vm-base.nix.
+  vmBaseParams = name: n: {
+    inherit name token;
+    inherit (n) ip init;
+    serverIP = nodes.n1.ip;
+  };
+  vmBaseApplied = name: n: builtins.toFile "vm-base-${name}.nix" ''
+    import ./vm-base-fn.nix (builtins.fromJSON ${builtins.toJSON (builtins.toJSON (vmBaseParams name n))})
   '';
 
   # Store paths the in-VM configuration needs (impure evaluation inside the VM, so builtins.storePath works).
@@ -145,7 +127,10 @@ let
   '';
 
   agentNode = name: n: { config, lib, pkgs, ... }: {
-    imports = [ (vmBase name n) agentModule ];
+    imports = [ (import ./vm-base.nix (vmBaseParams name n)) agentModule ];
+    # Boot through GRUB from the VM's disk (instead of qemu's direct kernel boot), so that a
+    # `nixos-rebuild boot` and a reboot really switch generations (nixos/modules/virtualisation/qemu-vm.nix).
+    virtualisation.useBootLoader = true;
     # Rebuilding inside the VM offline (see header).
     system.includeBuildDependencies = true;
     system.extraDependencies = [ pkgs.path pauseImage ];
@@ -184,11 +169,14 @@ pkgs.testers.runNixOSTest {
     nodes = {"n1": n1, "n2": n2, "n3": n3}
     vm_files = {
     ${lib.concatStrings (lib.mapAttrsToList (name: n: ''
-      "${name}": ("${vmBase name n}", "${vmExtra name}"),
+      "${name}": ("${vmBaseApplied name n}", "${vmExtra name}"),
     '') nodes)}
     }
 
-    start_all()
+    # allow_reboot: `nk3 apply --action boot` reboots the nodes (qemu would otherwise exit on a reboot).
+    coordinator.start()
+    for m in nodes.values():
+        m.start(allow_reboot=True)
     coordinator.wait_for_unit("multi-user.target")
 
     # Node keys go to /var/lib/nk3-agent/tls with 0600, as `nk3 bootstrap` does on real machines.
@@ -204,7 +192,11 @@ pkgs.testers.runNixOSTest {
         m.wait_for_open_port(7443)
         m.succeed("nixos-generate-config")
         base, extra = vm_files[name]
-        m.succeed(f"cp {base} /etc/nixos/vm-base.nix", f"cp {extra} /etc/nixos/vm-extra.nix")
+        m.succeed(
+            f"cp {base} /etc/nixos/vm-base.nix",
+            "cp ${./vm-base.nix} /etc/nixos/vm-base-fn.nix",
+            f"cp {extra} /etc/nixos/vm-extra.nix",
+        )
 
     for m in nodes.values():
         m.wait_for_unit("k3s")
@@ -227,9 +219,15 @@ pkgs.testers.runNixOSTest {
             m.succeed("grep -q nk3-agent-module.nix /etc/nixos/nk3-agent.nix")
             m.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 1")
 
-    with subtest("a harmless change rolls through all three nodes"):
-        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 2; }} --action switch >&2")
-        for m in nodes.values():
+    with subtest("a harmless change rolls through all three nodes with --action boot: GRUB boots the new generation"):
+        boot_ids = {name: m.succeed("cat /proc/sys/kernel/random/boot_id").strip() for name, m in nodes.items()}
+        coordinator.succeed("nk3 apply --inventory ${inventory { revision = 2; }} --action boot >&2")
+        for name, m in nodes.items():
+            m.wait_for_unit("multi-user.target")
+            # Rebooted, into the generation the profile points at, through the GRUB menu nixos-rebuild wrote.
+            m.succeed(f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_ids[name]}")
+            m.succeed("test \"$(readlink -f /run/booted-system)\" = \"$(readlink -f /nix/var/nix/profiles/system)\"")
+            m.succeed("grep -q \"$(readlink -f /nix/var/nix/profiles/system)\" /boot/grub/grub.cfg")
             m.succeed("test \"$(cat /etc/nk3-vm-test-revision)\" = 2")
             m.succeed("systemctl is-active k3s")
 

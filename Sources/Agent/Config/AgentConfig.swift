@@ -114,9 +114,12 @@ public struct AgentConfig: Codable, Sendable, Hashable {
         } catch {
             return "revokedCertificates: \(error.message)"
         }
-        if !(1...65535).contains(port) { return "port \(port) is out of range 1…65535" }
-        if !(10...86400).contains(confirmTimeoutSeconds) {
-            return "confirmTimeoutSeconds \(confirmTimeoutSeconds) is out of range 10…86400"
+        if !AgentLimits.port.contains(port) {
+            return "port \(port) is out of range \(AgentLimits.port.lowerBound)…\(AgentLimits.port.upperBound)"
+        }
+        if !AgentLimits.confirmTimeoutSeconds.contains(confirmTimeoutSeconds) {
+            let r = AgentLimits.confirmTimeoutSeconds
+            return "confirmTimeoutSeconds \(confirmTimeoutSeconds) is out of range \(r.lowerBound)…\(r.upperBound)"
         }
         for (key, p) in [("stateDir", stateDir), ("configDir", configDir)] where !p.hasPrefix("/") {
             return "\(key) must be an absolute path, got '\(p)'"

@@ -7,7 +7,9 @@ import Yams
 /// - required, from the Python tool: `join_address`, `join_token`, `nix_channel`, `nodes: {address: hostvars}`;
 ///   optional `watch_namespaces` (default none).
 /// - nk3's own, all optional, snake_case at the top level: `cluster_name`, `agent_port`, `pki_dir`, `kubeconfig`,
-///   `kube_context`, `disruption_budget`, `ceph`, `template`, `timeouts`, `servers`, `order`.
+///   `kube_context`, `disruption_budget`, `ceph`, `template`, `timeouts`, `servers`, `order`, `state_version`.
+/// - hostvars nk3 reads itself: `hostname`, `agent_port` (overrides the top level's), `state_version` (overrides
+///   the top level's), `role`, `agent_address`.
 /// - template extras: everything under `vars:`, and the well-known extras in `InventoryKeys.knownExtras`
 ///   (`default_gateway`, `nameservers`, `domain`, ...). Any other top-level key is an error with a did-you-mean,
 ///   so a typo such as `join_adress` never silently renders an empty value.
@@ -32,8 +34,12 @@ public struct Inventory: Sendable {
     public var serverSelection: ServerSelection
     /// `cluster_name` (default: the inventory file's name without extension).
     public var clusterName: String
-    /// `agent_port` (default 7443).
+    /// `agent_port` (default 7443), within `AgentLimits.port`. A node's own `agent_port` hostvar overrides it:
+    /// use `InventoryNode.agentPort`.
     public var agentPort: Int
+    /// `state_version`: the NixOS release the cluster's machines were first installed with (`system.stateVersion`),
+    /// if given. A node's own `state_version` hostvar overrides it: use `InventoryNode.stateVersion`.
+    public var stateVersion: String?
     /// `pki_dir`, resolved against `directory` (default `certs/<cluster_name>`).
     public var pkiDirectory: String
     /// `kubeconfig` path, if given (otherwise `KUBECONFIG` / `~/.kube/config`).
@@ -104,13 +110,27 @@ public struct InventoryNode: Sendable, Hashable {
     public var hostvars: [InventoryEntry]
     /// Whether this node runs a k3s server (counts for etcd quorum).
     public var isServer: Bool
+    /// The port of this node's agent: its `agent_port` hostvar, else the inventory's `agent_port`, else 7443.
+    /// The generated `nk3-agent.nix` configures the agent with it and the coordinator connects to it.
+    public var agentPort: Int
+    /// `system.stateVersion` for this node: its `state_version` hostvar, else the inventory's `state_version`;
+    /// nil when neither is given (the default template then refuses to render: NixOS must keep the release it
+    /// was first installed with, nixpkgs nixos/modules/misc/version.nix). `nk3 bootstrap` can read it from the
+    /// machine (`nixos-version`'s release is NOT it; the machine's configuration.nix or
+    /// `nix-instantiate --eval '<nixpkgs/nixos>' -A config.system.stateVersion` is) and record it here.
+    public var stateVersion: String?
 
     /// Makes a node.
-    public init(address: String, name: String, hostvars: [InventoryEntry], isServer: Bool) {
+    public init(
+        address: String, name: String, hostvars: [InventoryEntry], isServer: Bool, agentPort: Int = 7443,
+        stateVersion: String? = nil
+    ) {
         self.address = address
         self.name = name
         self.hostvars = hostvars
         self.isServer = isServer
+        self.agentPort = agentPort
+        self.stateVersion = stateVersion
     }
 
     /// The hostvar `key`, if present.
@@ -144,7 +164,8 @@ public struct Timeouts: Sendable, Hashable {
     public var ready: Duration = .seconds(600)
     /// Until every health gate passes. Default 1200 s.
     public var gates: Duration = .seconds(1200)
-    /// The agent's confirm deadline (it rolls back by itself after it). Default 3600 s.
+    /// The agent's confirm deadline (it rolls back by itself after it), whole seconds within
+    /// `AgentLimits.confirmTimeoutSeconds`. Default 3600 s.
     public var confirm: Duration = .seconds(3600)
     /// One `nixos-rebuild`. Default 3600 s.
     public var rebuild: Duration = .seconds(3600)

@@ -7,7 +7,7 @@ public enum InventoryKeys {
     /// nk3's own optional keys.
     public static let nk3 = [
         "cluster_name", "agent_port", "pki_dir", "kubeconfig", "kube_context", "disruption_budget", "ceph",
-        "template", "timeouts", "servers", "order", "vars", "health_rule",
+        "template", "timeouts", "servers", "order", "vars", "health_rule", "state_version",
     ]
     /// Top-level keys accepted as template extras without `vars:` (Python-tool templates read such keys
     /// from `cluster`). Anything else unknown is an error; put new template variables under `vars:`.
@@ -21,6 +21,13 @@ public enum InventoryKeys {
     public static let timeouts = ["drain", "reboot", "ready", "gates", "confirm", "rebuild"]
     /// Keys of `ceph:`.
     public static let ceph = ["enabled", "namespace", "name"]
+    /// `system.stateVersion` as written: a release such as "24.05" (two digits, a dot, two digits).
+    public static func isStateVersion(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count == 5, u[2] == UInt8(ascii: ".") else { return false }
+        return [0, 1, 3, 4].allSatisfy { u[$0] >= UInt8(ascii: "0") && u[$0] <= UInt8(ascii: "9") }
+    }
+
     /// Hostvars nk3 computes itself and that therefore cannot be set (`hostname` sets the name).
     public static let reservedHostvars = ["name", "ip", "address"]
 

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Protocol
 import Yams
 
 /// Turns the composed YAML tree (with line/column marks) into an `Inventory`, or the first error found.
@@ -270,8 +271,16 @@ struct InventoryParser {
             }
         }
         let agentPort = try byKey["agent_port"].map { v throws(InventoryError) in
-            try int(v.value, key: "agent_port", range: 1...65535)
+            try int(v.value, key: "agent_port", range: AgentLimits.port)
         } ?? 7443
+        let stateVersion = try byKey["state_version"].map { v throws(InventoryError) in
+            try self.stateVersion(v.value, key: "state_version")
+        }
+        // A node's own hostvars (checked in parseNodes) override the top level's.
+        for i in nodes.indices {
+            if nodes[i][hostvar: "agent_port"] == nil { nodes[i].agentPort = agentPort }
+            if nodes[i][hostvar: "state_version"] == nil { nodes[i].stateVersion = stateVersion }
+        }
         let budget = try byKey["disruption_budget"].map { v throws(InventoryError) in
             try int(v.value, key: "disruption_budget", range: 1...Int.max)
         } ?? 1
@@ -313,7 +322,7 @@ struct InventoryParser {
                 case "reboot": timeouts.reboot = try seconds(p.value, key: k)
                 case "ready": timeouts.ready = try seconds(p.value, key: k)
                 case "gates": timeouts.gates = try seconds(p.value, key: k)
-                case "confirm": timeouts.confirm = try seconds(p.value, key: k)
+                case "confirm": timeouts.confirm = try confirmSeconds(p.value, key: k)
                 case "rebuild": timeouts.rebuild = try seconds(p.value, key: k)
                 default:
                     throw unknownKey(
@@ -344,7 +353,7 @@ struct InventoryParser {
         return Inventory(
             file: file, directory: directory, joinAddress: joinAddress, joinToken: joinToken, nixChannel: nixChannel,
             watchNamespaces: watch, nodes: nodes, rolloutOrder: order, serverSelection: selection,
-            clusterName: clusterName, agentPort: agentPort, pkiDirectory: resolve(pkiDir), kubeconfig: kubeconfig,
+            clusterName: clusterName, agentPort: agentPort, stateVersion: stateVersion, pkiDirectory: resolve(pkiDir), kubeconfig: kubeconfig,
             kubeContext: kubeContext, disruptionBudget: budget, ceph: ceph, templatePath: template.map(resolve),
             timeouts: timeouts, topLevel: topLevel, vars: vars, healthRule: healthRule ?? .available)
     }
@@ -369,6 +378,8 @@ struct InventoryParser {
             }
             var name = UUIDv5.nodeName(forAddress: p.key)
             var nameNode = p.keyNode
+            var agentPort = 7443
+            var stateVersion: String?
             if case .mapping(let hm) = p.value {
                 for hp in try pairs(of: hm, path: path) {
                     if InventoryKeys.reservedHostvars.contains(hp.key) {
@@ -388,6 +399,12 @@ struct InventoryParser {
                         name = h
                         nameNode = hp.value
                     }
+                    if hp.key == "agent_port" {
+                        agentPort = try int(hp.value, key: "\(path).agent_port", range: AgentLimits.port)
+                    }
+                    if hp.key == "state_version" {
+                        stateVersion = try self.stateVersion(hp.value, key: "\(path).state_version")
+                    }
                 }
             }
             if let first = names[name] {
@@ -397,12 +414,45 @@ struct InventoryParser {
                         + "\(first.mark?.column ?? 0)); node names must be unique", at: nameNode, key: path)
             }
             names[name] = nameNode
-            nodes.append(InventoryNode(address: p.key, name: name, hostvars: hostvars, isServer: false))
+            nodes.append(
+                InventoryNode(
+                    address: p.key, name: name, hostvars: hostvars, isServer: false, agentPort: agentPort,
+                    stateVersion: stateVersion))
         }
         if nodes.isEmpty {
             throw error(.invalidValue, "'nodes' is empty: list at least one node address", at: node, key: "nodes")
         }
         return nodes
+    }
+
+    /// `state_version`: a quoted release such as "24.05". Unquoted, YAML reads 24.10 as the number 24.1, which
+    /// a template would print as "24.1"; so a number is refused with that explanation.
+    func stateVersion(_ node: Node, key: String) throws(InventoryError) -> String {
+        guard case .scalar(let s) = node, case .string(let text) = convertScalar(s) else {
+            if case .scalar(let s) = node, case .float = convertScalar(s) {
+                throw error(
+                    .wrongType,
+                    "'\(key)' must be a quoted string such as \"\(s.string)\" (unquoted, YAML reads it as a number "
+                        + "and 24.10 would become 24.1)", at: node, key: key)
+            }
+            throw wrongType(node, key: key, expected: "a quoted NixOS release such as \"24.05\"")
+        }
+        guard InventoryKeys.isStateVersion(text) else {
+            throw error(
+                .invalidValue,
+                "'\(key)' must be a NixOS release such as \"24.05\" (system.stateVersion of the machine's first "
+                    + "install), found '\(text)'", at: node, key: key)
+        }
+        return text
+    }
+
+    /// `timeouts.confirm`: whole seconds within `AgentLimits.confirmTimeoutSeconds` (the agent refuses a bundle
+    /// outside it, and the NixOS module's option has the same range).
+    func confirmSeconds(_ node: Node, key: String) throws(InventoryError) -> Duration {
+        guard case .scalar(let s) = node, case .int = convertScalar(s) else {
+            throw wrongType(node, key: key, expected: "a whole number of seconds")
+        }
+        return .seconds(try int(node, key: key, range: AgentLimits.confirmTimeoutSeconds))
     }
 
     /// Names of the nodes a list refers to, by name or address, in list order.

@@ -19,6 +19,8 @@ public struct BundleRenderer: Sendable {
     public var usesDefaultTemplate: Bool
     /// Base64 Ed25519 public keys the agents accept (`signingPublicKeys`).
     public var signingPublicKeys: [String]
+    /// The prebuilt agent binary the generated `nk3-agent.nix` packages (nil: the template sets the package).
+    public var agentBinary: AgentNix.Binary? = AgentNix.Binary()
 
     /// A renderer with an explicit template (nil: `DefaultTemplate`).
     public init(inventory: Inventory, template: JinjaTemplate?, signingPublicKeys: [String]) {
@@ -62,6 +64,13 @@ public struct BundleRenderer: Sendable {
                 message: "node \(node.address) has no 'boot_device' hostvar, which the default template needs "
                     + "(e.g. boot_device: /dev/nvme0n1); add it, or name your own template with 'template:'")
         }
+        if usesDefaultTemplate, node.stateVersion == nil {
+            throw BundleError(
+                code: .missingHostvar, node: node.name,
+                message: "node \(node.address) has no 'state_version' (hostvar, or top-level key for every node), "
+                    + "which the default template needs: the NixOS release the machine was first installed with, "
+                    + "as its current configuration.nix sets system.stateVersion (e.g. state_version: \"24.05\")")
+        }
         let configuration: String
         do {
             configuration = try template.render(context(for: node))
@@ -75,8 +84,9 @@ public struct BundleRenderer: Sendable {
             BundleFile.configuration: configuration,
             BundleFile.agent: AgentNix.render(
                 nodeName: node.name, port: inventory.agentPort, signingPublicKeys: signingPublicKeys,
-                confirmTimeoutSeconds: max(1, confirm)),
+                confirmTimeoutSeconds: max(1, confirm), binary: agentBinary),
             BundleFile.agentModule: NixAgentModule.source,
+            BundleFile.agentBinary: NixAgentModule.binaryDerivation,
         ]
     }
 

@@ -1,6 +1,7 @@
-/// The NixOS module for nk3-agent, shipped to every node as `nk3-agent-module.nix` (imported by the generated
-/// `nk3-agent.nix`). A copy of `nix/module.nix`: `NixAgentModuleTests` fails when the two differ, so refresh
-/// this string from that file whenever the module changes.
+/// The Nix files the coordinator ships to every node next to the generated `nk3-agent.nix`: the agent's NixOS
+/// module (`nk3-agent-module.nix`) and the derivation that packages the prebuilt agent binary
+/// (`nk3-agent-binary.nix`). Byte-identical copies of `nix/module.nix` and `nix/agent-binary.nix`, written by
+/// `nix/embed-in-swift.sh`; `TemplateTests` fails when they differ.
 public enum NixAgentModule {
     /// The module's Nix source (byte-identical to `nix/module.nix`).
     public static let source = #"""
@@ -18,6 +19,12 @@ public enum NixAgentModule {
 # Key material is never in the Nix store: certFile / keyFile / caFile are absolute path STRINGS to files
 # that `nk3 bootstrap` places under /var/lib/nk3-agent/tls (0600 files in a 0700 directory). A Nix path
 # literal (./agent.key) is refused by the type, so it can never be copied into the world-readable store.
+# `settings.tls.*` are the same typed options (so `settings` cannot go around that), and the assertions
+# check the values that end up in config.json.
+#
+# Ranges: `port` is 1…65535 and `confirmTimeout` 10…86400 seconds, exactly what the agent's config reader and
+# nk3's inventory accept (nk3: Sources/Protocol/AgentLimits.swift). Tests/AgentTests/NixModuleEvalTests.swift
+# evaluates this file with nixpkgs' lib.evalModules and fails when they disagree.
 { config, lib, pkgs, ... }:
 
 let
@@ -30,40 +37,51 @@ let
   # literals, and a path literal such as ./agent.key is copied into /nix/store (world-readable).
   absolutePathString = lib.types.strMatching "/.*";
 
-  keyPathOption = what: default: lib.mkOption {
+  # The agent's limits (nk3: Sources/Protocol/AgentLimits.swift).
+  portType = lib.types.ints.between 1 65535;
+  confirmTimeoutType = lib.types.ints.between 10 86400;
+
+  keyPathDescription = what: ''
+    Absolute path (a string, not a Nix path) of the ${what} on the node. It must not point into the
+    Nix store. `nk3 bootstrap` copies it to /var/lib/nk3-agent/tls with mode 0600.
+  '';
+
+  keyPathOption = what: lib.mkOption {
     type = lib.types.nullOr absolutePathString;
-    inherit default;
-    example = default;
-    description = ''
-      Absolute path (a string, not a Nix path) of the ${what} on the node. It must not point into the
-      Nix store. `nk3 bootstrap` copies it to /var/lib/nk3-agent/tls with mode 0600.
-    '';
+    default = null;
+    example = "/var/lib/nk3-agent/tls/agent.key";
+    description = keyPathDescription what;
   };
 
-  # Options -> the agent's JSON config (keys fixed by the agent, see the agent's --config reader).
-  # `settings` is merged OVER these, so anything the agent understands can be set or overridden there.
+  # settings.tls.<name>: the same type, defaulting to the top-level option.
+  settingsKeyPathOption = name: what: lib.mkOption {
+    type = lib.types.nullOr absolutePathString;
+    default = cfg.${name};
+    defaultText = lib.literalExpression "config.services.nk3-agent.${name}";
+    description = keyPathDescription what;
+  };
+
+  # What goes into config.json (keys fixed by the agent's --config reader). The constrained keys (port,
+  # confirmTimeoutSeconds, tls, signingPublicKeys) are declared options of `settings`, defaulting to the
+  # top-level options; everything else comes from the options below, overridden by free-form `settings`.
   optionSettings = {
     nodeName = cfg.nodeName;
     listenAddress = cfg.listenAddress;
-    port = cfg.port;
-    tls = {
-      certFile = cfg.certFile;
-      keyFile = cfg.keyFile;
-      caFile = cfg.caFile;
-    };
-    signingPublicKeys = cfg.signingPublicKeys;
     stateDir = cfg.stateDir;
     configDir = "/etc/nixos";
     k3sUnit = cfg.k3sUnit;
-    confirmTimeoutSeconds = cfg.confirmTimeout;
   };
+  agentSettings = lib.recursiveUpdate optionSettings cfg.settings;
+  tls = cfg.settings.tls;
 
-  configFile = json.generate "nk3-agent-config.json" (lib.recursiveUpdate optionSettings cfg.settings);
+  configFile = json.generate "nk3-agent-config.json" agentSettings;
 
-  keyPaths = lib.filter (p: p != null) [ cfg.certFile cfg.keyFile cfg.caFile ];
+  keyPaths = lib.filter (p: p != null) [ tls.certFile tls.keyFile tls.caFile ];
+  showPath = p: if p == null then "null (not set)" else "\"${p}\"";
 
   # base64 of 32 raw Ed25519 public-key bytes: 43 base64 characters and one '=' of padding.
   isSigningKey = k: builtins.match "[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=" k != null;
+  signingKeys = cfg.settings.signingPublicKeys;
 in
 {
   options.services.nk3-agent = {
@@ -71,15 +89,15 @@ in
 
     package = lib.mkOption {
       type = lib.types.package;
-      # A node that only has /etc/nixos has no nk3 flake input. If the node's nixpkgs carries an nk3-agent
-      # (an overlay, or a future nixpkgs package) it is used; otherwise evaluation stops here with a message
-      # that says what to set. The nk3 flake's nixosModules.default sets this option for you.
+      # nk3's generated nk3-agent.nix sets this to the prebuilt agent binary nk3 placed on the node
+      # (./nk3-agent-binary.nix). Otherwise: a nixpkgs that carries nk3-agent (an overlay), or a clear stop.
       default = pkgs.nk3-agent or (throw ''
         services.nk3-agent.package is not set and this nixpkgs has no `nk3-agent` package.
-        Set it in your configuration template, for example
-          services.nk3-agent.package = pkgs.callPackage /path/to/nk3/nix/package.nix { products = [ "nk3-agent" ]; };
-        (with the nk3 source pinned by fetchTarball + sha256), or use the nk3 flake's nixosModules.default,
-        or add an overlay that provides pkgs.nk3-agent. See docs/DEPLOYING.md, "Getting the agent onto the node".
+        nk3's generated /etc/nixos/nk3-agent.nix sets it to the agent binary `nk3 bootstrap` placed on the
+        node (nk3-agent-binary.nix); without that file, set it yourself, for example to
+          pkgs.callPackage /path/to/nk3/nix/agent-binary.nix { binary = /path/to/nk3-agent; }
+        or use the nk3 flake's nixosModules.default (builds from source; needs Swift >= 6.1), or add an
+        overlay that provides pkgs.nk3-agent. See docs/DEPLOYING.md, "Getting the agent onto the node".
       '');
       defaultText = lib.literalExpression "pkgs.nk3-agent";
       description = "The nk3-agent package. Must contain bin/nk3-agent.";
@@ -99,9 +117,9 @@ in
     };
 
     port = lib.mkOption {
-      type = lib.types.port;
+      type = portType;
       default = 7443;
-      description = "TCP port of the agent's HTTPS (mutual TLS) server.";
+      description = "TCP port of the agent's HTTPS (mutual TLS) server (1…65535; 0 is refused by the agent).";
     };
 
     openFirewall = lib.mkOption {
@@ -110,9 +128,9 @@ in
       description = "Open `port` in the NixOS firewall (every connection still needs a client certificate from the cluster CA).";
     };
 
-    certFile = keyPathOption "agent's server certificate (PEM)" null;
-    keyFile = keyPathOption "agent's private key (PEM, mode 0600)" null;
-    caFile = keyPathOption "cluster CA certificate (PEM) that client certificates must chain to" null;
+    certFile = keyPathOption "agent's server certificate (PEM)";
+    keyFile = keyPathOption "agent's private key (PEM, mode 0600)";
+    caFile = keyPathOption "cluster CA certificate (PEM) that client certificates must chain to";
 
     signingPublicKeys = lib.mkOption {
       type = lib.types.listOf lib.types.str;
@@ -137,27 +155,59 @@ in
     };
 
     confirmTimeout = lib.mkOption {
-      type = lib.types.ints.positive;
+      type = confirmTimeoutType;
       default = 600;
       description = ''
-        Seconds the agent waits for a signed confirm after a successful rebuild (or after the reboot into
-        the new generation) before it rolls back by itself.
+        Seconds (10…86400) the agent waits for a signed confirm after a successful rebuild (or after the
+        reboot into the new generation) before it rolls back by itself.
       '';
     };
 
     settings = lib.mkOption {
-      type = json.type;
+      type = lib.types.submodule {
+        freeformType = json.type;
+        # Keys with constraints are typed here exactly like the options above, so a `settings` value goes
+        # through the same checks (a path literal in settings.tls is refused like one in keyFile).
+        options = {
+          port = lib.mkOption {
+            type = portType;
+            default = cfg.port;
+            defaultText = lib.literalExpression "config.services.nk3-agent.port";
+            description = "The agent's port in config.json.";
+          };
+          confirmTimeoutSeconds = lib.mkOption {
+            type = confirmTimeoutType;
+            default = cfg.confirmTimeout;
+            defaultText = lib.literalExpression "config.services.nk3-agent.confirmTimeout";
+            description = "The agent's default confirm timeout in config.json.";
+          };
+          signingPublicKeys = lib.mkOption {
+            type = lib.types.listOf lib.types.str;
+            default = cfg.signingPublicKeys;
+            defaultText = lib.literalExpression "config.services.nk3-agent.signingPublicKeys";
+            description = "The agent's pinned signing keys in config.json.";
+          };
+          tls = {
+            certFile = settingsKeyPathOption "certFile" "agent's server certificate (PEM)";
+            keyFile = settingsKeyPathOption "keyFile" "agent's private key (PEM, mode 0600)";
+            caFile = settingsKeyPathOption "caFile" "cluster CA certificate (PEM)";
+          };
+        };
+      };
       default = { };
       example = lib.literalExpression ''
         {
-          kubeletHealthzURL = "http://[::1]:10248/healthz";
+          # k3s binds the kubelet's healthz to 127.0.0.1:10248 (the agent's default); on an IPv6-only
+          # node it binds [::1] instead (k3s-io/k3s pkg/daemons/agent/agent_linux.go).
+          kubeletHealthzURL = "http://127.0.0.1:10248/healthz";
           commands.nixosRebuild = "/run/current-system/sw/bin/nixos-rebuild";
         }
       '';
       description = ''
         Free-form agent configuration (RFC 42), merged recursively OVER the values derived from the options
         above and written to /etc/nk3-agent/config.json. Use it for agent keys without a dedicated option
-        (kubeletHealthzURL, commands, paths, …).
+        (kubeletHealthzURL, commands, paths, …). `port`, `confirmTimeoutSeconds`, `signingPublicKeys` and
+        `tls.*` are typed like the options above and default to them.
       '';
     };
   };
@@ -165,10 +215,10 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
-        assertion = cfg.certFile != null && cfg.keyFile != null && cfg.caFile != null;
+        assertion = tls.certFile != null && tls.keyFile != null && tls.caFile != null;
         message = ''
-          services.nk3-agent is enabled but its TLS files are not all set: certFile = ${toString cfg.certFile},
-          keyFile = ${toString cfg.keyFile}, caFile = ${toString cfg.caFile}. Set all three to absolute paths
+          services.nk3-agent is enabled but its TLS files are not all set: certFile = ${showPath tls.certFile},
+          keyFile = ${showPath tls.keyFile}, caFile = ${showPath tls.caFile}. Set all three to absolute paths
           (the nk3 defaults are /var/lib/nk3-agent/tls/{agent.crt,agent.key,ca.crt}, placed there by
           `nk3 bootstrap`).
         '';
@@ -176,22 +226,23 @@ in
       {
         assertion = lib.all (p: !(lib.hasPrefix "${storeDir}/" p)) keyPaths;
         message = ''
-          services.nk3-agent: certFile / keyFile / caFile must not be in the Nix store (${storeDir} is world-readable);
-          got ${lib.concatStringsSep ", " keyPaths}. Keep them under ${cfg.stateDir}/tls.
+          services.nk3-agent: certFile / keyFile / caFile (and settings.tls.*) must not be in the Nix store
+          (${storeDir} is world-readable); got ${lib.concatMapStringsSep ", " showPath keyPaths}.
+          Keep them under ${cfg.stateDir}/tls.
         '';
       }
       {
-        assertion = cfg.signingPublicKeys != [ ];
+        assertion = signingKeys != [ ];
         message = ''
           services.nk3-agent.signingPublicKeys is empty: the agent would accept no command at all.
           Add the cluster's Ed25519 signing public key (base64 of 32 bytes; `nk3 certs init` prints it).
         '';
       }
       {
-        assertion = lib.all isSigningKey cfg.signingPublicKeys;
+        assertion = lib.all isSigningKey signingKeys;
         message = ''
           services.nk3-agent.signingPublicKeys must each be the base64 of 32 raw Ed25519 bytes (44 characters
-          ending in '='); these are not: ${lib.concatStringsSep ", " (lib.filter (k: !(isSigningKey k)) cfg.signingPublicKeys)}.
+          ending in '='); these are not: ${lib.concatStringsSep ", " (lib.filter (k: !(isSigningKey k)) signingKeys)}.
         '';
       }
     ];
@@ -206,7 +257,7 @@ in
       "d ${cfg.stateDir}/tls 0700 root root -"
     ];
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.settings.port ];
 
     systemd.services.nk3-agent = {
       description = "nk3 node agent (signed NixOS config bundles over mutual TLS)";
@@ -224,19 +275,24 @@ in
 
       # What the agent runs. nixos-rebuild is the one this system was built with (the same derivation
       # nixos-upgrade.service uses); the rest mirrors nixos-upgrade.service's path (channel unpacking needs
-      # tar/xz/gzip, flakes need git) plus systemctl/bootctl/systemd-run (systemd) for reboot, unit state and
-      # trial boots (nk3 docs/UPSTREAM.md#trial-boot), and grub-reboot when GRUB is the bootloader.
+      # tar/xz/gzip, flakes need git, git+ssh and ssh substituters need ssh) plus systemctl/bootctl/systemd-run
+      # (systemd) for reboot, unit state and trial boots, and GRUB's tools (grub-reboot) when GRUB is installed.
+      # GRUB: nixpkgs has no boot.loader.grub.package option; nixos/modules/system/boot/loader/grub/grub.nix
+      # publishes the GRUB it installs as config.system.build.grub, which is null for devices = [ "nodev" ]
+      # (a menu only, nothing installed) and absent when GRUB is disabled.
       path = [
         config.system.build.nixos-rebuild
         config.nix.package.out
         config.systemd.package
+        config.programs.ssh.package
         pkgs.coreutils
         pkgs.gnutar
         pkgs.xz.bin
         pkgs.gzip
         pkgs.gitMinimal
         pkgs.util-linux
-      ] ++ lib.optional config.boot.loader.grub.enable config.boot.loader.grub.package;
+      ] ++ lib.optional (config.boot.loader.grub.enable && (config.system.build.grub or null) != null)
+        config.system.build.grub;
 
       environment = config.nix.envVars
         // lib.optionalAttrs (config.environment.sessionVariables ? NIX_PATH) {
@@ -267,9 +323,9 @@ in
         User = "root";
         Group = "root";
 
-        # Hardening: only what cannot break that job (nk3 docs/UPSTREAM.md#nixos-modules, "Hardening that breaks a root
-        # nixos-rebuild agent"). Whatever the agent runs directly (switch-to-configuration during a rollback,
-        # nix-channel, grub-reboot/bootctl) inherits these, so:
+        # Hardening: only what cannot break that job (the systemd.exec(5) semantics of each setting, applied
+        # to a root nixos-rebuild). Whatever the agent runs directly (switch-to-configuration during a
+        # rollback, nix-channel, grub-reboot/bootctl) inherits these, so:
         #  - NOT ProtectSystem / ProtectHome / ReadWritePaths / PrivateTmp / PrivateDevices / ProtectKernel*:
         #    they need a private mount namespace, and an activation run from inside it would mount
         #    (/run/keys, /run/wrappers, …) in the agent's namespace only; ProtectSystem also makes /etc/nixos,
@@ -296,6 +352,88 @@ in
         LimitNOFILE = 65536;
       };
     };
+  };
+}
+
+"""#
+
+    /// The prebuilt-binary derivation (byte-identical to `nix/agent-binary.nix`).
+    public static let binaryDerivation = #"""
+# The prebuilt nk3-agent binary as a NixOS package: works on any NixOS >= 24.05, whatever Swift its nixpkgs
+# has, because the Swift runtime is linked into the binary (scripts/build-agent-release.sh builds it with
+# `swift build -c release --static-swift-stdlib --product nk3-agent`). What is left dynamic is glibc and
+# GCC's runtime (libstdc++, libgcc_s); a binary linked on another distribution names its dynamic linker
+# as /lib64/ld-linux-x86-64.so.2, which NixOS does not have, so this derivation points its interpreter
+# and rpath at the node's own glibc and GCC runtime with patchelf, the way nixpkgs packages prebuilt
+# binaries: `patchelf --set-interpreter ${stdenv.cc.bintools.dynamicLinker}` (the attribute is set by
+# pkgs/build-support/bintools-wrapper/default.nix) and `--set-rpath ${lib.makeLibraryPath [ … ]}`, the
+# explicit form of what autoPatchelfHook (pkgs/build-support/setup-hooks/auto-patchelf.sh) works out.
+#
+# nk3 ships this file to every node as /etc/nixos/nk3-agent-binary.nix, and the generated nk3-agent.nix
+# uses it by default:
+#
+#   services.nk3-agent.package = pkgs.callPackage ./nk3-agent-binary.nix {
+#     binary = /var/lib/nk3-agent/bin/nk3-agent;   # placed there by `nk3 bootstrap`
+#     sha256 = "…";                                # the digest nk3 signed, when it knows it
+#   };
+#
+# The binary is copied into the store by builtins.path (it holds no secrets); with `sha256` the copy
+# fails unless the file is exactly that binary. The commands in installPhase are run as they are, with
+# Debian's patchelf, by Tests/AgentTests/AgentBinaryPatchTests.swift.
+#
+# Needs glibc >= 2.36 on the node (the agent is linked with packed relative relocations, DT_RELR;
+# NixOS 23.05 and later have it) and an x86_64 or aarch64 binary matching the node.
+{ lib
+, stdenv
+, patchelf
+, binary
+, sha256 ? null
+, version ? "prebuilt"
+}:
+
+let
+  # Only the file's content matters; the name keeps the store path readable.
+  src = builtins.path ({
+    path = binary;
+    name = "nk3-agent-${version}-unpatched";
+    recursive = false;
+  } // lib.optionalAttrs (sha256 != null) { inherit sha256; });
+
+  interpreter = stdenv.cc.bintools.dynamicLinker;
+  rpath = lib.makeLibraryPath [ stdenv.cc.cc.lib stdenv.cc.libc ];
+in
+stdenv.mkDerivation {
+  pname = "nk3-agent";
+  inherit version src;
+
+  dontUnpack = true;
+  dontConfigure = true;
+  dontBuild = true;
+  # Stripping would drop the symbol table the agent's crash backtraces read.
+  dontStrip = true;
+  # nixpkgs' fixup would shrink the rpath again; it is already exactly what the binary needs.
+  dontPatchELF = true;
+
+  nativeBuildInputs = [ patchelf ];
+
+  installPhase = ''
+    runHook preInstall
+    install -D -m 0755 "$src" "$out/bin/nk3-agent"
+    patchelf --set-interpreter ${interpreter} --set-rpath ${rpath} "$out/bin/nk3-agent"
+    runHook postInstall
+  '';
+
+  # The agent answers --version without a config file; a binary that cannot start fails the build here.
+  doInstallCheck = true;
+  installCheckPhase = ''
+    "$out/bin/nk3-agent" --version
+  '';
+
+  meta = {
+    description = "nk3 node agent (prebuilt, Swift runtime linked in)";
+    mainProgram = "nk3-agent";
+    platforms = [ "x86_64-linux" "aarch64-linux" ];
+    sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
   };
 }
 

@@ -180,7 +180,7 @@ public final class SimulatedCluster: Sendable {
         }
         let inventory: Inventory
         do {
-            inventory = try writeInventory(Dictionary(uniqueKeysWithValues: names.map { ($0, 0) }))
+            inventory = try writeInventory(Dictionary(uniqueKeysWithValues: names.map { ($0, 1) }))
         } catch {
             await kube.shutdown()
             throw error
@@ -437,6 +437,7 @@ public final class SimulatedCluster: Sendable {
             y += "    agent_port: \(ports[n]!)\n"
             y += "    initiator: \(i == 0 ? "true" : "false")\n"
             y += "    boot_device: /dev/vda\n"
+            y += "    state_version: \"24.05\"\n"
         }
         return y
     }

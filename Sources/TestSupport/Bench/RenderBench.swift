@@ -12,7 +12,7 @@ struct RenderBench {
         var s = "join_address: 10.0.0.1\njoin_token: bench-token\nnix_channel: nixos-24.05\n"
         s += "vars: {ntp: [0.pool.ntp.org, 1.pool.ntp.org]}\nnodes:\n"
         for i in 0..<nodes {
-            s += "  10.\(i / 65536).\(i / 256 % 256).\(i % 256 + 1):\n"
+            s += "  10.0.\(i / 250).\(i % 250 + 1):\n"
             s += "    initiator: \(i == 0)\n    boot_device: /dev/nvme0n1\n    disks: [/dev/sda, /dev/sdb]\n"
             s += "    labels: {zone: z\(i % 3), rack: \(i % 40)}\n"
         }

@@ -46,7 +46,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
-        .package(url: "https://github.com/stencilproject/Stencil.git", from: "0.15.1"),
     ],
     targets: [
         // Wire types, canonical encoding, Ed25519 envelopes, and pure PKI minting. No I/O.
@@ -106,11 +105,13 @@ let package = Package(
             ],
             path: "Sources/Kube"
         ),
+        // A Jinja2 template engine (lexer, parser, evaluator) with Jinja2 3.1's semantics. No I/O but the loader.
+        .target(name: "NK3Jinja", path: "Sources/Jinja"),
         // The coordinator: inventory, templates, diff, PKI files, agent client, gates, rollout, output.
         .target(
             name: "NK3Coordinator",
             dependencies: [
-                "NK3Protocol", "NK3Common", "NK3Kube",
+                "NK3Protocol", "NK3Common", "NK3Kube", "NK3Jinja",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -118,7 +119,6 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "Stencil", package: "Stencil"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Coordinator"
@@ -157,6 +157,7 @@ let package = Package(
             exclude: ["link-order.txt"],
             linkerSettings: agentLinkerSettings
         ),
+        .testTarget(name: "JinjaTests", dependencies: ["NK3Jinja"], path: "Tests/JinjaTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolTests", dependencies: ["NK3Protocol"], path: "Tests/ProtocolTests"),
         .testTarget(
             name: "AgentTests",
@@ -170,7 +171,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinatorTests",
-            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3TestSupport", "NK3Kube"],
+            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3TestSupport", "NK3Kube", "NK3Jinja"],
             path: "Tests/CoordinatorTests",
             resources: [.copy("Fixtures")]
         ),

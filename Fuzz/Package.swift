@@ -22,7 +22,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
-        .package(url: "https://github.com/stencilproject/Stencil.git", from: "0.15.1"),
     ],
     targets: [
         .target(
@@ -75,10 +74,11 @@ let package = Package(
             ],
             path: "Modules/Kube"
         ),
+        .target(name: "NK3Jinja", path: "Modules/Jinja"),
         .target(
             name: "NK3Coordinator",
             dependencies: [
-                "NK3Protocol", "NK3Common", "NK3Kube",
+                "NK3Protocol", "NK3Common", "NK3Kube", "NK3Jinja",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -86,7 +86,6 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "Stencil", package: "Stencil"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Modules/Coordinator"

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECS=${1:-60}
 shift || true
-ALL=(envelope payload agent-http inventory kubeconfig kube-models kube-watch rebuild-output agent-config agent-responses)
+ALL=(envelope payload agent-http inventory kubeconfig kube-models kube-watch rebuild-output agent-config agent-responses jinja)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 SCRATCH=$ROOT/.build-fuzz

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Jinja
 import NK3Protocol
 import Testing
 
@@ -9,7 +10,7 @@ import Testing
 @Suite("Templates (Jinja2 compatibility)")
 struct TemplateTests {
     static let fixtures = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/jinja")
-    static let cases = ["crlf", "default", "python-tool", "values", "whitespace"]
+    static let cases = ["crlf", "default", "jinja-features", "python-tool", "values", "whitespace"]
     static let signingKey = Data(repeating: 7, count: 32).base64EncodedString()
 
     static func inventory() throws -> Inventory {
@@ -19,7 +20,9 @@ struct TemplateTests {
     static func template(_ name: String) throws -> JinjaTemplate {
         if name == "default" { return JinjaTemplate(source: DefaultTemplate.source, name: "default") }
         let url = fixtures.appendingPathComponent("templates/\(name).j2")
-        return JinjaTemplate(source: try String(contentsOf: url, encoding: .utf8), name: url.path)
+        return JinjaTemplate(
+            source: try String(contentsOf: url, encoding: .utf8), name: url.path,
+            directory: url.deletingLastPathComponent().path)
     }
 
     @Test("every fixture case has expected output from Jinja2, and nothing is left untested")
@@ -28,7 +31,7 @@ struct TemplateTests {
         #expect(dirs.sorted() == Self.cases)
     }
 
-    @Test("Stencil output equals Jinja2 output byte for byte", arguments: cases)
+    @Test("nk3's engine renders every fixture as Jinja2 does, byte for byte", arguments: cases)
     func matchesJinja(_ name: String) throws {
         let inv = try Self.inventory()
         let renderer = BundleRenderer(inventory: inv, template: try Self.template(name), signingPublicKeys: [Self.signingKey])
@@ -39,7 +42,7 @@ struct TemplateTests {
             let rendered = try renderer.template.render(renderer.context(for: node))
             if Data(rendered.utf8) != expected {
                 let diff = UnifiedDiff.make(
-                    old: String(decoding: expected, as: UTF8.self), new: rendered, oldName: "jinja2", newName: "stencil")
+                    old: String(decoding: expected, as: UTF8.self), new: rendered, oldName: "jinja2", newName: "nk3")
                 Issue.record("\(name) for \(node.name) differs from Jinja2:\n\(diff)")
             }
         }
@@ -62,28 +65,49 @@ struct TemplateTests {
         }
     }
 
-    @Test("Python str() of values: booleans, None, reprs, floats")
-    func pythonValues() {
-        #expect(PythonValues.str(true) == "True")
-        #expect(PythonValues.str(PyNone()) == "None")
-        #expect(PythonValues.repr("it's") == "\"it's\"")
-        #expect(PythonValues.repr("a'b\"c") == "'a\\'b\"c'")
-        #expect(PythonValues.float(1e16) == "1e+16")
-        #expect(PythonValues.float(1e-5) == "1e-05")
-        #expect(PythonValues.float(2.5) == "2.5")
-        #expect(PythonValues.float(.infinity) == "inf")
+    @Test("inventory values reach the template as PyYAML gives them to Jinja2")
+    func inventoryValues() throws {
+        let inv = try Inventory.parse(
+            yaml: "join_address: 10.0.0.1\njoin_token: t\nnix_channel: c\nnodes:\n  10.0.0.1: {b: 1, a: [x, null, 2.5, yes]}\n",
+            file: "i.yaml")
+        let renderer = BundleRenderer(
+            inventory: inv, template: JinjaTemplate(source: "{{ hostvars }} {{ node.a|tojson }}", name: "t"),
+            signingPublicKeys: [Self.signingKey])
+        let out = try renderer.template.render(renderer.context(for: inv.nodes[0]))
+        #expect(out == "{'b': 1, 'a': ['x', None, 2.5, True]} [\"x\", null, 2.5, true]")
     }
 
-    @Test("a template error names the template and line")
+    @Test("a template error names the template, line, column and Jinja2's exception")
     func templateError() {
         let t = JinjaTemplate(source: "a\n{% if node.x %}\nb\n", name: "t.nix")
+        #expect(throws: TemplateError.self) { try t.check() }
         do {
-            _ = try t.render(["node": InventoryValue.map([])])
+            _ = try t.render(["node": .dict(PyDict())])
             Issue.record("expected an error")
         } catch {
             #expect(error.template == "t.nix")
-            #expect(error.description.hasPrefix("t.nix:"))
+            #expect(error.kind == "TemplateSyntaxError")
+            #expect(error.line == 3)
+            #expect(error.description.hasPrefix("t.nix:3:"))
         }
+        let u = JinjaTemplate(source: "{{ node.x.y }}", name: "u.nix")
+        #expect(throws: TemplateError.self) { try u.render(["node": .dict(PyDict())]) }
+    }
+
+    @Test("a template includes and imports files from its own directory")
+    func includeFromTemplateDirectory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-tpl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data("{% macro pkgs(xs) %}[ {{ xs|join(' ') }} ]{% endmacro %}".utf8)
+            .write(to: dir.appendingPathComponent("lib.j2"))
+        try Data("{% from 'lib.j2' import pkgs %}{ ... }: { imports = [ ./nk3-agent.nix ]; x = {{ pkgs(['a', 'b']) }}; }\n"
+            .utf8).write(to: dir.appendingPathComponent("configuration.nix.j2"))
+        let inv = try Inventory.parse(
+            yaml: "join_address: 10.0.0.1\njoin_token: t\nnix_channel: c\ntemplate: configuration.nix.j2\n"
+                + "nodes:\n  10.0.0.1: {}\n", file: dir.appendingPathComponent("inventory.yaml").path)
+        let bundle = try BundleRenderer.load(inventory: inv, signingPublicKeys: [Self.signingKey]).render(node: inv.nodes[0])
+        #expect(bundle[BundleFile.configuration] == "{ ... }: { imports = [ ./nk3-agent.nix ]; x = [ a b ]; }")
     }
 }
 

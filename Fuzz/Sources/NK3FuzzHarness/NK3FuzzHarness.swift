@@ -25,7 +25,7 @@ public enum NK3Fuzz {
     /// Every target name (the corpus folder under Fuzz/corpus/ has the same name).
     public static let targets: [String] = [
         "envelope", "payload", "agent-http", "inventory", "kubeconfig", "kube-models", "kube-watch",
-        "rebuild-output", "agent-config", "agent-responses",
+        "rebuild-output", "agent-config", "agent-responses", "jinja",
     ]
 
     /// Runs `target` on `data` from synchronous code (the libFuzzer callback). Unknown target: a trap.
@@ -55,6 +55,7 @@ public enum NK3Fuzz {
         case "rebuild-output": rebuildOutput(data)
         case "agent-config": agentConfig(data)
         case "agent-responses": agentResponses(data)
+        case "jinja": jinja(data)
         default: fatalError("unknown fuzz target '\(target)'; known: \(targets.joined(separator: ", "))")
         }
     }
@@ -246,6 +247,29 @@ public enum NK3Fuzz {
         }
         fuzzCheck(inventory.nodesInRolloutOrder.count <= inventory.nodes.count * max(1, inventory.rolloutOrder.count), "rollout order")
     }
+
+    /// A configuration template (Sources/Jinja through Sources/Coordinator/Templates), rendered for a node of a
+    /// small inventory. A refusal is a `BundleError`; the same text must render the same way twice.
+    public static func jinja(_ data: Data) {
+        let template = JinjaTemplate(source: String(decoding: data, as: UTF8.self), name: "/fuzz/configuration.nix.j2")
+        let renderer = BundleRenderer(inventory: jinjaInventory, template: template, signingPublicKeys: [jinjaKey])
+        let first = Result { () throws(BundleError) in try renderer.render(node: jinjaInventory.nodes[0]) }
+        let second = Result { () throws(BundleError) in try renderer.render(node: jinjaInventory.nodes[0]) }
+        fuzzCheck(first == second, "a template rendered differently twice")
+    }
+
+    static let jinjaKey = Data(repeating: 7, count: 32).base64EncodedString()
+    static let jinjaInventory = try! Inventory.parse(
+        yaml: """
+            join_address: 10.0.0.1
+            join_token: "t'ok\\"en"
+            nix_channel: nixos-24.05
+            vars: {ntp: [a, b], n: 3, f: 1.5}
+            nodes:
+              10.0.0.1: {initiator: true, boot_device: /dev/sda, disks: [/dev/sdb], labels: {zone: a}, note: null}
+              10.0.0.2: {hostname: two, boot_device: /dev/vda}
+            watch_namespaces: [default]
+            """, file: "/fuzz/inventory.yaml")
 
     /// Kubeconfig YAML (Sources/Kube/KubeConfig.swift); relative file references resolve in a directory
     /// that does not exist.

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Jinja
 
 /// Renders each node's bundle: `configuration.nix` from the (Jinja2-dialect) template, `nk3-agent.nix` generated,
 /// `nk3-agent-module.nix` verbatim — and refuses a configuration that would drop the agent.
@@ -37,8 +38,10 @@ public struct BundleRenderer: Sendable {
         }
         do {
             let text = try String(contentsOfFile: path, encoding: .utf8)
+            let directory = (path as NSString).deletingLastPathComponent
             return BundleRenderer(
-                inventory: inventory, template: JinjaTemplate(source: text, name: path),
+                inventory: inventory,
+                template: JinjaTemplate(source: text, name: path, directory: directory.isEmpty ? "." : directory),
                 signingPublicKeys: signingPublicKeys)
         } catch {
             throw BundleError(
@@ -51,12 +54,17 @@ public struct BundleRenderer: Sendable {
     /// Every node's bundle: node name → file name → content.
     public func renderAll() throws(BundleError) -> [String: [String: String]] {
         var out: [String: [String: String]] = [:]
-        for node in inventory.nodes { out[node.name] = try render(node: node) }
+        let nodes = nodeMaps()
+        for node in inventory.nodes { out[node.name] = try render(node: node, nodeMaps: nodes) }
         return out
     }
 
     /// One node's bundle: file name → content.
     public func render(node: InventoryNode) throws(BundleError) -> [String: String] {
+        try render(node: node, nodeMaps: nodeMaps())
+    }
+
+    func render(node: InventoryNode, nodeMaps: JinjaValue) throws(BundleError) -> [String: String] {
         try validateKeys()
         if usesDefaultTemplate, node[hostvar: "boot_device"] == nil {
             throw BundleError(
@@ -73,7 +81,7 @@ public struct BundleRenderer: Sendable {
         }
         let configuration: String
         do {
-            configuration = try template.render(context(for: node))
+            configuration = try template.render(context(for: node, nodeMaps: nodeMaps))
         } catch {
             throw BundleError(code: .template, node: node.name, message: error.description)
         }
@@ -91,26 +99,35 @@ public struct BundleRenderer: Sendable {
     }
 
     /// The template variables for `node` (see the type's documentation).
-    public func context(for node: InventoryNode) -> [String: Any] {
-        let nodeMaps = inventory.nodes.map(Self.nodeMap)
-        var cluster: [(String, Any)] = inventory.topLevel.map { entry in
-            entry.key == "nodes" ? ("nodes", nodeMaps as Any) : (entry.key, PythonValues.context(entry.value))
+    public func context(for node: InventoryNode) -> [String: JinjaValue] {
+        context(for: node, nodeMaps: nodeMaps())
+    }
+
+    /// `cluster.nodes`: every node's `node` map, in inventory order (built once for all nodes of a render).
+    func nodeMaps() -> JinjaValue { .list(inventory.nodes.map(Self.nodeMap)) }
+
+    func context(for node: InventoryNode, nodeMaps: JinjaValue) -> [String: JinjaValue] {
+        var cluster: [(String, JinjaValue)] = inventory.topLevel.map { entry in
+            entry.key == "nodes" ? ("nodes", nodeMaps) : (entry.key, PythonValues.value(entry.value))
         }
         if !cluster.contains(where: { $0.0 == "namespaces" }) {
-            cluster.append(("namespaces", inventory.watchNamespaces as Any))
+            cluster.append(("namespaces", .list(inventory.watchNamespaces.map { .string($0) })))
         }
         return [
             "node": Self.nodeMap(node),
-            "hostvars": PyDict(entries: node.hostvars.map { ($0.key, PythonValues.context($0.value)) }),
-            "cluster": PyDict(entries: cluster),
-            "vars": PyDict(entries: inventory.vars.map { ($0.key, PythonValues.context($0.value)) }),
+            "hostvars": PythonValues.dict(node.hostvars),
+            "cluster": .dict(PyDict(cluster)),
+            "vars": PythonValues.dict(inventory.vars),
         ]
     }
 
-    static func nodeMap(_ node: InventoryNode) -> PyDict {
-        var entries = node.hostvars.map { ($0.key, PythonValues.context($0.value)) }
-        entries += [("name", node.name), ("ip", node.address), ("address", node.address), ("is_server", node.isServer)]
-        return PyDict(entries: entries)
+    static func nodeMap(_ node: InventoryNode) -> JinjaValue {
+        var entries = node.hostvars.map { ($0.key, PythonValues.value($0.value)) }
+        entries += [
+            ("name", .string(node.name)), ("ip", .string(node.address)), ("address", .string(node.address)),
+            ("is_server", .bool(node.isServer)),
+        ]
+        return .dict(PyDict(entries))
     }
 
     func validateKeys() throws(BundleError) {

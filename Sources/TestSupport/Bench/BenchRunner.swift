@@ -44,6 +44,8 @@ public struct BenchRunner: Sendable {
         var agentRequests: Int { quick ? 40 : 1000 }
         var agentIdleSeconds: Double { quick ? 0.5 : 10 }
         var envelopeRuns: Int { quick ? 20 : 2000 }
+        var renderNodes: Int { quick ? 20 : 1000 }
+        var renderRuns: Int { quick ? 1 : 5 }
     }
 
     /// What to run.
@@ -77,6 +79,7 @@ public struct BenchRunner: Sendable {
                 case .gate: try await GateBench(options: options, logger: logger).run(into: &result)
                 case .agent: try await AgentBench(options: options, logger: logger).run(into: &result, in: dir)
                 case .envelope: try EnvelopeBench(options: options).run(into: &result)
+                case .render: try RenderBench(options: options).run(into: &result)
                 }
             } catch {
                 result.error = "\(error)"

@@ -12,6 +12,8 @@ public enum BenchScenario: String, Sendable, Hashable, CaseIterable, Codable {
     case agent
     /// Verifying a signed envelope carrying a 100 KB bundle.
     case envelope
+    /// Rendering every node's bundle of a 1,000-node inventory (the Jinja2 engine).
+    case render
 
     /// Human title.
     public var title: String {
@@ -22,6 +24,7 @@ public enum BenchScenario: String, Sendable, Hashable, CaseIterable, Codable {
         case .gate: return "gate reaction latency (fake API turns healthy → waitUntilHealthy returns)"
         case .agent: return "agent footprint (real nk3-agent process)"
         case .envelope: return "envelope verify (100 KB bundle)"
+        case .render: return "template rendering (BundleRenderer.renderAll, 1,000 nodes)"
         }
     }
 }

@@ -40,6 +40,10 @@ if [ "${1:-}" = "--from-checkouts" ]; then
 import base64, json, os, subprocess, sys
 state_path, checkouts, scratch, out = sys.argv[1:5]
 state = json.load(open(state_path))
+# Only what Package.resolved pins: a .build that resolved an older Package.swift keeps dependencies that were
+# dropped since (SwiftPM leaves them in workspace-state.json until a clean resolve).
+pinned = {p["identity"] for p in json.load(open(os.path.join(os.path.dirname(os.path.dirname(state_path)), "Package.resolved")))["pins"]}
+state["object"]["dependencies"] = [d for d in state["object"]["dependencies"] if d["packageRef"]["identity"] in pinned]
 hashes = {}
 for dep in state["object"]["dependencies"]:
     sub = dep["subpath"]

@@ -2,9 +2,6 @@
 {
   workspaceStateFile = ./workspace-state.json;
   hashes = {
-    "PathKit" = "sha256-qnfUFctWR+/AAGC+2ECQfV4JA9XIc/TzGz5Mznuqix4=";
-    "Spectre" = "sha256-+eTrPchY3wOxCtEJkX3VG4jYPKRmejJ1800qQfgvRhY=";
-    "Stencil" = "sha256-yirX4X8C3bem1ialOkamjvvXTrr0e5GozD4KUzXrGCk=";
     "Yams" = "sha256-5qxuCkmopm3uFcoYJKQA8ofW98f53H1gZaPiOh2DS4U=";
     "async-http-client" = "sha256-4BKBAS2QKnZ1Wpml14sdb1NKx4yly08r4fc3Llwu3YM=";
     "swift-algorithms" = "sha256-cJfOxBB74V7ZE4g6OehYIdtmqYnSFIkJLpkxPo9jiUo=";

@@ -44,6 +44,8 @@ public struct SessionBootstrapMaterials: BootstrapMaterialSource {
             }
             if declared == nil {
                 inventory.nodes[index].hostvars.append(InventoryEntry(key: "state_version", value: .string(machine)))
+                // The renderer reads the parsed field (the hostvar is for the template's `node.state_version`).
+                inventory.nodes[index].stateVersion = machine
             }
         }
         let rendered: [String: [String: String]]

@@ -19,6 +19,8 @@ public struct ClusterSession: Sendable {
     let kubeContext: String?
     /// One request to an agent (`Overrides.agentTimeout`).
     let agentTimeout: Duration
+    /// The Kubernetes client's options (`Overrides.kubeOptions`).
+    public let kubeOptions: KubeClient.Options
 
     /// Options that override the inventory.
     public struct Overrides: Sendable {
@@ -27,10 +29,15 @@ public struct ClusterSession: Sendable {
         public var pkiDirectory: String?
         public var clientName: String
         public var agentTimeout: Duration
+        /// The Kubernetes client's options (client-go's rate limit by default). A simulation whose time runs faster
+        /// than the wall clock scales the rate limit by its speed, so that the limit holds in the simulation's time.
+        public var kubeOptions: KubeClient.Options
         public init(
             kubeconfig: String? = nil, kubeContext: String? = nil, pkiDirectory: String? = nil,
-            clientName: String = "operator", agentTimeout: Duration = AgentClient.defaultTimeout
+            clientName: String = "operator", agentTimeout: Duration = AgentClient.defaultTimeout,
+            kubeOptions: KubeClient.Options = KubeClient.Options()
         ) {
+            self.kubeOptions = kubeOptions
             self.kubeconfig = kubeconfig
             self.kubeContext = kubeContext
             self.pkiDirectory = pkiDirectory
@@ -77,7 +84,8 @@ public struct ClusterSession: Sendable {
         return ClusterSession(
             inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer), clients: clients,
             logger: logger, signingPublicKey: pub, kubeconfigPath: overrides.kubeconfig ?? inventory.kubeconfig,
-            kubeContext: overrides.kubeContext ?? inventory.kubeContext, agentTimeout: overrides.agentTimeout)
+            kubeContext: overrides.kubeContext ?? inventory.kubeContext, agentTimeout: overrides.agentTimeout,
+            kubeOptions: overrides.kubeOptions)
     }
 
     /// Node names in inventory order.
@@ -283,7 +291,7 @@ public struct ClusterSession: Sendable {
             if case .apply = kind { Self.emit(plans: plans.filter(\.needsApply), sink: sink) }
         }
         let plan = rolloutPlan(kind: kind, rendered: rendered, options: options)
-        return try await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
+        return try await KubeClient.withClient(config: try kubeConfig(), options: kubeOptions, logger: logger) { kube in
             let cluster = rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval)
             let executor = RolloutExecutor(
                 agents: agents, cluster: cluster,
@@ -315,7 +323,7 @@ public struct ClusterSession: Sendable {
         let probes = await probeAll()
         var down = Set(probes.filter { if case .failure = $0.result { return true } else { return false } }.map(\.node))
         guard !down.isEmpty else { return probes }
-        let progress = try? await KubeClient.withClient(config: try kubeConfig(), logger: logger) { kube in
+        let progress = try? await KubeClient.withClient(config: try kubeConfig(), options: kubeOptions, logger: logger) { kube in
             try await rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval).loadProgress()
         }
         let rebooting = down.filter { [.reboot, .waitReachable].contains(progress?.inFlight[$0]?.step) }
@@ -345,7 +353,7 @@ public struct ClusterSession: Sendable {
     /// column); empty when the API cannot be asked (the column then shows `?`).
     public func cordonStates() async -> [String: Bool] {
         guard let config = try? kubeConfig(),
-            let nodes = try? await KubeClient.withClient(config: config, logger: logger, { try await $0.listNodes() })
+            let nodes = try? await KubeClient.withClient(config: config, options: kubeOptions, logger: logger, { try await $0.listNodes() })
         else { return [:] }
         var cordoned: [String: Bool] = [:]
         for n in nodes { if let name = n.metadata.name { cordoned[name] = n.isUnschedulable } }

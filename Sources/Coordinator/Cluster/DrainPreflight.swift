@@ -34,8 +34,13 @@ public enum DrainPreflight {
         for pod in pods {
             let name = "\(pod.metadata.namespace ?? "default")/\(pod.metadata.name ?? "?")"
             switch DrainPlanner.decide(pod, force: false) {
-            case .skipDaemonSet, .skipMirror:
+            case .skipDaemonSet, .skipMirror, .evictOrphanedDaemonSet:
                 continue
+            case .refuseOrphanedDaemonSet:
+                out.append(
+                    DrainBlocker(
+                        node: node, pod: name,
+                        reason: "its DaemonSet is gone (kubectl drain refuses such a pod without --force)"))
             case .refuseUnreplicated:
                 out.append(
                     DrainBlocker(

@@ -147,6 +147,11 @@ public enum ClusterScaffold {
         join_token: \(joinToken)
         # The NixOS channel `nk3 upgrade` pins on every node.
         nix_channel: nixos-24.05
+        # system.stateVersion: the NixOS release your machines were FIRST installed with (their current
+        # configuration.nix says it). Never raise it on an upgrade (nixpkgs nixos/modules/misc/version.nix).
+        # `nk3 bootstrap` refuses a machine whose configuration says otherwise; set it per node as a hostvar
+        # where machines differ.
+        state_version: "24.05"
 
         # The configuration.nix template (Jinja2), next to this file. It must import ./nk3-agent.nix (nk3
         # generates it for each node); ./hardware-configuration.nix is the node's own.

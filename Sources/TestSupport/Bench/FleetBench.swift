@@ -236,7 +236,9 @@ struct FleetBench {
                     figures.wall.append(wall / 1000)
                     continue
                 }
-                let session = try ClusterSession.load(inventoryPath: cluster.inventoryPath, logger: logger)
+                let session = try ClusterSession.load(
+                    inventoryPath: cluster.inventoryPath, overrides: .init(kubeOptions: cluster.kubeClientOptions),
+                    logger: logger)
                 let cpu0 = BenchProcess.selfCPUSeconds()
                 let t0 = clock.now
                 let sink = CollectingEventSink()

@@ -9,7 +9,7 @@ struct RenderBench {
     let options: BenchRunner.Options
 
     static func inventoryYAML(nodes: Int) -> String {
-        var s = "join_address: 10.0.0.1\njoin_token: bench-token\nnix_channel: nixos-24.05\n"
+        var s = "join_address: 10.0.0.1\njoin_token: bench-token\nnix_channel: nixos-24.05\nstate_version: \"24.05\"\n"
         s += "vars: {ntp: [0.pool.ntp.org, 1.pool.ntp.org]}\nnodes:\n"
         for i in 0..<nodes {
             s += "  10.0.\(i / 250).\(i % 250 + 1):\n"

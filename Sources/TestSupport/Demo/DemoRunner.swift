@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NK3Coordinator
+import NK3Kube
 import NK3Protocol
 
 /// `nk3 demo`: a SIMULATED cluster on 127.0.0.1 (real agents over mTLS with signed envelopes, simulated NixOS
@@ -110,12 +111,12 @@ public struct DemoRunner: Sendable {
         note("")
         note("edited \(templatePath): added `\(Self.changedLine.trimmingCharacters(in: .whitespaces))`")
         banner("$ nk3 apply -i \(inventory)")
-        let applied = try await rollout(.apply(.boot), inventory: inventory, sink: sink)
+        let applied = try await rollout(.apply(.boot), inventory: inventory, kubeOptions: cluster.kubeClientOptions, sink: sink)
         note("apply: \(applied.updated.count) node(s) updated, \(applied.unchanged.count) unchanged")
 
         if options.upgrade {
             banner("$ nk3 upgrade -i \(inventory)")
-            let upgraded = try await rollout(.upgrade(.boot), inventory: inventory, sink: sink)
+            let upgraded = try await rollout(.upgrade(.boot), inventory: inventory, kubeOptions: cluster.kubeClientOptions, sink: sink)
             note("upgrade: \(upgraded.updated.count) node(s) upgraded, \(upgraded.kernelChanges.count) kernel change(s)")
         }
 
@@ -125,8 +126,11 @@ public struct DemoRunner: Sendable {
 
     /// What `nk3 apply|upgrade -i inventory` runs, flags and all: the session, the plan options from the same
     /// builder (`RolloutFlags`, so the inventory's `disruption_budget` and `order` count), the rollout.
-    private func rollout(_ kind: ClusterSession.RolloutKind, inventory: String, sink: any RolloutEventSink) async throws -> RolloutSummary {
-        let session = try ClusterSession.load(inventoryPath: inventory, logger: logger)
+    /// (`kubeOptions`: the simulation's, so that the client's rate limit holds in simulated time.)
+    private func rollout(
+        _ kind: ClusterSession.RolloutKind, inventory: String, kubeOptions: KubeClient.Options, sink: any RolloutEventSink
+    ) async throws -> RolloutSummary {
+        let session = try ClusterSession.load(inventoryPath: inventory, overrides: .init(kubeOptions: kubeOptions), logger: logger)
         return try await session.rollout(
             kind, options: try RolloutFlags().planOptions(session.inventory), sink: sink, clock: ContinuousClock(),
             pollInterval: .milliseconds(50))

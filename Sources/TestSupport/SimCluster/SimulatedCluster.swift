@@ -94,6 +94,18 @@ public final class SimulatedCluster: Sendable {
     public let channels: SimulatedChannels
     /// How fast system operations run.
     public let speed: SimulationSpeed
+
+    /// The coordinator's Kubernetes client options for this simulation: client-go's client-side rate limit
+    /// (5 requests a second, burst 10: kubernetes/client-go rest/config.go) held in the SIMULATION's time, which
+    /// runs `speed` times faster than the wall clock the limiter measures.
+    public var kubeClientOptions: KubeClient.Options {
+        var options = KubeClient.Options()
+        switch speed {
+        case .instant: options.qps = 0  // no time passes in an instant simulation: no limit to hold
+        case .factor(let f): options.qps *= max(1, f)
+        }
+        return options
+    }
     /// The clock the nodes and agents use.
     public let clock: any AgentClock
     let workloads: SimulatedWorkloads

@@ -85,7 +85,8 @@ final class E2ECluster: Sendable {
         _ kind: ClusterSession.RolloutKind, budget: Int = 1, holder: String = "e2e@test/run",
         skipDrainPreflight: Bool = false, sink: any RolloutEventSink
     ) async throws -> RolloutSummary {
-        let session = try ClusterSession.load(inventoryPath: inventoryPath, logger: Self.quiet)
+        let session = try ClusterSession.load(
+            inventoryPath: inventoryPath, overrides: .init(kubeOptions: sim.kubeClientOptions), logger: Self.quiet)
         return try await session.rollout(
             kind, options: RolloutPlan.Options(disruptionBudget: budget, skipDrainPreflight: skipDrainPreflight),
             sink: sink, clock: ContinuousClock(), pollInterval: .milliseconds(20), holder: holder)
@@ -170,7 +171,8 @@ final class E2ECluster: Sendable {
 
     /// What the coordinator renders for every node from the current inventory and template.
     func rendered() throws -> [String: [String: String]] {
-        try ClusterSession.load(inventoryPath: inventoryPath, logger: Self.quiet).render()
+        try ClusterSession.load(
+            inventoryPath: inventoryPath, overrides: .init(kubeOptions: sim.kubeClientOptions), logger: Self.quiet).render()
     }
 
     /// The managed files on node `name`'s (simulated) disk.

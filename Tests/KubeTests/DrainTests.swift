@@ -191,12 +191,14 @@ struct DrainTests {
     @Test("evicted pods that take a while to terminate are watched, not polled")
     func waitsForTermination() async throws {
         try await withFakeKube { server, client in
-            server.state.setPodTerminationDelay(.milliseconds(400))
+            // Long enough that the drain's first look after the eviction finds the pod still terminating even on a
+            // loaded machine (at 400 ms a stalled full-suite run once found it gone already, and needed no watch).
+            server.state.setPodTerminationDelay(.seconds(3))
             server.state.addPod(name: "web-1", node: "n1")
             let report = try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger)
             #expect(report.evicted == ["default/web-1"])
             #expect(server.state.pod(name: "web-1") == nil)
-            // One look, then a watch that sees the DELETED event (polling every 5 ms would GET ~80 times).
+            // One look, then a watch that sees the DELETED event (polling every 5 ms would GET ~600 times).
             #expect((server.state.stats.byRoute["GET pods/{name}"] ?? 0) <= 2)
             #expect((server.state.stats.byRoute["GET pods (watch, one namespace)"] ?? 0) >= 1)
         }

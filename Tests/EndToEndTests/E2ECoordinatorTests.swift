@@ -114,8 +114,9 @@ struct E2ECoordinatorTests {
     func secondCoordinatorRefused() async throws {
         try await E2ECluster.with(timeouts: ["drain": 30]) { c in
             try c.editTemplate()
-            // Hold the first coordinator in node 1's drain (a PDB refuses evictions) while the second starts.
-            try await c.sim.inject(.pdbBlocksEviction, on: "sim-node-1")
+            // Hold the first coordinator in node 1's drain (a PDB allows no eviction yet) while the second starts.
+            // (A budget that can NEVER allow one is refused up front by the drain preflight, and at once by the drain.)
+            try await c.sim.inject(.pdbHoldsEviction, on: "sim-node-1")
             let first = E2ESink()
             let draining = E2ELatch()
             first.onEvent { e in if e.message == "Draining sim-node-1" { draining.open() } }
@@ -135,7 +136,7 @@ struct E2ECoordinatorTests {
             }
             #expect(c.lease()?.spec.holderIdentity == "alice@ops-box/4242", "the refused run left the lease alone")
 
-            try await c.sim.clear(.pdbBlocksEviction, on: "sim-node-1")
+            try await c.sim.clear(.pdbHoldsEviction, on: "sim-node-1")
             let summary = try await a.value
             #expect(summary.updated == c.names, "\(first.transcript)")
             #expect(c.cordoned().isEmpty)

@@ -368,6 +368,8 @@ public final class SimulatedCluster: Sendable {
             await m.slot.enqueue { await m.slot.stop(reason: "fault: agent unreachable") }.value
         case .pdbBlocksEviction:
             workloads.blockEvictions(on: name)
+        case .pdbHoldsEviction:
+            workloads.holdEvictions(on: name)
         }
     }
 
@@ -398,6 +400,8 @@ public final class SimulatedCluster: Sendable {
             }
         case .pdbBlocksEviction:
             workloads.unblockEvictions(on: name)
+        case .pdbHoldsEviction:
+            workloads.unholdEvictions(on: name)
         }
     }
 

@@ -15,6 +15,10 @@ public enum SimulatedFault: String, Sendable, Hashable, CaseIterable, Codable {
     case agentUnreachable = "agent-unreachable"
     /// A PodDisruptionBudget that never allows an eviction guards a pod on the node, so a drain cannot finish.
     case pdbBlocksEviction = "pdb-blocks-eviction"
+    /// A PodDisruptionBudget that allows no eviction NOW but could later (one of its two pods is not Ready:
+    /// desiredHealthy 1 < expectedPods 2, disruptionsAllowed 0), so a drain waits on it (429s) instead of being
+    /// refused at once; clearing it lets the drain finish.
+    case pdbHoldsEviction = "pdb-holds-eviction"
 }
 
 /// Why the simulated cluster could not do something.

@@ -365,6 +365,28 @@ final class SimulatedWorkloads: Sendable {
         logger.info("[simulation] fault: PodDisruptionBudget default/\(label) never allows evicting default/\(label)-0")
     }
 
+    /// The budget covers a Ready pod on `node` and an unready one that is not on any simulated node (a replica still
+    /// starting elsewhere): currentHealthy 1 = desiredHealthy 1, so disruptionsAllowed is 0 until it is Ready
+    /// (kubernetes/kubernetes pkg/controller/disruption/disruption.go), but the budget is not one that can never allow.
+    func holdEvictions(on node: String) {
+        let label = "held-\(node)"
+        kube.addPod(
+            namespace: "default", name: "\(label)-0", node: node, labels: ["app": label],
+            owner: ("ReplicaSet", "\(label)-rs"), ready: true)
+        kube.addPod(
+            namespace: "default", name: "\(label)-1", node: "elsewhere", labels: ["app": label],
+            owner: ("ReplicaSet", "\(label)-rs"), ready: false)
+        kube.addPodDisruptionBudget(namespace: "default", name: label, matchLabels: ["app": label], minAvailable: .int(1))
+        logger.info("[simulation] fault: PodDisruptionBudget default/\(label) allows no eviction of default/\(label)-0 until its other pod is Ready")
+    }
+
+    func unholdEvictions(on node: String) {
+        let label = "held-\(node)"
+        kube.delete(.poddisruptionbudgets, namespace: "default", name: label)
+        kube.delete(.pods, namespace: "default", name: "\(label)-0")
+        kube.delete(.pods, namespace: "default", name: "\(label)-1")
+    }
+
     func unblockEvictions(on node: String) {
         let label = "pinned-\(node)"
         kube.delete(.poddisruptionbudgets, namespace: "default", name: label)

@@ -95,11 +95,19 @@ public enum DrainPlanner {
         return nil
     }
 
-    /// A budget that cannot allow any disruption while its pods stay as they are: it wants every pod it expects
-    /// healthy (`minAvailable` ≥ the pods, `maxUnavailable: 0`), so waiting cannot help.
-    public static func neverAllows(_ status: PodDisruptionBudgetStatus?) -> Bool {
-        guard let s = status, s.expectedPods > 0 else { return false }
-        return s.desiredHealthy >= s.expectedPods
+    /// A budget whose spec rules out every voluntary disruption, so that waiting cannot help: `maxUnavailable` 0
+    /// (or "0%"), or `minAvailable` "100%". An integer `minAvailable` equal to the pods counted now does not count:
+    /// for it the disruption controller takes `expectedPods` from the pods that match right now
+    /// (kubernetes/kubernetes pkg/controller/disruption/disruption.go `getExpectedPodCount`), which is low while an
+    /// evicted pod's replacement is not created yet — waiting can help there, as kubectl's retries assume.
+    public static func neverAllows(_ pdb: PodDisruptionBudget?) -> Bool {
+        guard let spec = pdb?.spec else { return false }
+        switch spec.maxUnavailable {
+        case .int(0)?, .string("0%")?: return true
+        default: break
+        }
+        if case .string("100%")? = spec.minAvailable { return true }
+        return false
     }
 }
 
@@ -194,8 +202,8 @@ extension KubeAPI {
             } catch let error as KubeError where error.code == .tooManyRequests {
                 refusals += 1
                 let pdb = try await refusingBudget(pod, error)
-                if let status = pdb?.status, DrainPlanner.neverAllows(status) {
-                    throw drainRefused(node: node, pod: pod, pdb: pdb?.name, error: error, why: "it needs all \(status.expectedPods) of its pods healthy, so it can never allow this eviction")
+                if DrainPlanner.neverAllows(pdb) {
+                    throw drainRefused(node: node, pod: pod, pdb: pdb?.name, error: error, why: "its spec allows no voluntary disruption, so it can never allow this eviction")
                 }
                 logger.info(
                     "eviction refused by a disruption budget, will retry",

@@ -107,7 +107,7 @@ struct E2EFaultTests {
         }
     }
 
-    @Test("a PDB that never allows eviction: drain times out (exit 5) naming default/pinned-sim-node-2; the node stays cordoned by nk3; a rerun after clearing it completes with nothing cordoned")
+    @Test("a PDB that never allows eviction: the drain is refused (exit 8, not a timeout) naming default/pinned-sim-node-2; the node stays cordoned by nk3; a rerun after clearing it completes with nothing cordoned")
     func pdbBlocksDrain() async throws {
         try await E2ECluster.with(timeouts: ["drain": 3]) { c in
             try c.editTemplate()
@@ -117,8 +117,8 @@ struct E2EFaultTests {
             let sink = E2ESink()
             // Past the preflight (which would refuse at the start: see E2ERealClusterTests), to the drain itself.
             let failure = try #require(try await c.failingRollout(.apply(.boot), skipDrainPreflight: true, sink: sink))
-            #expect(failure.kind == .timeout)
-            #expect(failure.exitCode == 5)
+            #expect(failure.kind == .drainRefused)
+            #expect(failure.exitCode == 8)
             #expect(failure.node == "sim-node-2")
             #expect(failure.step == .drain)
             #expect(failure.message.contains("default/pinned-sim-node-2"), "names the PDB: \(failure.message)")

@@ -21,6 +21,8 @@ public struct ClusterSession: Sendable {
     let agentTimeout: Duration
     /// The Kubernetes client's options (`Overrides.kubeOptions`).
     public let kubeOptions: KubeClient.Options
+    /// (`Overrides.evictRetryDelay`.)
+    let evictRetryDelay: Duration
 
     /// Options that override the inventory.
     public struct Overrides: Sendable {
@@ -32,12 +34,16 @@ public struct ClusterSession: Sendable {
         /// The Kubernetes client's options (client-go's rate limit by default). A simulation whose time runs faster
         /// than the wall clock scales the rate limit by its speed, so that the limit holds in the simulation's time.
         public var kubeOptions: KubeClient.Options
+        /// How long a drain waits after an eviction a budget refused without Retry-After (kubectl's 5 s); a
+        /// simulation divides it by its speed.
+        public var evictRetryDelay: Duration
         public init(
             kubeconfig: String? = nil, kubeContext: String? = nil, pkiDirectory: String? = nil,
             clientName: String = "operator", agentTimeout: Duration = AgentClient.defaultTimeout,
-            kubeOptions: KubeClient.Options = KubeClient.Options()
+            kubeOptions: KubeClient.Options = KubeClient.Options(), evictRetryDelay: Duration = DrainOptions().evictRetryDelay
         ) {
             self.kubeOptions = kubeOptions
+            self.evictRetryDelay = evictRetryDelay
             self.kubeconfig = kubeconfig
             self.kubeContext = kubeContext
             self.pkiDirectory = pkiDirectory
@@ -85,7 +91,7 @@ public struct ClusterSession: Sendable {
             inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer), clients: clients,
             logger: logger, signingPublicKey: pub, kubeconfigPath: overrides.kubeconfig ?? inventory.kubeconfig,
             kubeContext: overrides.kubeContext ?? inventory.kubeContext, agentTimeout: overrides.agentTimeout,
-            kubeOptions: overrides.kubeOptions)
+            kubeOptions: overrides.kubeOptions, evictRetryDelay: overrides.evictRetryDelay)
     }
 
     /// Node names in inventory order.
@@ -308,7 +314,8 @@ public struct ClusterSession: Sendable {
         KubeRolloutCluster(
             kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,
             ceph: inventory.ceph.enabled ? (inventory.ceph.namespace, inventory.ceph.name ?? inventory.ceph.namespace) : nil,
-            pollInterval: pollInterval, clock: clock, logger: logger, healthRule: inventory.healthRule)
+            pollInterval: pollInterval, drainOptions: DrainOptions(evictRetryDelay: evictRetryDelay), clock: clock,
+            logger: logger, healthRule: inventory.healthRule)
     }
 
     /// A coordinator killed just after asking a node to reboot leaves progress saying so; a rerun started while

@@ -237,7 +237,7 @@ struct FleetBench {
                     continue
                 }
                 let session = try ClusterSession.load(
-                    inventoryPath: cluster.inventoryPath, overrides: .init(kubeOptions: cluster.kubeClientOptions),
+                    inventoryPath: cluster.inventoryPath, overrides: cluster.sessionOverrides,
                     logger: logger)
                 let cpu0 = BenchProcess.selfCPUSeconds()
                 let t0 = clock.now

@@ -111,12 +111,12 @@ public struct DemoRunner: Sendable {
         note("")
         note("edited \(templatePath): added `\(Self.changedLine.trimmingCharacters(in: .whitespaces))`")
         banner("$ nk3 apply -i \(inventory)")
-        let applied = try await rollout(.apply(.boot), inventory: inventory, kubeOptions: cluster.kubeClientOptions, sink: sink)
+        let applied = try await rollout(.apply(.boot), inventory: inventory, overrides: cluster.sessionOverrides, sink: sink)
         note("apply: \(applied.updated.count) node(s) updated, \(applied.unchanged.count) unchanged")
 
         if options.upgrade {
             banner("$ nk3 upgrade -i \(inventory)")
-            let upgraded = try await rollout(.upgrade(.boot), inventory: inventory, kubeOptions: cluster.kubeClientOptions, sink: sink)
+            let upgraded = try await rollout(.upgrade(.boot), inventory: inventory, overrides: cluster.sessionOverrides, sink: sink)
             note("upgrade: \(upgraded.updated.count) node(s) upgraded, \(upgraded.kernelChanges.count) kernel change(s)")
         }
 
@@ -126,11 +126,13 @@ public struct DemoRunner: Sendable {
 
     /// What `nk3 apply|upgrade -i inventory` runs, flags and all: the session, the plan options from the same
     /// builder (`RolloutFlags`, so the inventory's `disruption_budget` and `order` count), the rollout.
-    /// (`kubeOptions`: the simulation's, so that the client's rate limit holds in simulated time.)
+    /// (`overrides`: the simulation's, so that the client's rate limit and the drain's retry delay hold in
+    /// simulated time.)
     private func rollout(
-        _ kind: ClusterSession.RolloutKind, inventory: String, kubeOptions: KubeClient.Options, sink: any RolloutEventSink
+        _ kind: ClusterSession.RolloutKind, inventory: String, overrides: ClusterSession.Overrides,
+        sink: any RolloutEventSink
     ) async throws -> RolloutSummary {
-        let session = try ClusterSession.load(inventoryPath: inventory, overrides: .init(kubeOptions: kubeOptions), logger: logger)
+        let session = try ClusterSession.load(inventoryPath: inventory, overrides: overrides, logger: logger)
         return try await session.rollout(
             kind, options: try RolloutFlags().planOptions(session.inventory), sink: sink, clock: ContinuousClock(),
             pollInterval: .milliseconds(50))

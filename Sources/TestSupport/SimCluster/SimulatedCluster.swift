@@ -106,6 +106,17 @@ public final class SimulatedCluster: Sendable {
         }
         return options
     }
+
+    /// What the coordinator's session overrides for this simulation: the rate limit above, and the drain's wait
+    /// after a refused eviction (kubectl's 5 s) in the simulation's time.
+    public var sessionOverrides: ClusterSession.Overrides {
+        let retry: Duration
+        switch speed {
+        case .instant: retry = .milliseconds(5)
+        case .factor(let f): retry = .milliseconds(max(5, Int(5_000 / max(1, f))))
+        }
+        return ClusterSession.Overrides(kubeOptions: kubeClientOptions, evictRetryDelay: retry)
+    }
     /// The clock the nodes and agents use.
     public let clock: any AgentClock
     let workloads: SimulatedWorkloads

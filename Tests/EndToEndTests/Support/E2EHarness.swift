@@ -86,7 +86,7 @@ final class E2ECluster: Sendable {
         skipDrainPreflight: Bool = false, sink: any RolloutEventSink
     ) async throws -> RolloutSummary {
         let session = try ClusterSession.load(
-            inventoryPath: inventoryPath, overrides: .init(kubeOptions: sim.kubeClientOptions), logger: Self.quiet)
+            inventoryPath: inventoryPath, overrides: sim.sessionOverrides, logger: Self.quiet)
         return try await session.rollout(
             kind, options: RolloutPlan.Options(disruptionBudget: budget, skipDrainPreflight: skipDrainPreflight),
             sink: sink, clock: ContinuousClock(), pollInterval: .milliseconds(20), holder: holder)
@@ -172,7 +172,7 @@ final class E2ECluster: Sendable {
     /// What the coordinator renders for every node from the current inventory and template.
     func rendered() throws -> [String: [String: String]] {
         try ClusterSession.load(
-            inventoryPath: inventoryPath, overrides: .init(kubeOptions: sim.kubeClientOptions), logger: Self.quiet).render()
+            inventoryPath: inventoryPath, overrides: sim.sessionOverrides, logger: Self.quiet).render()
     }
 
     /// The managed files on node `name`'s (simulated) disk.

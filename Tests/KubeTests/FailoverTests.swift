@@ -16,13 +16,8 @@ struct FailoverTests {
             let third = try await server.addEndpoint(host: "127.0.0.3")
             var config = try server.clientConfig()
             config.extraServers = ["127.0.0.2:\(second.port!)", third.absoluteString]
-            let client = try KubeClient(config: config, options: fastOptions, logger: quietLogger)
-            do {
+            try await KubeClient.withClient(config: config, options: fastOptions, logger: quietLogger) { client in
                 try await body(server, client, [server.url, second, third])
-                try await client.shutdown()
-            } catch {
-                try? await client.shutdown()
-                throw error
             }
         } catch {
             await server.shutdown()

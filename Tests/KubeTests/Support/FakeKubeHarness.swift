@@ -18,16 +18,11 @@ func withFakeKube<R: Sendable>(
 ) async throws -> R {
     let server = try await FakeKubeServer.start(logger: quietLogger)
     do {
-        let client = try KubeClient(config: try server.clientConfig(), options: options, logger: quietLogger)
-        do {
-            let r = try await body(server, client)
-            try await client.shutdown()
-            await server.shutdown()
-            return r
-        } catch {
-            try? await client.shutdown()
-            throw error
+        let r = try await KubeClient.withClient(config: try server.clientConfig(), options: options, logger: quietLogger) {
+            try await body(server, $0)
         }
+        await server.shutdown()
+        return r
     } catch {
         await server.shutdown()
         throw error

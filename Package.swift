@@ -125,7 +125,7 @@ let package = Package(
         ),
         // Simulations (labelled as such): simulated NixOS node, fake Kubernetes API server, simulated cluster.
         .target(
-            name: "NK3TestSupport",
+            name: "NK3Simulation",
             dependencies: [
                 "NK3Protocol", "NK3Common", "NK3Agent", "NK3Kube", "NK3Coordinator",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -134,12 +134,12 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/TestSupport"
+            path: "Sources/Simulation"
         ),
         .executableTarget(
             name: "nk3",
             dependencies: [
-                "NK3Protocol", "NK3Common", "NK3Coordinator", "NK3Kube", "NK3TestSupport",
+                "NK3Protocol", "NK3Common", "NK3Coordinator", "NK3Kube", "NK3Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -161,23 +161,23 @@ let package = Package(
         .testTarget(name: "ProtocolTests", dependencies: ["NK3Protocol"], path: "Tests/ProtocolTests"),
         .testTarget(
             name: "AgentTests",
-            dependencies: ["NK3Agent", "NK3Protocol", "NK3Common", "NK3TestSupport", "NK3Coordinator"],
+            dependencies: ["NK3Agent", "NK3Protocol", "NK3Common", "NK3Simulation", "NK3Coordinator"],
             path: "Tests/AgentTests"
         ),
         .testTarget(
             name: "KubeTests",
-            dependencies: ["NK3Kube", "NK3TestSupport"],
+            dependencies: ["NK3Kube", "NK3Simulation"],
             path: "Tests/KubeTests"
         ),
         .testTarget(
             name: "CoordinatorTests",
-            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3TestSupport", "NK3Kube", "NK3Jinja"],
+            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3Simulation", "NK3Kube", "NK3Jinja"],
             path: "Tests/CoordinatorTests",
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["NK3Coordinator", "NK3Agent", "NK3TestSupport", "NK3Kube", "NK3Protocol"],
+            dependencies: ["NK3Coordinator", "NK3Agent", "NK3Simulation", "NK3Kube", "NK3Protocol"],
             path: "Tests/EndToEndTests"
         ),
     ],

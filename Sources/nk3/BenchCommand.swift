@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import NK3Coordinator
-import NK3TestSupport
+import NK3Simulation
 
 /// `nk3 bench`: the benchmarks behind BENCHMARKS.md, each figure beside its target, in one command (run it from a
 /// release build).

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NK3Coordinator
-import NK3TestSupport
+import NK3Simulation
 import Synchronization
 
 struct DemoCommand: AsyncParsableCommand {

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import NK3Agent
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 #if canImport(Glibc)

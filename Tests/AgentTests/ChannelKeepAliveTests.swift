@@ -3,7 +3,7 @@ import NK3Agent
 import NK3Common
 import NK3Coordinator
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// `AgentClient(keepReadsAlive: true)`, what a rollout uses: reads share one mTLS connection, commands never do,

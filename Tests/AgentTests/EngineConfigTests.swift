@@ -1,7 +1,7 @@
 import Foundation
 import NK3Agent
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 #if canImport(Glibc)

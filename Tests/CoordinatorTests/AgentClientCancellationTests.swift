@@ -2,7 +2,7 @@ import Foundation
 import NK3Common
 import NK3Coordinator
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 #if canImport(Glibc)

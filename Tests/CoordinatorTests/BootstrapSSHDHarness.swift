@@ -1,5 +1,5 @@
 import Foundation
-import NK3TestSupport
+import NK3Simulation
 @testable import NK3Coordinator
 import Testing
 

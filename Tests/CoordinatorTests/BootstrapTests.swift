@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 @testable import NK3Coordinator

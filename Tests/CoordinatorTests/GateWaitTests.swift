@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import NK3Coordinator
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Synchronization
 import Testing
 

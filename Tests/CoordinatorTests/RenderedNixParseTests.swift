@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import NK3Coordinator
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// Every configuration nk3 would ship must at least parse as Nix (issue 7: CI runs `nix-instantiate --parse`

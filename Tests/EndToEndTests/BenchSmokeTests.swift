@@ -1,5 +1,5 @@
 import Foundation
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// `nk3 bench --quick` through the library, so the benchmarks cannot rot: every scenario runs at tiny sizes

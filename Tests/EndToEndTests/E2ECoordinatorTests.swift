@@ -3,7 +3,7 @@ import NK3Agent
 import NK3Coordinator
 import NK3Kube
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Synchronization
 import Testing
 

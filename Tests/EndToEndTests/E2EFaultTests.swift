@@ -3,7 +3,7 @@ import NK3Agent
 import NK3Coordinator
 import NK3Kube
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// End-to-end rollouts with a fault injected into one node: the rollout stops with the right exit code and

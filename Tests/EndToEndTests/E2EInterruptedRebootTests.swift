@@ -1,7 +1,7 @@
 import Foundation
 import NK3Coordinator
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 extension E2E {

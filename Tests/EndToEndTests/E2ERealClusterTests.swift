@@ -1,7 +1,7 @@
 import Foundation
 import NK3Coordinator
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Synchronization
 import Testing
 

@@ -4,7 +4,7 @@ import NK3Agent
 import NK3Coordinator
 import NK3Kube
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// The simulated cluster: real agents (mTLS, signed envelopes, HTTP) over simulated nodes, the fake Kubernetes

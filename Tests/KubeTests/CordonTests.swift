@@ -1,6 +1,6 @@
 import Foundation
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// Cordon/uncordon with nk3's record (docs/UPSTREAM.md#nodes), against the fake API server over TLS.

@@ -1,6 +1,6 @@
 import Foundation
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// Drain through the Eviction API (docs/UPSTREAM.md#drain, #eviction, #poddisruptionbudget) against the fake API server

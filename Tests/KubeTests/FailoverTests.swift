@@ -1,6 +1,6 @@
 import Foundation
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// Every k3s server serves the API: a client that knows them all keeps working when the one it uses goes down (a

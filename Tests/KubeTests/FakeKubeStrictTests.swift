@@ -3,7 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NK3Common
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// The fake API is as strict as kube-apiserver where nk3 could tell the difference: each test here failed against

@@ -1,6 +1,6 @@
 import Foundation
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// The real client against the fake API server over real TLS on 127.0.0.1.

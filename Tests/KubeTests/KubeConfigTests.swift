@@ -1,7 +1,7 @@
 import Foundation
 import NK3Kube
 import NK3Protocol
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// kubeconfig loading (docs/UPSTREAM.md#kubeconfig), each variant proven by a real TLS request to the fake server.

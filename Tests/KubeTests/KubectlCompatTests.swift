@@ -1,6 +1,6 @@
 import Foundation
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// The fake API server answers the real `kubectl` (discovery first, then the object): evidence that its

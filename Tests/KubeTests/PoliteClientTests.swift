@@ -1,6 +1,6 @@
 import Foundation
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 import Testing
 
 /// nk3 as a polite API client: a client-side rate limit like client-go's, lists in pages, a field manager and

@@ -8,7 +8,7 @@ import NK3Protocol
 /// Everything the apply engine needs from a NixOS machine, and nothing more.
 ///
 /// Two implementations: `NixOSSystem` (real processes and files, every path and command configurable so
-/// tests run it against a temp root with fake scripts) and the simulated in-memory node in NK3TestSupport.
+/// tests run it against a temp root with fake scripts) and the simulated in-memory node in NK3Simulation.
 /// The engine keeps all decisions; a `NodeSystem` only reads and does what it is told. Every method must be
 /// idempotent where the engine may repeat it after a crash (`replaceConfigFiles`, `restoreConfigFiles`,
 /// `restoreChannel`, `activate`).

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import NK3Kube
-import NK3TestSupport
+import NK3Simulation
 
 /// A logger that discards everything (libraries never bootstrap logging).
 let quietLogger = Logger(label: "nk3.tests.kube") { _ in SwiftLogNoOpLogHandler() }

@@ -112,6 +112,7 @@ let package = Package(
             name: "NK3Coordinator",
             dependencies: [
                 "NK3Protocol", "NK3Common", "NK3Kube", "NK3Jinja",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -58,7 +58,7 @@ struct NodeSettingsTests {
         #expect(Self.failure(Self.yaml(n1: "    agent_port: \"7555\""))?.code == .wrongType)
     }
 
-    @Test("the generated nk3-agent.nix carries each node's own port (the coordinator connects there)", .disabled("issue 14 defect 6: the simulated cluster renders before its agents have ports; see the report"))
+    @Test("the generated nk3-agent.nix carries each node's own port (the coordinator connects there)")
     func generatedPortPerNode() throws {
         let inv = try Self.parse(Self.yaml(top: "agent_port: 8443\nstate_version: \"24.05\"", n1: "    agent_port: 7555"))
         let r = BundleRenderer(inventory: inv, template: nil, signingPublicKeys: [Self.key])

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Name-based UUIDs (RFC 9562 §5.5, SHA-1), as Python's `uuid.uuid5`.
@@ -22,7 +23,8 @@ public enum UUIDv5 {
             ns.0, ns.1, ns.2, ns.3, ns.4, ns.5, ns.6, ns.7, ns.8, ns.9, ns.10, ns.11, ns.12, ns.13, ns.14, ns.15,
         ]
         bytes.append(contentsOf: Array(name.utf8))
-        var d = SHA1.digest(bytes)
+        // SHA-1 is what RFC 9562 §5.5 specifies for version 5; nothing here relies on its collision resistance.
+        var d = Array(Insecure.SHA1.hash(data: bytes))
         d[6] = (d[6] & 0x0F) | 0x50
         d[8] = (d[8] & 0x3F) | 0x80
         return UUID(uuid: (d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]))
@@ -31,52 +33,5 @@ public enum UUIDv5 {
     /// The node name the Python tool derived for `address`: lowercase UUIDv5 in the OID namespace.
     public static func nodeName(forAddress address: String) -> String {
         make(namespace: namespaceOID, name: address).uuidString.lowercased()
-    }
-}
-
-/// SHA-1, only for RFC 9562 name-based UUIDs (not for anything that needs collision resistance).
-/// Kept local so the coordinator's inventory code does not import a crypto library for one digest.
-enum SHA1 {
-    static func digest(_ message: [UInt8]) -> [UInt8] {
-        var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
-        var data = message
-        let bitLength = UInt64(message.count) &* 8
-        data.append(0x80)
-        while data.count % 64 != 56 { data.append(0) }
-        for i in (0..<8).reversed() { data.append(UInt8(truncatingIfNeeded: bitLength >> (UInt64(i) * 8))) }
-        var w = [UInt32](repeating: 0, count: 80)
-        for chunk in stride(from: 0, to: data.count, by: 64) {
-            for i in 0..<16 {
-                let j = chunk + i * 4
-                w[i] = UInt32(data[j]) << 24 | UInt32(data[j + 1]) << 16 | UInt32(data[j + 2]) << 8 | UInt32(data[j + 3])
-            }
-            for i in 16..<80 {
-                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
-                w[i] = (x << 1) | (x >> 31)
-            }
-            var (a, b, c, d, e) = h
-            for i in 0..<80 {
-                let f: UInt32
-                let k: UInt32
-                switch i {
-                case 0..<20: (f, k) = ((b & c) | (~b & d), 0x5A82_7999)
-                case 20..<40: (f, k) = (b ^ c ^ d, 0x6ED9_EBA1)
-                case 40..<60: (f, k) = ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC)
-                default: (f, k) = (b ^ c ^ d, 0xCA62_C1D6)
-                }
-                let t = ((a << 5) | (a >> 27)) &+ f &+ e &+ k &+ w[i]
-                e = d
-                d = c
-                c = (b << 30) | (b >> 2)
-                b = a
-                a = t
-            }
-            h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
-        }
-        var out: [UInt8] = []
-        for v in [h.0, h.1, h.2, h.3, h.4] {
-            out.append(contentsOf: [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)])
-        }
-        return out
     }
 }

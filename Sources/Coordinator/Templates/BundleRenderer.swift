@@ -91,7 +91,7 @@ public struct BundleRenderer: Sendable {
         return [
             BundleFile.configuration: configuration,
             BundleFile.agent: AgentNix.render(
-                nodeName: node.name, port: inventory.agentPort, signingPublicKeys: signingPublicKeys,
+                nodeName: node.name, port: node.agentPort, signingPublicKeys: signingPublicKeys,
                 confirmTimeoutSeconds: max(1, confirm), binary: agentBinary),
             BundleFile.agentModule: NixAgentModule.source,
             BundleFile.agentBinary: NixAgentModule.binaryDerivation,

@@ -187,8 +187,9 @@ public final class SimulatedCluster: Sendable {
             await kube.shutdown()
             throw SimulationError(.invalidArgument, "the simulated channel server has no channel '\(options.channel)'")
         }
-        // The configuration is rendered from the inventory before the agents have ports: render with port 0,
-        // start the agents (ports below the ephemeral range), then write the final inventory and check it renders the same.
+        // The agents' ports are known only once they have bound (below the ephemeral range): install the nodes
+        // from an inventory with placeholder ports, start the agents, then write the final inventory and complete
+        // each node's install from it (its nk3-agent.nix names the node's own port, as bootstrap would write it).
         let inventoryPath = "\(dir)/inventory.yaml"
         func writeInventory(_ ports: [String: Int]) throws -> Inventory {
             let text = Self.inventoryYAML(
@@ -273,12 +274,12 @@ public final class SimulatedCluster: Sendable {
         }
         do {
             let final = try writeInventory(Dictionary(uniqueKeysWithValues: members.map { ($0.name, $0.port) }))
-            let check = BundleRenderer(inventory: final, template: nil, signingPublicKeys: [signingKey])
+            let renderer = BundleRenderer(inventory: final, template: nil, signingPublicKeys: [signingKey])
             for m in members {
-                let landed = try await m.node.readConfigFiles()
-                guard let n = final.node(m.name), try check.render(node: n) == landed else {
-                    throw SimulationError(.setup, "the final inventory renders a different configuration for \(m.name)")
+                guard let n = final.node(m.name) else {
+                    throw SimulationError(.setup, "node \(m.name) is missing from the final inventory")
                 }
+                try m.node.completeInstall(files: try renderer.render(node: n))
             }
         } catch {
             await cluster.shutdown()

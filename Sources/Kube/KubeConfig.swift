@@ -100,25 +100,6 @@ public struct KubeConfig: Sendable, Hashable {
         merged.add(raw, directory: directory)
         return try merged.resolve(context: context)
     }
-
-    /// Renders a kubeconfig (one cluster, user and context, all named `name`) with inline `*-data`
-    /// fields, like k3s's `k3s.yaml` (docs/UPSTREAM.md#kubeconfig).
-    public func yaml(name: String = "default") -> String {
-        func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
-        var lines = ["apiVersion: v1", "kind: Config", "clusters:", "- name: \(name)", "  cluster:"]
-        lines.append("    server: \(server.absoluteString)")
-        if let ca = certificateAuthorityPEM { lines.append("    certificate-authority-data: \(b64(ca))") }
-        if let tlsServerName { lines.append("    tls-server-name: \(tlsServerName)") }
-        lines += ["contexts:", "- name: \(name)", "  context:", "    cluster: \(name)", "    user: \(name)"]
-        if let namespace { lines.append("    namespace: \(namespace)") }
-        lines += ["current-context: \(name)", "users:", "- name: \(name)"]
-        var user: [String] = []
-        if let c = clientCertificatePEM { user.append("    client-certificate-data: \(b64(c))") }
-        if let k = clientKeyPEM { user.append("    client-key-data: \(b64(k))") }
-        if let t = token { user.append("    token: \(t)") }
-        lines += user.isEmpty ? ["  user: {}"] : ["  user:"] + user
-        return lines.joined(separator: "\n") + "\n"
-    }
 }
 
 // MARK: - raw file shape (docs/UPSTREAM.md#kubeconfig)

@@ -99,6 +99,25 @@ struct KubeConfigTests {
         await server.shutdown()
     }
 
+    @Test("yaml() writes what parse reads back, values YAML would misread included (quoted by Yams, not by hand)")
+    func writtenRoundTrips() throws {
+        var c = KubeConfig(server: URL(string: "https://10.0.0.1:6443")!, certificateAuthorityPEM: nil)
+        c.token = "a: b #not a comment"
+        c.namespace = "0755"
+        c.tlsServerName = "kubernetes.default.svc"
+        c.certificateAuthorityPEM = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
+        let back = try KubeConfig.parse(yaml: c.yaml(name: "on: yes"), directory: "/nonexistent")
+        #expect(back.server == c.server)
+        #expect(back.token == c.token)
+        #expect(back.namespace == "0755")
+        #expect(back.tlsServerName == c.tlsServerName)
+        #expect(back.certificateAuthorityPEM == c.certificateAuthorityPEM)
+        #expect(back.contextName == "on: yes")
+        // No credentials at all: `user: {}`, which parses as a user without credentials.
+        let bare = KubeConfig(server: URL(string: "https://10.0.0.1:6443")!, certificateAuthorityPEM: nil).yaml()
+        #expect(bare.contains("user: {}"))
+    }
+
     @Test("contexts: current-context by default, a named context on request, an unknown one refused")
     func contexts() throws {
         let yaml = """

@@ -22,7 +22,7 @@ struct NK3Command: AsyncParsableCommand {
             """,
         version: NK3Wire.softwareVersion,
         subcommands: [
-            ApplyCommand.self, UpgradeCommand.self, RebootCommand.self, StatusCommand.self, PlanCommand.self,
+            ApplyCommand.self, UpgradeCommand.self, RollingRebootCommand.self, StatusCommand.self, PlanCommand.self,
             CertsCommand.self,
         ] + extraSubcommands)
 }
@@ -173,7 +173,8 @@ struct UpgradeCommand: AsyncParsableCommand {
     func run() async throws { try await runRollout(.upgrade(action), global: global, options: rollout) }
 }
 
-struct RebootCommand: AsyncParsableCommand {
+/// `nk3 reboot` (not to be confused with NK3Protocol's `RebootCommand`, the signed command sent to one agent).
+struct RollingRebootCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reboot",
         abstract: "Rolling reboot, no configuration change: drain → reboot → Ready → uncordon → gates per node.")

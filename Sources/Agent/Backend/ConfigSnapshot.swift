@@ -45,13 +45,4 @@ public struct ConfigSnapshot: Codable, Sendable, Hashable {
     public var presentNames: [String] {
         entries.filter { $0.value != .absent }.keys.sorted()
     }
-
-    /// The text of the regular files that existed, by name (links and non-UTF-8 files left out).
-    public var textFiles: [String: String] {
-        var out: [String: String] = [:]
-        for (name, entry) in entries {
-            if case .file(let content, _) = entry, let text = String(data: content, encoding: .utf8) { out[name] = text }
-        }
-        return out
-    }
 }

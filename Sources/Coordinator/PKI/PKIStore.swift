@@ -239,11 +239,6 @@ public struct PKIStore: Sendable {
         return text
     }
 
-    /// An agent's TLS identity (key checked 0600).
-    public func agentIdentity(node: String) throws -> TLSIdentity {
-        try identity(agentFiles(node: node), hint: "nk3 certs issue-agent\(hintFlags) \(node) --address IP")
-    }
-
     /// A client's TLS identity (key checked 0600).
     public func clientIdentity(name: String) throws -> TLSIdentity {
         try identity(clientFiles(name: name), hint: "nk3 certs issue-client\(hintFlags) \(name) --role operator")

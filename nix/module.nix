@@ -22,6 +22,13 @@
 
 let
   cfg = config.services.nk3-agent;
+  nftables = config.networking.nftables.enable;
+  isV6 = src: lib.hasInfix ":" src;
+  # An IPv4 or IPv6 address, optionally with a prefix length; nothing else, since the value lands in a firewall
+  # command line (iptables/nft syntax).
+  validSource = src:
+    builtins.match "[0-9]{1,3}([.][0-9]{1,3}){3}(/[0-9]{1,2})?" src != null
+    || builtins.match "[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(/[0-9]{1,3})?" src != null;
   json = pkgs.formats.json { };
 
   storeDir = builtins.storeDir;
@@ -121,6 +128,19 @@ in
       description = "Open `port` in the NixOS firewall (every connection still needs a client certificate from the cluster CA).";
     };
 
+    allowedSources = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "192.0.2.10" "2001:db8::/64" ];
+      description = ''
+        With `openFirewall`: open `port` only to these IPv4/IPv6 addresses or CIDR prefixes (the coordinator's
+        workstations) instead of to every source. A connection from anywhere else is dropped by the kernel
+        before the agent sees it, so a flood from elsewhere costs the agent nothing. Empty: open to all.
+        Written as nixos-fw rules (iptables) or as nftables input rules when networking.nftables.enable is set,
+        as nixpkgs' nixos/modules/services/networking/firewall-iptables.nix and firewall-nftables.nix expect.
+      '';
+    };
+
     certFile = keyPathOption "agent's server certificate (PEM)";
     keyFile = keyPathOption "agent's private key (PEM, mode 0600)";
     caFile = keyPathOption "cluster CA certificate (PEM) that client certificates must chain to";
@@ -208,6 +228,14 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
+        assertion = lib.all validSource cfg.allowedSources;
+        message = ''
+          services.nk3-agent.allowedSources must hold IPv4 or IPv6 addresses or CIDR prefixes (e.g. "192.0.2.10",
+          "10.0.0.0/24", "2001:db8::/64"); not: ${lib.concatMapStringsSep ", " builtins.toJSON
+            (lib.filter (s: !validSource s) cfg.allowedSources)}.
+        '';
+      }
+      {
         assertion = tls.certFile != null && tls.keyFile != null && tls.caFile != null;
         message = ''
           services.nk3-agent is enabled but its TLS files are not all set: certFile = ${showPath tls.certFile},
@@ -250,7 +278,18 @@ in
       "d ${cfg.stateDir}/tls 0700 root root -"
     ];
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.settings.port ];
+    # Open to all: the plain port list. Open to some: one accept rule per source, in the chain nixpkgs' firewall
+    # jumps to for accepted packets (nixos-fw-accept, firewall-iptables.nix) or in its nftables input rules
+    # (networking.firewall.extraInputRules, firewall-nftables.nix).
+    networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && cfg.allowedSources == [ ]) [ cfg.settings.port ];
+    networking.firewall.extraCommands = lib.mkIf (cfg.openFirewall && cfg.allowedSources != [ ] && !nftables)
+      (lib.concatMapStrings (src: ''
+        ${if isV6 src then "ip6tables" else "iptables"} -A nixos-fw -p tcp --dport ${toString cfg.settings.port} -s ${src} -j nixos-fw-accept
+      '') cfg.allowedSources);
+    networking.firewall.extraInputRules = lib.mkIf (cfg.openFirewall && cfg.allowedSources != [ ] && nftables)
+      (lib.concatMapStrings (src: ''
+        ${if isV6 src then "ip6" else "ip"} saddr ${src} tcp dport ${toString cfg.settings.port} accept comment "nk3-agent"
+      '') cfg.allowedSources);
 
     systemd.services.nk3-agent = {
       description = "nk3 node agent (signed NixOS config bundles over mutual TLS)";

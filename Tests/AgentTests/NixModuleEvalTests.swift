@@ -179,9 +179,9 @@ struct NixModuleEvalTests {
         let json = try #require(node.configJSON)
         let config = try AgentConfig.parse(Data(json.utf8), path: "config.json (evaluated)")
         #expect(config.nodeName == "n1")
-        // The inventory's port (a node's own agent_port does not reach nk3-agent.nix yet: issue 14 defect 6).
-        #expect(config.port == 7443)
-        #expect(node.firewallTCP.contains(7443))
+        // The node's own agent_port (7555 in this inventory), not the inventory-wide default 7443.
+        #expect(config.port == 7555)
+        #expect(node.firewallTCP.contains(7555) && !node.firewallTCP.contains(7443))
         #expect(config.confirmTimeoutSeconds == 900)
         #expect(config.signingPublicKeys == [Self.signingKey])
         #expect(config.tls == AgentConfig.TLS(
@@ -204,6 +204,45 @@ struct NixModuleEvalTests {
             { ... }: { services.nk3-agent.settings.kubeletHealthURL = "x"; }
             """])
         #expect(throws: AgentConfigError.self) { try AgentConfig.parse(Data(typo.configJSON!.utf8)) }
+    }
+
+    @Test("allowedSources: the port opens only to the listed addresses (iptables or nftables rules), and a value that is not an address is refused")
+    func allowedSources() throws {
+        let dir = try Self.node(Self.inventory(node: Self.defaultNode))
+        defer { dir.remove() }
+        let open = try Self.evaluated(dir)
+        #expect(open.firewallTCP.contains(7443))
+        #expect(open.firewallCommands.isEmpty && open.firewallInputRules.isEmpty)
+
+        let sources = """
+            { ... }: { services.nk3-agent.allowedSources = [ "192.0.2.10" "10.1.0.0/16" "2001:db8::/64" ]; }
+            """
+        let iptables = try Self.evaluated(dir, extraModules: ["extra.nix": sources])
+        #expect(!iptables.firewallTCP.contains(7443), "open to all despite allowedSources")
+        #expect(iptables.firewallInputRules.isEmpty)
+        let lines = iptables.firewallCommands.split(separator: "\n").map(String.init)
+        #expect(lines == [
+            "iptables -A nixos-fw -p tcp --dport 7443 -s 192.0.2.10 -j nixos-fw-accept",
+            "iptables -A nixos-fw -p tcp --dport 7443 -s 10.1.0.0/16 -j nixos-fw-accept",
+            "ip6tables -A nixos-fw -p tcp --dport 7443 -s 2001:db8::/64 -j nixos-fw-accept",
+        ])
+
+        let nft = try Self.evaluated(dir, extraModules: [
+            "extra.nix": sources, "nft.nix": "{ ... }: { networking.nftables.enable = true; }",
+        ])
+        #expect(nft.firewallCommands.isEmpty)
+        #expect(nft.firewallInputRules.split(separator: "\n").map(String.init) == [
+            "ip saddr 192.0.2.10 tcp dport 7443 accept comment \"nk3-agent\"",
+            "ip saddr 10.1.0.0/16 tcp dport 7443 accept comment \"nk3-agent\"",
+            "ip6 saddr 2001:db8::/64 tcp dport 7443 accept comment \"nk3-agent\"",
+        ])
+
+        for bad in ["10.0.0.1; rm -rf /", "any", "10.0.0.0/8 10.0.0.1", ""] {
+            let node = try Self.evaluated(dir, extraModules: [
+                "extra.nix": "{ ... }: { services.nk3-agent.allowedSources = [ \(String(reflecting: bad)) ]; }",
+            ])
+            #expect(node.failedAssertions.contains { $0.contains("allowedSources must hold IPv4 or IPv6") }, "\(bad)")
+        }
     }
 
     // MARK: assertions

@@ -38,6 +38,8 @@ in
   };
   inherit configJSON;
   firewallTCP = config.networking.firewall.allowedTCPPorts;
+  firewallCommands = config.networking.firewall.extraCommands;
+  firewallInputRules = config.networking.firewall.extraInputRules;
   tmpfiles = config.systemd.tmpfiles.rules;
   stateVersion = config.system.stateVersion or null;
   grubDevices = config.boot.loader.grub.devices;

@@ -66,6 +66,12 @@ in
     networking.firewall.enable = mkOption { type = types.bool; default = true; };
     networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
     networking.firewall.allowedUDPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
+    # nixos/modules/services/networking/firewall-iptables.nix (shell lines run when the nixos-fw chains are built)
+    networking.firewall.extraCommands = mkOption { type = types.lines; default = ""; };
+    # nixos/modules/services/networking/firewall-nftables.nix (nft rules added to the input chain)
+    networking.firewall.extraInputRules = mkOption { type = types.lines; default = ""; };
+    # nixos/modules/services/networking/nftables.nix
+    networking.nftables.enable = mkOption { type = types.bool; default = false; };
     # nixos/modules/config/networking.nix (internal)
     networking.proxy.envVars = mkOption { type = types.attrs; internal = true; default = { }; };
 

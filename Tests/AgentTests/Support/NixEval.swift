@@ -127,6 +127,8 @@ struct EvaluatedNode: Decodable {
     var unit: Unit?
     var configJSON: String?
     var firewallTCP: [Int]
+    var firewallCommands: String
+    var firewallInputRules: String
     var tmpfiles: [String]
     var stateVersion: String?
     var grubDevices: [String]

@@ -41,6 +41,8 @@ final class ConnectionAdmission: Sendable {
         var established: Set<ObjectIdentifier> = []
         var sequence: UInt64 = 0
         var refusals: [String: Int] = [:]
+        /// Connections that completed their handshake and got a place in the established pool, since the start.
+        var establishedTotal = 0
     }
 
     private let limits: HTTPServerLimits
@@ -95,6 +97,7 @@ final class ConnectionAdmission: Sendable {
                 return false
             }
             s.established.insert(id)
+            s.establishedTotal += 1
             return true
         }
     }
@@ -120,6 +123,10 @@ final class ConnectionAdmission: Sendable {
 
     /// Refusals by reason since the start.
     var refusals: [String: Int] { state.withLock { $0.refusals } }
+
+    /// Connections established since the start: handshake completed (client certificate verified) and admitted
+    /// to the established pool. Refused, timed-out, evicted and failed handshakes are not among them.
+    var establishedTotal: Int { state.withLock { $0.establishedTotal } }
 
     private static func remove(_ id: ObjectIdentifier, from s: inout State) {
         guard let entry = s.handshaking.removeValue(forKey: id) else { return }

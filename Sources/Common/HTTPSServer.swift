@@ -152,6 +152,7 @@ public final class HTTPSServer: Sendable {
     private let runTask: Task<Void, Never>
     private let connections: Connections
     private let admission: ConnectionAdmission
+    private let isTLS: Bool
     /// The bound port (useful with port 0).
     public let port: Int
     /// The bound host.
@@ -159,8 +160,9 @@ public final class HTTPSServer: Sendable {
 
     private init(
         serverChannel: NIOAsyncChannel<Connection, Never>, runTask: Task<Void, Never>, connections: Connections,
-        admission: ConnectionAdmission, host: String, port: Int
+        admission: ConnectionAdmission, isTLS: Bool, host: String, port: Int
     ) {
+        self.isTLS = isTLS
         self.serverChannel = serverChannel
         self.runTask = runTask
         self.connections = connections
@@ -320,15 +322,17 @@ public final class HTTPSServer: Sendable {
         }
         logger.debug("http server listening", metadata: ["http.host": "\(host)", "http.port": "\(boundPort)"])
         return HTTPSServer(
-            serverChannel: channel, runTask: task, connections: connections, admission: admission, host: host,
-            port: boundPort)
+            serverChannel: channel, runTask: task, connections: connections, admission: admission, isTLS: isTLS,
+            host: host, port: boundPort)
     }
 
     /// How many connections are being served (tests: 0 once every client has gone away).
     public var openConnectionCount: Int { connections.count }
 
-    /// Connections served since the start (each one TLS handshake when `tls` is set).
-    public var acceptedConnectionCount: Int { connections.total }
+    /// Connections served since the start. With TLS, only those whose handshake completed (client certificate
+    /// verified) and that were admitted: each one a full mTLS handshake. A connection refused by the limits or
+    /// failing its handshake is counted in `admissionRefusals` or nowhere, never here.
+    public var acceptedConnectionCount: Int { isTLS ? admission.establishedTotal : connections.total }
 
     /// TLS connections refused or closed by the admission limits since the start, by reason (`per_address`,
     /// `handshake_pool`, `evicted`, `handshake_timeout`, `established_pool`).

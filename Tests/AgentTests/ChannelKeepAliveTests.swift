@@ -38,6 +38,22 @@ struct ChannelKeepAliveTests {
         #expect(metrics.contains("nk3_agent_connections_total 7"), "\(metrics)")
     }
 
+    @Test("connections whose handshake fails (no client certificate, one from another CA) are not counted as established")
+    func failedHandshakesAreNotCounted() async throws {
+        let fixture = try ChannelFixture()
+        let server = try await fixture.startServer()
+        defer { Task { await server.shutdown() } }
+        let anonymous = try fixture.client(server, identity: nil)
+        await #expect(throws: AgentClientError.self) { _ = try await anonymous.status() }
+        let stranger = try ClusterCA.create(cluster: "other").issueClient(name: "mallory", role: .operator)
+        await #expect(throws: AgentClientError.self) {
+            _ = try await fixture.client(server, identity: stranger).status()
+        }
+        #expect(server.acceptedConnectionCount == 0)
+        let metrics = try await fixture.client(server, identity: fixture.operatorCert).metrics()
+        #expect(metrics.contains("nk3_agent_connections_total 1\n"), "\(metrics)")
+    }
+
     @Test("a kept connection the agent closed by restarting is replaced: the next read succeeds on a fresh connection to the new process")
     func restartedAgentIsReconnected() async throws {
         let fixture = try ChannelFixture()

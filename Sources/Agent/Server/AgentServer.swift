@@ -243,7 +243,7 @@ public final class AgentServer: Service, Sendable {
             out += "nk3_agent_envelopes_total{result=\"\(result)\"} \(n)\n"
         }
         if let accepted = server.withLock({ $0?.acceptedConnectionCount }) {
-            out += "# HELP nk3_agent_connections_total TLS connections accepted since the agent started.\n"
+            out += "# HELP nk3_agent_connections_total TLS connections established since the agent started (handshake completed with a verified client certificate; refusals are in nk3_agent_connections_refused_total).\n"
             out += "# TYPE nk3_agent_connections_total counter\nnk3_agent_connections_total \(accepted)\n"
         }
         if let refusals = server.withLock({ $0?.admissionRefusals }) {

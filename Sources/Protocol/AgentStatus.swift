@@ -33,6 +33,9 @@ public struct AgentStatus: Codable, Sendable, Hashable {
     public var files: [String: String]
     /// `nixos` channel URL from `nix-channel --list`, if any.
     public var channel: String?
+    /// The exact release the `nixos` channel holds (from the unpacked channel's `.version` files), if known.
+    /// Absent from agents that predate it.
+    public var channelRelease: ChannelRelease?
     public var lastAcceptedSerial: UInt64?
     /// The operation in progress (apply awaiting confirm, rebuilding, rolling back), if any.
     public var operation: OperationStatus?
@@ -53,8 +56,10 @@ public struct AgentStatus: Codable, Sendable, Hashable {
         profileGeneration: Int?, profileKernel: String? = nil, bootID: String, uptimeSeconds: Double,
         configHash: String, files: [String: String], channel: String?, lastAcceptedSerial: UInt64?,
         operation: OperationStatus?, lastResult: OperationResult?, kubelet: KubeletState,
-        rollbackMode: String = "dead-man", pendingReboot: PendingRebootStatus? = nil
+        rollbackMode: String = "dead-man", pendingReboot: PendingRebootStatus? = nil,
+        channelRelease: ChannelRelease? = nil
     ) {
+        self.channelRelease = channelRelease
         self.hostname = hostname
         self.agentVersion = agentVersion
         self.kernel = kernel

@@ -98,6 +98,19 @@ struct BackendContractTests {
         #expect(try await s.system.channelState() == saved)
     }
 
+    @Test("channel release: the unpacked channel's .version/.version-suffix/.git-revision, pinnable to releases.nixos.org",
+        arguments: Kind.allCases)
+    func channelRelease(_ kind: Kind) async throws {
+        let s = try make(kind)
+        let state = try await s.system.channelState()
+        let release = try #require(state.release)
+        #expect(release.version == "24.05")
+        #expect(release.versionSuffix.hasPrefix(".") && release.isWellFormed)
+        #expect(release.gitRevision?.count == 40)
+        let url = try #require(state.url(named: "nixos"))
+        #expect(release.pinnedURL(forChannel: url) == "https://releases.nixos.org/nixos/24.05/\(release.name)")
+    }
+
     @Test("rebuild switch makes a new profile generation; activate(previous) moves profile and live system back",
         arguments: Kind.allCases)
     func generations(_ kind: Kind) async throws {

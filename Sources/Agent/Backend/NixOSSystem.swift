@@ -104,7 +104,28 @@ public struct NixOSSystem: NodeSystem {
                 throw NodeSystemError(.fileIO, "cannot read \(file): \(error)")
             }
         }
-        return ChannelState(listFile: list, profileGeneration: linkGeneration(rooted(options.channelsProfile)))
+        return ChannelState(
+            listFile: list, profileGeneration: linkGeneration(rooted(options.channelsProfile)),
+            release: channelRelease(in: rooted(options.channelsProfile) + "/nixos"))
+    }
+
+    /// The release recorded in an unpacked NixOS channel (nixpkgs nixos/lib/make-channel.nix writes `.version-suffix`
+    /// and `.git-revision`; `.version` is nixpkgs' own), nil unless `.version` and `.version-suffix` are readable,
+    /// short and well-formed.
+    func channelRelease(in directory: String) -> ChannelRelease? {
+        func read(_ name: String) -> String? {
+            let path = directory + "/" + name
+            guard let data = FileManager.default.contents(atPath: path), data.count <= 256,
+                let text = String(data: data, encoding: .utf8)
+            else { return nil }
+            // make-channel.nix writes them with `echo -n`; tolerate a trailing newline from a hand-made channel.
+            var trimmed = Substring(text)
+            while let last = trimmed.last, last == "\n" || last == "\r" || last == " " { trimmed.removeLast() }
+            return String(trimmed)
+        }
+        guard let version = read(".version"), let suffix = read(".version-suffix") else { return nil }
+        let release = ChannelRelease(version: version, versionSuffix: suffix, gitRevision: read(".git-revision"))
+        return release.isWellFormed ? release : nil
     }
 
     public func addChannel(url: String, name: String) async throws {

@@ -95,10 +95,14 @@ public struct ChannelState: Codable, Sendable, Hashable {
     public var listFile: String?
     /// Channel profile generation (`channels-N-link`), nil if there is no channel profile.
     public var profileGeneration: Int?
+    /// The release the unpacked `nixos` channel holds (its `.version`, `.version-suffix`, `.git-revision`), nil if
+    /// there is none or the files are missing or malformed. For reports only: a restore never uses it.
+    public var release: ChannelRelease?
 
-    public init(listFile: String?, profileGeneration: Int?) {
+    public init(listFile: String?, profileGeneration: Int?, release: ChannelRelease? = nil) {
         self.listFile = listFile
         self.profileGeneration = profileGeneration
+        self.release = release
     }
 
     /// URL of the channel named `name` in the list file (`URL NAME` per line), if any.

@@ -144,7 +144,7 @@ public actor ApplyEngine: AgentEngine, Service {
                 p.bootID == facts.bootID
                     ? PendingRebootStatus(bootID: p.bootID, reason: p.reason, serial: p.serial, requestedAt: p.requestedAt)
                     : nil
-            })
+            }, channelRelease: channel?.release)
     }
 
     public func landedFiles() async -> [String: String] {

@@ -17,6 +17,8 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
     public var cordoned: Bool?
     /// The operation in progress ("awaiting_confirm until …") or the last result.
     public var operation: String?
+    /// The NixOS/nixpkgs release the node runs (`nixos-version`, e.g. `24.05.4100.f6e5d4c3b2a1`).
+    public var nixpkgs: String?
 
     /// Builds a row from a probe, the node's rendered files and its cordon state.
     public init(probe: ClusterSession.Probe, rendered: [String: String]?, cordoned: Bool?) {
@@ -30,6 +32,7 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
         case .success(let s):
             reachable = true
             kernel = s.kernel
+            nixpkgs = s.nixosVersion.map { String($0.prefix { $0 != " " }) }
             generation = "\(s.currentGeneration.map(String.init) ?? "?")/\(s.bootedGeneration.map(String.init) ?? "?")"
             inSync = rendered.map { Plan.isLanded(rendered: $0, status: s) }
             let k = s.kubelet
@@ -45,22 +48,36 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
 
 /// Renders `nk3 status` as an aligned text table.
 public enum StatusTable {
-    public static let header = ["NODE", "ADDRESS", "REACHABLE", "KERNEL", "GEN cur/boot", "CONFIG", "KUBELET", "CORDONED", "OPERATION"]
+    public static let header = [
+        "NODE", "ADDRESS", "REACHABLE", "KERNEL", "NIXPKGS", "GEN cur/boot", "CONFIG", "KUBELET", "CORDONED", "OPERATION",
+    ]
 
     /// The table, one line per node after a header.
     public static func render(_ rows: [NodeStatusRow]) -> String {
         let cells: [[String]] = [header] + rows.map { r in
             [
-                r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.generation ?? "-",
+                r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.nixpkgs ?? "-", r.generation ?? "-",
                 r.inSync.map { $0 ? "in sync" : "differs" } ?? "-", r.kubelet ?? "-",
                 r.cordoned.map { $0 ? "yes" : "no" } ?? "?", r.operation ?? (r.error.map { "error: \($0)" } ?? "-"),
             ]
         }
         var widths = [Int](repeating: 0, count: header.count)
         for row in cells { for (i, c) in row.enumerated() where i < header.count - 1 { widths[i] = max(widths[i], c.count) } }
-        return cells.map { row in
+        let table = cells.map { row in
             row.enumerated().map { i, c in i < header.count - 1 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }
                 .joined(separator: "  ")
-        }.joined(separator: "\n")
+        }
+        return (table + (mixedReleases(rows).map { [$0] } ?? [])).joined(separator: "\n")
+    }
+
+    /// A line naming each release and its nodes when the reachable nodes run more than one nixpkgs release (nodes
+    /// upgraded from a channel at different times), nil otherwise.
+    public static func mixedReleases(_ rows: [NodeStatusRow]) -> String? {
+        var byRelease: [String: [String]] = [:]
+        for r in rows { if let v = r.nixpkgs { byRelease[v, default: []].append(r.node) } }
+        guard byRelease.count > 1 else { return nil }
+        let parts = byRelease.sorted { $0.key < $1.key }.map { "\($0.key) on \($0.value.joined(separator: ", "))" }
+        return "MIXED: the nodes run \(byRelease.count) nixpkgs releases (\(parts.joined(separator: "; "))); "
+            + "`nk3 upgrade` brings them to one (it pins every node to the release the first node fetches)"
     }
 }

@@ -214,11 +214,20 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                 statuses: statuses, unreachable: unreachable, cordonedByNK3: cordons.byNK3,
                 cordonedByOthers: cordons.byOthers, progress: progress, at: now(), drainBlockers: blockers))
 
+        // One nixpkgs release per upgrade (ChannelPin): a rerun keeps the release the nodes it finished fetched.
+        var pin = plan.isUpgrade ? resumedPin(plan, progress: progress, statuses: statuses) : nil
+        var pinSettled = !plan.isUpgrade || pin != nil
+        if let pin { emit(pin.notice) }
+
         return try await withThrowingTaskGroup(of: RolloutMachine.Input.self) { group in
             var deadlines: [String: Deadline] = [:]
             var outstanding = 0
             while true {
-                for action in actions {
+                for planned in actions {
+                    var action = planned
+                    if case .sendBundle(let node, let bundle) = planned, let pin {
+                        action = .sendBundle(node: node, bundle: pin.apply(to: bundle))
+                    }
                     switch action {
                     case .notify(let notice):
                         emit(notice)
@@ -253,6 +262,25 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     throw fail(RolloutFailure(kind: .other, cause: "internal error: the rollout stalled with nothing to wait for"))
                 }
                 outstanding -= 1
+                if !pinSettled, case .rebuildFinished(let node, let outcome, _) = input, outcome.fetchedChannel,
+                    let bundle = plan.nodes.first(where: { $0.name == node })?.bundle, bundle.upgrade,
+                    let channel = bundle.nixChannel
+                {
+                    pinSettled = true
+                    do {
+                        let status = try await withTimeout(configuration.timeouts.agentCall) { try await agents.status(node: node) }
+                        switch ChannelPin.from(node: node, status: status, channel: channel) {
+                        case .success(let p):
+                            pin = p
+                            emit(p.notice)
+                        case .failure(let why):
+                            emit(ChannelPin.warning(why))
+                        }
+                    } catch {
+                        try rethrowCancellation(error)
+                        emit(ChannelPin.warning(.init(reason: "\(node)'s agent did not report its channel release (\(error))")))
+                    }
+                }
                 actions = machine.handle(input)
             }
         }
@@ -336,6 +364,18 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
             }
         }
         return (statuses, unreachable)
+    }
+
+    /// On a rerun of the same upgrade, the release a node it already finished fetched.
+    private func resumedPin(_ plan: RolloutPlan, progress: RolloutProgress?, statuses: [String: AgentStatus]) -> ChannelPin? {
+        guard let progress, progress.planFingerprint == plan.fingerprint else { return nil }
+        for name in progress.done.keys.sorted() {
+            guard let channel = plan.nodes.first(where: { $0.name == name })?.bundle?.nixChannel,
+                let status = statuses[name], case .success(let pin) = ChannelPin.from(node: name, status: status, channel: channel)
+            else { continue }
+            return pin
+        }
+        return nil
     }
 
     // MARK: - Helpers

@@ -193,6 +193,16 @@ public enum RebuildOutcome: Sendable, Hashable {
     case rolledBack(message: String)
 }
 
+extension RebuildOutcome {
+    /// Whether the rebuild ran to the end, so an `--upgrade` has fetched the channel.
+    var fetchedChannel: Bool {
+        switch self {
+        case .unchanged, .awaitingConfirm, .committed: return true
+        case .failed, .rolledBack: return false
+        }
+    }
+}
+
 /// What a finished rollout did.
 public struct RolloutSummary: Sendable, Hashable {
     /// Nodes changed and confirmed (or rebooted), in the order they finished.

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Protocol
 import Synchronization
 
 /// The simulated channel server (https://nixos.org/channels/…) shared by every simulated node — a SIMULATION.
@@ -21,6 +22,16 @@ public final class SimulatedChannels: Sendable {
 
         /// The short version nixos-version prints first (`24.05`).
         public var series: String { nixosVersion.split(separator: ".").prefix(2).joined(separator: ".") }
+
+        /// What the unpacked channel's `.version`, `.version-suffix` and `.git-revision` hold (nixpkgs
+        /// nixos/lib/make-channel.nix). [simulation] The full git revision is the short one padded with zeros.
+        public var channelRelease: ChannelRelease {
+            let suffix = String(nixosVersion.dropFirst(series.count))
+            let short = nixosVersion.split(separator: ".").last.map(String.init) ?? ""
+            return ChannelRelease(
+                version: series, versionSuffix: suffix,
+                gitRevision: short + String(repeating: "0", count: max(0, 40 - short.count)))
+        }
     }
 
     private let releases = Mutex<[String: [Release]]>([:])
@@ -42,11 +53,15 @@ public final class SimulatedChannels: Sendable {
     /// The URL nodes are installed with for channel `name` (`https://nixos.org/channels/NAME`).
     public static func url(of name: String) -> String { urls(of: name)[0] }
 
-    /// Publishes a newer release of channel `nameOrURL` (a bare name publishes under both nixos.org URLs).
+    /// Publishes a newer release of channel `nameOrURL` (a bare name publishes under both nixos.org URLs). A
+    /// release of a nixos.org channel is also served, for good, at its own fixed URL on releases.nixos.org (what a
+    /// channel URL redirects to; `ChannelRelease.pinnedURL`).
     public func publish(_ nameOrURL: String, _ release: Release) {
         let keys = nameOrURL.contains("://") ? [nameOrURL] : Self.urls(of: nameOrURL)
+        let pinned = keys.compactMap { release.channelRelease.pinnedURL(forChannel: $0) }
         releases.withLock { r in
             for k in keys { r[k, default: []].append(release) }
+            for k in Set(pinned) { r[k] = [release] }
         }
     }
 

@@ -362,7 +362,9 @@ public final class SimulatedNode: NodeSystem, Sendable {
     func channelState(incarnation: Int?) throws -> ChannelState {
         try state.withLock { s in
             try checkAlive(s, incarnation)
-            return ChannelState(listFile: s.channelList, profileGeneration: s.channelProfileGeneration)
+            return ChannelState(
+                listFile: s.channelList, profileGeneration: s.channelProfileGeneration,
+                release: s.channelProfileGeneration.flatMap { s.channelGenerations[$0]?.release.channelRelease })
         }
     }
 

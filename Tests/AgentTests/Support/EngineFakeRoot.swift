@@ -296,7 +296,12 @@ final class EngineFakeRoot: Sendable {
                 content="$url rev=$(cat "$R/control/channel-rev" 2>/dev/null || echo 1)"
                 max=$(ls "$dir" | sed -n 's/^channels-\([0-9]*\)-link$/\1/p' | sort -n | tail -1); max=${max:-0}
                 if [ "$max" -gt 0 ] && [ "$(cat "$dir/channels-$max-link/content" 2>/dev/null)" = "$content" ]; then exit 0; fi
-                n=$((max+1)); mkdir -p "$R/nix/store/channels-$n"; echo "$content" > "$R/nix/store/channels-$n/content"
+                n=$((max+1)); mkdir -p "$R/nix/store/channels-$n/nixos"; echo "$content" > "$R/nix/store/channels-$n/content"
+                # What nixpkgs' nixos/lib/make-channel.nix puts at the top of a channel tarball (written with echo -n).
+                base="${url##*/}"; rev=$(cat "$R/control/channel-rev" 2>/dev/null || echo 1)
+                printf '%s' "${base#nixos-}" > "$R/nix/store/channels-$n/nixos/.version"
+                printf '.%s.0123456789ab' "$rev" > "$R/nix/store/channels-$n/nixos/.version-suffix"
+                printf '0123456789ab%028d' 0 > "$R/nix/store/channels-$n/nixos/.git-revision"
                 ln -s "$R/nix/store/channels-$n" "$dir/channels-$n-link"; ln -sfn "channels-$n-link" "$P" ;;
               --rollback)
                 n="$2"; [ -e "$dir/channels-$n-link" ] || { echo "error: profile version $n does not exist" >&2; exit 1; }

@@ -127,6 +127,15 @@ final class E2ECluster: Sendable {
         }
     }
 
+    /// Sets the inventory's `nix_channel` (a name or a URL).
+    func setInventoryChannel(_ channel: String) throws {
+        let yaml = try String(contentsOfFile: inventoryPath, encoding: .utf8)
+        let lines = yaml.components(separatedBy: "\n")
+        try #require(lines.filter { $0.hasPrefix("nix_channel: ") }.count == 1, "the inventory changed shape")
+        let edited = lines.map { $0.hasPrefix("nix_channel: ") ? "nix_channel: \"\(channel)\"" : $0 }
+        try edited.joined(separator: "\n").write(toFile: inventoryPath, atomically: true, encoding: .utf8)
+    }
+
     /// Points node `name`'s agent connection at another port on 127.0.0.1 (a proxy), keeping the certificate
     /// check against the node's name.
     func redirectAgent(of name: String, toPort port: Int) throws {

@@ -47,6 +47,16 @@ public protocol KubeAPI: Sendable {
     /// `GET /api/v1/nodes?watch=true&resourceVersion=…`: the changes after `resourceVersion`, until the server ends
     /// the stream or the caller cancels (docs/UPSTREAM.md#watch).
     func watchNodes(from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Node>, any Error>
+    /// Moves requests off the API server at `address` (a host, `host:port` or URL: a k3s server about to reboot,
+    /// whose API goes down with it) to another server that answers, and uses that one only when no other answers.
+    /// Returns the server moved to; nil when nothing moved (it was not in use, no other server answered, or this
+    /// client has only one).
+    func moveOff(apiServer address: String) async -> URL?
+}
+
+extension KubeAPI {
+    /// One API server only: nowhere to move.
+    public func moveOff(apiServer address: String) async -> URL? { nil }
 }
 
 /// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons

@@ -124,6 +124,15 @@ public final class KubeClient: KubeAPI {
         return currentServer
     }
 
+    public func moveOff(apiServer address: String) async -> URL? {
+        guard endpoints.all.count > 1,
+            let host = KubeEndpoints.urls(server: config.server, extra: [address]).last?.host
+        else { return nil }
+        let before = currentServer
+        let after = await avoid(host: host)
+        return after == before ? nil : after
+    }
+
     /// Runs `body` with a client and shuts it down afterwards.
     public static func withClient<R: Sendable>(
         config: KubeConfig, options: Options = Options(), logger: Logger, _ body: (KubeClient) async throws -> R

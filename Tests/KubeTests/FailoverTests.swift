@@ -49,6 +49,22 @@ struct FailoverTests {
         }
     }
 
+    @Test("moveOff(apiServer:) names the server it moved to, and nil when the server was not in use")
+    func moveOff() async throws {
+        try await withThreeServers { server, client, urls in
+            // The inventory names a server by host, host:port or URL; the one in use is the kubeconfig's.
+            #expect(await client.moveOff(apiServer: "127.0.0.3") == nil)
+            #expect(client.currentServer == urls[0])
+            #expect(await client.moveOff(apiServer: "127.0.0.1:\(urls[0].port!)") == urls[1])
+            #expect(client.currentServer == urls[1])
+            // Every other server down: nowhere to move, the one in use stays.
+            try await server.setEndpoint(urls[0], down: true)
+            try await server.setEndpoint(urls[2], down: true)
+            #expect(await client.moveOff(apiServer: urls[1].absoluteString) == nil)
+            #expect(client.currentServer == urls[1])
+        }
+    }
+
     @Test("avoid(host:) moves to another live server before the one in use goes down")
     func avoid() async throws {
         try await withThreeServers { server, client, urls in

@@ -22,6 +22,9 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     public let healthRule: WorkloadHealthRule
     public let clock: C
     public let logger: Logger
+    /// Where each k3s server's API is reached (node name → host, `host:port` or URL): the client moves off a
+    /// server's API before nk3 reboots that server.
+    public var apiServers: [String: String] = [:]
 
     static var progressAnnotation: String { "nk3.io/rollout-progress" }
 
@@ -106,6 +109,17 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         var options = drainOptions
         options.timeout = timeout
         _ = try await kube.drain(node: node, options: options, clock: clock, logger: logger)
+    }
+
+    public func prepareReboot(_ node: String) async -> GateReport? {
+        guard let address = apiServers[node] else { return nil }
+        if let moved = await kube.moveOff(apiServer: address) {
+            return GateReport(
+                status: .info,
+                message: "Kubernetes API: using \(moved.absoluteString) while \(node) reboots (its API server goes down with it)",
+                node: node)
+        }
+        return nil
     }
 
     public func runGates(

@@ -65,6 +65,9 @@ extension RolloutExecutor {
             }
 
         case .reboot(let node):
+            if let moved = await cluster.prepareReboot(node) {
+                emit(.init(node: node, phase: .reboot, status: moved.status, message: moved.message))
+            }
             do {
                 _ = try await withTimeout(t.agentCall) {
                     try await agents.submit(node: node, command: .reboot(RebootCommand(reason: configuration.cordonReason)))

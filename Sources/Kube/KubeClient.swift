@@ -234,10 +234,16 @@ public final class KubeClient: KubeAPI {
 
     public func createLease(_ lease: Lease) async throws -> Lease {
         let ns = lease.metadata.namespace ?? "default"
+        var lease = lease
+        lease.metadata.managedFields = nil  // the server's record, not ours to send
         return try await send(.POST, "/apis/coordination.k8s.io/v1/namespaces/\(seg(ns))/leases", body: lease)
     }
 
     public func updateLease(_ lease: Lease) async throws -> Lease {
+        var lease = lease
+        // A PUT carrying managedFields would replace the server's record of who set what
+        // (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management): leave it out.
+        lease.metadata.managedFields = nil
         let ns = lease.metadata.namespace ?? "default"
         guard let name = lease.metadata.name else { throw KubeError(.invalid, "a Lease to update needs metadata.name") }
         return try await send(

@@ -71,10 +71,12 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             guard let name = n.metadata.name else { continue }
             let ours = n.annotation(NK3Annotations.cordonedBy) != nil
             if n.isUnschedulable {
-                if ours {
+                // managedFields say who set spec.unschedulable (a person's `kubectl cordon` after an uncordon keeps
+                // nk3's annotations); the annotation decides only where the API records no manager.
+                if n.isCordonedByNK3 {
                     out.byNK3[name] = n.annotation(NK3Annotations.cordonReason) ?? ""
                 } else {
-                    out.byOthers[name] = ""
+                    out.byOthers[name] = n.unschedulableManager.map { "held by \($0)" } ?? ""
                 }
             } else if ours {
                 // Schedulable with nk3's record: someone uncordoned it (`kubectl uncordon` keeps annotations).

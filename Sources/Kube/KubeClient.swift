@@ -115,7 +115,10 @@ public final class KubeClient: KubeAPI {
             var request = HTTPClientRequest(url: e.base + "/readyz")
             request.headers.add(name: "User-Agent", value: Self.userAgent)
             if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-            if let response = try? await e.http.execute(request, timeout: .seconds(5), logger: logger), response.status == .ok {
+            // The request timeout, not less: a loaded coordinator's first TLS handshake with a server can take seconds.
+            if let response = try? await e.http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger),
+                response.status == .ok
+            {
                 endpoints.succeeded(i)
                 logger.info("using another Kubernetes API server", metadata: ["kube.server": "\(e.server)", "kube.avoided": "\(host ?? "")"])
                 break

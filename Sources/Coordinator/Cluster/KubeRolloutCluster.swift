@@ -114,7 +114,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     }
 
     public func prepareReboot(_ node: String) async -> GateReport? {
-        guard let address = apiServers[node] else { return nil }
+        guard let address = apiServers[node], apiServers.count > 1 else { return nil }
         if let moved = await kube.moveOff(apiServer: address) {
             return GateReport(
                 status: .info,

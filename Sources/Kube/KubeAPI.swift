@@ -47,6 +47,16 @@ public protocol KubeAPI: Sendable {
     /// `GET /api/v1/nodes?watch=true&resourceVersion=…`: the changes after `resourceVersion`, until the server ends
     /// the stream or the caller cancels (docs/UPSTREAM.md#watch).
     func watchNodes(from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Node>, any Error>
+    /// Moves requests off the API server at `address` (a host, `host:port` or URL: a k3s server about to reboot,
+    /// whose API goes down with it) to another server that answers, and uses that one only when no other answers.
+    /// Returns the server moved to; nil when nothing moved (it was not in use, no other server answered, or this
+    /// client has only one).
+    func moveOff(apiServer address: String) async -> URL?
+}
+
+extension KubeAPI {
+    /// One API server only: nowhere to move.
+    public func moveOff(apiServer address: String) async -> URL? { nil }
 }
 
 /// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons
@@ -100,7 +110,9 @@ extension KubeAPI {
         for _ in 0..<5 {
             let current = try await getNode(node)
             if current.isUnschedulable {
-                if let by = current.annotation(NK3Annotations.cordonedBy) { return .alreadyCordonedByNK3(by: by) }
+                if current.isCordonedByNK3 {
+                    return .alreadyCordonedByNK3(by: current.annotation(NK3Annotations.cordonedBy) ?? KubeClient.fieldManager)
+                }
                 return .alreadyCordonedByOther
             }
             do {
@@ -115,18 +127,21 @@ extension KubeAPI {
         throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to cordon it; retry")
     }
 
-    /// Uncordons `node` only if nk3 cordoned it (the `nk3.io/cordoned-by` annotation is present), removing
-    /// the annotations. A node cordoned by someone else throws `.refused` and stays cordoned.
+    /// Uncordons `node` only if nk3 holds its cordon (`Node.isCordonedByNK3`: managedFields, else nk3's
+    /// annotation), removing the annotations. A node cordoned by someone else throws `.refused` and stays cordoned.
     public func uncordonIfCordonedByNK3(node: String) async throws -> UncordonOutcome {
         for _ in 0..<5 {
             let current = try await getNode(node)
-            let ours = current.annotation(NK3Annotations.cordonedBy) != nil
-            if current.isUnschedulable && !ours {
+            let annotated = current.annotation(NK3Annotations.cordonedBy) != nil
+            if current.isUnschedulable && !current.isCordonedByNK3 {
+                let why =
+                    current.unschedulableManager.map { "spec.unschedulable was set by \($0)" }
+                    ?? "no \(NK3Annotations.cordonedBy) annotation"
                 throw KubeError(
                     .refused,
-                    "node \(node) was cordoned, but not by nk3 (no \(NK3Annotations.cordonedBy) annotation): nk3 leaves it cordoned; run `kubectl uncordon \(node)` if that is intended")
+                    "node \(node) is cordoned, but held by someone else (\(why)): nk3 leaves it cordoned; run `kubectl uncordon \(node)` if that is intended")
             }
-            if !current.isUnschedulable && !ours { return .notCordoned }
+            if !current.isUnschedulable && !annotated { return .notCordoned }
             do {
                 try await setUnschedulable(
                     node, false, annotations: [NK3Annotations.cordonedBy: nil, NK3Annotations.cordonReason: nil],

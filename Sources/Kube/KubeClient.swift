@@ -115,13 +115,25 @@ public final class KubeClient: KubeAPI {
             var request = HTTPClientRequest(url: e.base + "/readyz")
             request.headers.add(name: "User-Agent", value: Self.userAgent)
             if let token = config.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-            if let response = try? await e.http.execute(request, timeout: .seconds(5), logger: logger), response.status == .ok {
+            // The request timeout, not less: a loaded coordinator's first TLS handshake with a server can take seconds.
+            if let response = try? await e.http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger),
+                response.status == .ok
+            {
                 endpoints.succeeded(i)
                 logger.info("using another Kubernetes API server", metadata: ["kube.server": "\(e.server)", "kube.avoided": "\(host ?? "")"])
                 break
             }
         }
         return currentServer
+    }
+
+    public func moveOff(apiServer address: String) async -> URL? {
+        guard endpoints.all.count > 1,
+            let host = KubeEndpoints.urls(server: config.server, extra: [address]).last?.host
+        else { return nil }
+        let before = currentServer
+        let after = await avoid(host: host)
+        return after == before ? nil : after
     }
 
     /// Runs `body` with a client and shuts it down afterwards.
@@ -225,10 +237,16 @@ public final class KubeClient: KubeAPI {
 
     public func createLease(_ lease: Lease) async throws -> Lease {
         let ns = lease.metadata.namespace ?? "default"
+        var lease = lease
+        lease.metadata.managedFields = nil  // the server's record, not ours to send
         return try await send(.POST, "/apis/coordination.k8s.io/v1/namespaces/\(seg(ns))/leases", body: lease)
     }
 
     public func updateLease(_ lease: Lease) async throws -> Lease {
+        var lease = lease
+        // A PUT carrying managedFields would replace the server's record of who set what
+        // (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management): leave it out.
+        lease.metadata.managedFields = nil
         let ns = lease.metadata.namespace ?? "default"
         guard let name = lease.metadata.name else { throw KubeError(.invalid, "a Lease to update needs metadata.name") }
         return try await send(

@@ -129,7 +129,8 @@ struct KubeRolloutClusterTests {
             try await cluster.cordon("n1", reason: "nk3 rollout")
             #expect(try await cluster.cordons() == NodeCordons(byNK3: ["n1": "nk3 rollout"]))
             // Somebody else cordons n2 by hand: nk3 neither claims nor undoes it.
-            _ = try await cluster.kube.setUnschedulable("n2", true)
+            // (Stored without a field manager: nk3's own client would record itself as the manager.)
+            state.update(.nodes, name: "n2", as: Node.self) { $0.spec?.unschedulable = true }
             #expect(try await cluster.cordons() == NodeCordons(byNK3: ["n1": "nk3 rollout"], byOthers: ["n2": ""]))
             #expect(try await cluster.uncordonIfOurs("n2") == false)
             #expect(state.node("n2")?.isUnschedulable == true)
@@ -149,7 +150,7 @@ struct KubeRolloutClusterTests {
             #expect(try await cluster.cordons() == NodeCordons())
             #expect(state.node("n1")?.annotation(NK3Annotations.cordonedBy) == nil, "the stale record is gone")
             // Now a person cordons it for maintenance: it is theirs, and nk3 leaves it cordoned.
-            _ = try await cluster.kube.setUnschedulable("n1", true)
+            state.update(.nodes, name: "n1", as: Node.self) { $0.spec?.unschedulable = true }
             #expect(try await cluster.cordons() == NodeCordons(byOthers: ["n1": ""]))
             #expect(try await cluster.uncordonIfOurs("n1") == false)
             #expect(state.node("n1")?.isUnschedulable == true)

@@ -49,6 +49,23 @@ struct FailoverTests {
         }
     }
 
+    @Test("moveOff(apiServer:) names the server it moved to, and nil when the server was not in use")
+    func moveOff() async throws {
+        try await withThreeServers { server, client, urls in
+            // The inventory names a server by host, host:port or URL; the one in use is the kubeconfig's.
+            #expect(await client.moveOff(apiServer: "127.0.0.3") == nil)
+            #expect(client.currentServer == urls[0])
+            // To another server that answers /readyz (the next in line, unless it answered too slowly).
+            let moved = try #require(await client.moveOff(apiServer: "127.0.0.1:\(urls[0].port!)"))
+            #expect(moved != urls[0] && urls.contains(moved))
+            #expect(client.currentServer == moved)
+            // Every other server down: nowhere to move, the one in use stays.
+            for url in urls where url != moved { try await server.setEndpoint(url, down: true) }
+            #expect(await client.moveOff(apiServer: moved.absoluteString) == nil)
+            #expect(client.currentServer == moved)
+        }
+    }
+
     @Test("avoid(host:) moves to another live server before the one in use goes down")
     func avoid() async throws {
         try await withThreeServers { server, client, urls in

@@ -70,4 +70,37 @@ struct KubectlCompatTests {
         #expect(merr.contains("nodes \"ghost\" not found"))
         await server.shutdown()
     }
+
+    @Test("nk3's cordon, then a person's kubectl uncordon + kubectl cordon (annotations kept): held by kubectl, not uncordoned",
+          .enabled(if: kubectl != nil), .timeLimit(.minutes(2)))
+    func personRecordonsAfterNK3() async throws {
+        let server = try await FakeKubeServer.start(logger: quietLogger)
+        let dir = try temporaryDirectory()
+        try server.writeKubeconfig(to: dir + "/kubeconfig")
+        server.state.addNode("n1")
+        try await KubeClient.withClient(config: try server.clientConfig(), options: fastOptions, logger: quietLogger) { client in
+            #expect(try await client.cordon(node: "n1", by: "nk3/alice@laptop", reason: "rollout") == .cordoned)
+            let mine = try await client.getNode("n1")
+            #expect(mine.unschedulableManager == "nk3")
+            #expect(mine.isCordonedByNK3)
+            for verb in ["uncordon", "cordon"] {
+                let (code, _, stderr) = try await run([verb, "n1"], dir: dir)
+                #expect(code == 0, "kubectl \(verb) failed: \(stderr)")
+            }
+            let node = try await client.getNode("n1")
+            #expect(node.isUnschedulable)
+            #expect(node.annotation(NK3Annotations.cordonedBy) == "nk3/alice@laptop", "kubectl keeps annotations")
+            // The manager is the real kubectl's: its fieldManager, else its User-Agent's prefix.
+            let manager = try #require(node.unschedulableManager)
+            #expect(manager.hasPrefix("kubectl"))
+            #expect(!node.isCordonedByNK3)
+            #expect(node.cordonHolder == manager)
+            let refusal = await #expect(throws: KubeError.self) { try await client.uncordonIfCordonedByNK3(node: "n1") }
+            #expect(refusal?.code == .refused)
+            #expect(refusal?.message.contains("held by someone else (spec.unschedulable was set by \(manager))") == true, "\(refusal?.message ?? "")")
+            #expect(try await client.getNode("n1").isUnschedulable, "still cordoned")
+            #expect(try await client.cordon(node: "n1", by: "nk3/bob@ci", reason: "rollout") == .alreadyCordonedByOther)
+        }
+        await server.shutdown()
+    }
 }

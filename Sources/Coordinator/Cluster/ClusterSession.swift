@@ -103,10 +103,19 @@ public struct ClusterSession: Sendable {
     public func kubeConfig() throws -> KubeConfig {
         do {
             var config = try KubeConfig.load(path: kubeconfigPath, context: kubeContext)
-            config.extraServers = inventory.nodes.filter(\.isServer).map { $0[hostvar: "agent_address"]?.stringValue ?? $0.address }
+            config.extraServers = apiServers.map(\.address)
             return config
         } catch {
             throw CoordinatorError(.invalidInput, "\(error)")
+        }
+    }
+
+    /// Every k3s server's Kubernetes API address, in inventory order: the `kube_api_address` hostvar (host,
+    /// `host:port` or URL; a lab or a load balancer in front), else the address its agent is reached at. A bare host
+    /// takes the kubeconfig server's port (k3s serves the API on 6443 on every server).
+    public var apiServers: [(node: String, address: String)] {
+        inventory.nodes.filter(\.isServer).map { n in
+            (n.name, n[hostvar: "kube_api_address"]?.stringValue ?? n[hostvar: "agent_address"]?.stringValue ?? n.address)
         }
     }
 
@@ -311,11 +320,13 @@ public struct ClusterSession: Sendable {
     }
 
     private func rolloutCluster<C: Clock<Duration>>(kube: KubeClient, clock: C, pollInterval: Duration) -> KubeRolloutCluster<C> {
-        KubeRolloutCluster(
+        var cluster = KubeRolloutCluster(
             kube: kube, clusterName: inventory.clusterName, watchNamespaces: inventory.watchNamespaces,
             ceph: inventory.ceph.enabled ? (inventory.ceph.namespace, inventory.ceph.name ?? inventory.ceph.namespace) : nil,
             pollInterval: pollInterval, drainOptions: DrainOptions(evictRetryDelay: evictRetryDelay), clock: clock,
             logger: logger, healthRule: inventory.healthRule)
+        cluster.apiServers = Dictionary(apiServers.map { ($0.node, $0.address) }, uniquingKeysWith: { a, _ in a })
+        return cluster
     }
 
     /// A coordinator killed just after asking a node to reboot leaves progress saying so; a rerun started while

@@ -22,6 +22,9 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     public let healthRule: WorkloadHealthRule
     public let clock: C
     public let logger: Logger
+    /// Where each k3s server's API is reached (node name → host, `host:port` or URL): the client moves off a
+    /// server's API before nk3 reboots that server.
+    public var apiServers: [String: String] = [:]
 
     static var progressAnnotation: String { "nk3.io/rollout-progress" }
 
@@ -68,10 +71,12 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             guard let name = n.metadata.name else { continue }
             let ours = n.annotation(NK3Annotations.cordonedBy) != nil
             if n.isUnschedulable {
-                if ours {
+                // managedFields say who set spec.unschedulable (a person's `kubectl cordon` after an uncordon keeps
+                // nk3's annotations); the annotation decides only where the API records no manager.
+                if n.isCordonedByNK3 {
                     out.byNK3[name] = n.annotation(NK3Annotations.cordonReason) ?? ""
                 } else {
-                    out.byOthers[name] = ""
+                    out.byOthers[name] = n.unschedulableManager.map { "held by \($0)" } ?? ""
                 }
             } else if ours {
                 // Schedulable with nk3's record: someone uncordoned it (`kubectl uncordon` keeps annotations).
@@ -106,6 +111,17 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         var options = drainOptions
         options.timeout = timeout
         _ = try await kube.drain(node: node, options: options, clock: clock, logger: logger)
+    }
+
+    public func prepareReboot(_ node: String) async -> GateReport? {
+        guard let address = apiServers[node], apiServers.count > 1 else { return nil }
+        if let moved = await kube.moveOff(apiServer: address) {
+            return GateReport(
+                status: .info,
+                message: "Kubernetes API: using \(moved.absoluteString) while \(node) reboots (its API server goes down with it)",
+                node: node)
+        }
+        return nil
     }
 
     public func runGates(

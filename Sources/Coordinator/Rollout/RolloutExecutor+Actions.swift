@@ -54,6 +54,11 @@ extension RolloutExecutor {
                 try rethrowCancellation(error)
                 return .failed(node: node, step: .drain, kind: kind(of: error, default: .timeout), cause: "drain failed: \(error)")
             }
+            // The reboot comes next: move off the node's API server now, so the line comes before "Rebooting X"
+            // (the reboot action asks again, for a reboot without a drain).
+            if let moved = await cluster.prepareReboot(node) {
+                emit(.init(node: node, phase: .drain, status: moved.status, message: moved.message))
+            }
             do {
                 let status = try await withTimeout(t.agentCall) { try await agents.status(node: node) }
                 return .drained(node: node, status: status)
@@ -65,6 +70,9 @@ extension RolloutExecutor {
             }
 
         case .reboot(let node):
+            if let moved = await cluster.prepareReboot(node) {
+                emit(.init(node: node, phase: .reboot, status: moved.status, message: moved.message))
+            }
             do {
                 _ = try await withTimeout(t.agentCall) {
                     try await agents.submit(node: node, command: .reboot(RebootCommand(reason: configuration.cordonReason)))

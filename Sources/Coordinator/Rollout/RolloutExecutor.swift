@@ -126,30 +126,47 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         await Task { try? await body() }.value
     }
 
+    /// Renews the Lease every `leaseRenewInterval`; after a failed renewal it tries again sooner (every second or
+    /// poll interval), and gives up once the Lease has gone unrenewed for its whole TTL. Only another holder is
+    /// `.lockHeld`; an API that cannot be reached is `.unreachable` (exit 3), any other refusal `.other`.
     private func keepLease() async throws {
         let ttl = configuration.leaseTTL
         let every = configuration.leaseRenewInterval ?? ttl / 3
+        let retry = min(every, max(configuration.pollInterval, .seconds(1)))
         var lastRenewed = clock.now
+        var next = every
         while true {
-            try await clock.sleep(until: clock.now.advanced(by: every), tolerance: nil)
+            try await clock.sleep(until: clock.now.advanced(by: next), tolerance: nil)
             do {
                 _ = try await cluster.renewLease(holder: configuration.holder, ttl: ttl)
                 lastRenewed = clock.now
+                next = every
             } catch let held as RolloutLeaseHeld {
                 throw fail(leaseHeldFailure(held, lost: true))
             } catch {
                 if Task.isCancelled { throw CancellationError() }
                 logger.warning("could not renew the rollout lease", metadata: ["rollout.error": "\(error)"])
+                next = retry
                 if lastRenewed.duration(to: clock.now) >= ttl {
-                    throw fail(
-                        RolloutFailure(
-                            kind: .lockHeld, cause: "could not renew the rollout lease for \(RolloutDurations.describe(ttl)): \(error)",
-                            message: "rollout aborted: could not renew the cluster's rollout lease for "
-                                + "\(RolloutDurations.describe(ttl)) (\(error)); another coordinator may take it, so nk3 "
-                                + "stops here. Progress is saved; rerun to resume."))
+                    throw fail(renewalFailure(error, ttl: ttl))
                 }
             }
         }
+    }
+
+    /// The failure when the Lease could not be renewed for `ttl`: unreachable API, or another error — never "another
+    /// rollout holds the lease", which only a Lease held by someone else says.
+    private func renewalFailure(_ error: any Error, ttl: Duration) -> RolloutFailure {
+        let kind = kind(of: error, default: .other)
+        let what =
+            kind == .unreachable
+            ? "the Kubernetes API could not be reached to renew the cluster's rollout lease"
+            : "could not renew the cluster's rollout lease"
+        return RolloutFailure(
+            kind: kind == .lockHeld ? .other : kind,
+            cause: "\(what) for \(RolloutDurations.describe(ttl)): \(error)",
+            message: "rollout aborted: \(what) for \(RolloutDurations.describe(ttl)) (\(error)); another coordinator "
+                + "could take it once it expires, so nk3 stops here. Progress is saved; rerun to resume.")
     }
 
     private func leaseHeldFailure(_ held: RolloutLeaseHeld, lost: Bool) -> RolloutFailure {

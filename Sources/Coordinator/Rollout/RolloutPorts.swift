@@ -66,6 +66,14 @@ public protocol RolloutCluster: Sendable {
     func loadProgress() async throws -> RolloutProgress?
     /// Forgets the progress (after a rollout finished).
     func clearProgress() async throws
+    /// Called just before nk3 asks `node` to reboot: a k3s server's API goes down with it, so a client using it
+    /// moves to another server first. Returns a line to show when it moved (or could not), else nil.
+    func prepareReboot(_ node: String) async -> GateReport?
+}
+
+extension RolloutCluster {
+    /// Nothing to prepare: one API server, or none on the node.
+    public func prepareReboot(_ node: String) async -> GateReport? { nil }
 }
 
 /// The boot a node's Ready must come from: the one its agent reported after nk3 rebooted it.

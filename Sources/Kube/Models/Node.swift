@@ -34,6 +34,23 @@ public struct Node: Codable, Sendable, Hashable {
     public var kernelVersion: String? { status?.nodeInfo?.kernelVersion }
     /// An annotation's value.
     public func annotation(_ key: String) -> String? { metadata.annotations?[key] }
+
+    /// Who set `spec.unschedulable`, from `metadata.managedFields` (e.g. `nk3`, or `kubectl` / `kubectl-cordon`
+    /// for a person's `kubectl cordon`); nil when the API records no manager for it.
+    public var unschedulableManager: String? { metadata.manager(of: ["spec", "unschedulable"]) }
+
+    /// Whether nk3 holds this node's cordon: it is cordoned, and `spec.unschedulable` was set by nk3's field manager
+    /// where managedFields say who set it — `kubectl uncordon` keeps nk3's annotations, so after a person's
+    /// uncordon and cordon the annotations alone would lie (kubectl pkg/drain/cordon.go patches only
+    /// `spec.unschedulable`). Where the API records no manager, nk3's annotation decides.
+    public var isCordonedByNK3: Bool {
+        guard isUnschedulable else { return false }
+        if let manager = unschedulableManager { return manager == KubeClient.fieldManager }
+        return annotation(NK3Annotations.cordonedBy) != nil
+    }
+
+    /// Who holds a cordon that is not nk3's, for messages: the field manager, else "someone else".
+    public var cordonHolder: String { unschedulableManager ?? "someone else" }
 }
 
 /// `spec` of a Node.

@@ -22,6 +22,10 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     public var creationTimestamp: String?
     /// Set while the object terminates.
     public var deletionTimestamp: String?
+    /// Which field manager set which fields (https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management).
+    /// `KubeClient` does not send it back on Lease writes (an update that carries managedFields replaces the server's record).
+    /// Kept as the JSON the API sent (`managedFieldsEntries` reads it).
+    public var managedFields: JSONValue?
 
     /// Makes metadata.
     public init(
@@ -41,8 +45,54 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
         self.deletionTimestamp = deletionTimestamp
     }
 
+    /// The entries of `managedFields`.
+    public var managedFieldsEntries: [ManagedFieldsEntry] {
+        guard case .array(let list)? = managedFields else { return [] }
+        func text(_ v: JSONValue?) -> String? { if case .string(let s)? = v { return s } else { return nil } }
+        return list.map { e in
+            var entry = ManagedFieldsEntry(manager: text(e["manager"]), operation: text(e["operation"]), fieldsV1: e["fieldsV1"])
+            entry.subresource = text(e["subresource"])
+            return entry
+        }
+    }
+
+    /// The manager of the field at `path` (e.g. `["spec", "unschedulable"]`): the entry whose `fieldsV1` holds it.
+    /// nil when no entry does (the field is unset, or the API keeps no managedFields).
+    public func manager(of path: [String]) -> String? {
+        managedFieldsEntries.last { entry in
+            var v: JSONValue? = entry.fieldsV1
+            for key in path { v = v?["f:" + key] }
+            return v != nil
+        }?.manager
+    }
+
     /// The controlling owner (`controller: true`), as `metav1.GetControllerOf` finds it.
     public var controller: OwnerReference? { ownerReferences?.first { $0.controller == true } }
+}
+
+/// One entry of `metadata.managedFields` (`metav1.ManagedFieldsEntry`).
+public struct ManagedFieldsEntry: Codable, Sendable, Hashable {
+    /// The field manager: an update's `fieldManager` parameter, else its User-Agent up to the first `/`.
+    public var manager: String?
+    /// `Update` or `Apply`.
+    public var operation: String?
+    /// The API version the fields were set through.
+    public var apiVersion: String?
+    /// When the entry last changed.
+    public var time: String?
+    /// `FieldsV1`.
+    public var fieldsType: String?
+    /// The fields, as nested `{"f:spec":{"f:unschedulable":{}}}` keys.
+    public var fieldsV1: JSONValue?
+    /// The subresource written (`status`), if any.
+    public var subresource: String?
+
+    /// Makes an entry.
+    public init(manager: String?, operation: String? = "Update", fieldsV1: JSONValue?) {
+        self.manager = manager
+        self.operation = operation
+        self.fieldsV1 = fieldsV1
+    }
 }
 
 /// One entry of `metadata.ownerReferences`.

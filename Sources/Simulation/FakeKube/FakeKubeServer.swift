@@ -83,11 +83,11 @@ public final class FakeKubeServer: Sendable {
 
     /// Starts another endpoint of the same simulated cluster on `host` — a loopback address such as 127.0.0.2, as
     /// every k3s server serves the API — with a certificate from the same CA naming `certificateNames` (default: the
-    /// host). Returns its URL.
+    /// host), on `port` (0: an ephemeral one). Returns its URL.
     @discardableResult
-    public func addEndpoint(host: String, certificateNames: [String]? = nil) async throws -> URL {
+    public func addEndpoint(host: String, port: Int = 0, certificateNames: [String]? = nil) async throws -> URL {
         let tls = try Self.tlsContext(ca: ca, names: certificateNames ?? [host])
-        let server = try await Self.listen(state: state, host: host, port: 0, tls: tls, logger: logger)
+        let server = try await Self.listen(state: state, host: host, port: port, tls: tls, logger: logger)
         let hostPart = host.contains(":") ? "[\(host)]" : host
         let endpoint = URL(string: "https://\(hostPart):\(server.port)")!
         listeners.withLock { $0[endpoint] = Listener(host: host, port: server.port, tls: tls, server: server) }

@@ -121,12 +121,21 @@ public final class SimulatedCluster: Sendable {
     public let clock: any AgentClock
     let workloads: SimulatedWorkloads
     let logger: Logger
+    /// Each k3s server's API endpoint (the first server's is `kube.url`, the kubeconfig's server; the others on
+    /// 127.0.0.2, 127.0.0.3, …): it goes down with its server for the whole reboot (k3s runs the API server in the
+    /// same process as the kubelet) and is back once the node's kubelet is ready again.
+    public let apiEndpoints: [String: URL]
+    private let outages = Mutex(0)
+
+    /// How many times a server's API endpoint went down with its node so far.
+    public var apiOutages: Int { outages.withLock { $0 } }
 
     private init(
         directory: URL, members: [Member], kube: FakeKubeServer, pki: PKIStore, inventoryPath: String,
         kubeconfigPath: String, channels: SimulatedChannels, speed: SimulationSpeed, clock: any AgentClock,
-        workloads: SimulatedWorkloads, logger: Logger
+        workloads: SimulatedWorkloads, apiEndpoints: [String: URL], logger: Logger
     ) {
+        self.apiEndpoints = apiEndpoints
         self.directory = directory
         self.members = members
         self.kube = kube
@@ -179,6 +188,28 @@ public final class SimulatedCluster: Sendable {
         let kube = try await FakeKubeServer.start(logger: log)
         let kubeconfigPath = "\(dir)/kubeconfig.yaml"
         try kube.writeKubeconfig(to: kubeconfigPath)
+        // One API endpoint per k3s server, all serving the same state, as every k3s server serves the API.
+        var apiEndpoints: [String: URL] = [:]
+        do {
+            for (i, name) in names.prefix(serverCount).enumerated() {
+                if i == 0 {
+                    apiEndpoints[name] = kube.url
+                    continue
+                }
+                let host = "127.0.0.\(i % 250 + 1)"
+                // The same port as the first where it is free (a bare address in the inventory would do), else any.
+                let url: URL
+                do { url = try await kube.addEndpoint(host: host, port: kube.url.port ?? 0) } catch {
+                    url = try await kube.addEndpoint(host: host)
+                }
+                apiEndpoints[name] = url
+            }
+        } catch {
+            await kube.shutdown()
+            throw SimulationError(.setup, "cannot start the simulated servers' Kubernetes API endpoints: \(error)")
+        }
+        let servedAPIs = apiEndpoints
+        let apiAddresses = apiEndpoints.mapValues { "\($0.host!):\($0.port!)" }
 
         // Agent slots: bind every port first so the inventory can name them.
         let channels = SimulatedChannels()
@@ -193,7 +224,7 @@ public final class SimulatedCluster: Sendable {
         let inventoryPath = "\(dir)/inventory.yaml"
         func writeInventory(_ ports: [String: Int]) throws -> Inventory {
             let text = Self.inventoryYAML(
-                names: names, servers: serverNames, ports: ports, options: options, speed: speed,
+                names: names, servers: serverNames, apiAddresses: apiAddresses, ports: ports, options: options, speed: speed,
                 pkiDir: pki.directory, kubeconfig: kubeconfigPath)
             try SecureFiles.writeAtomically(text, to: inventoryPath, permissions: 0o644)
             do {
@@ -247,12 +278,20 @@ public final class SimulatedCluster: Sendable {
         let cluster = SimulatedCluster(
             directory: URL(fileURLWithPath: dir), members: members, kube: kube, pki: pki, inventoryPath: inventoryPath,
             kubeconfigPath: kubeconfigPath, channels: channels, speed: speed, clock: clock, workloads: workloads,
-            logger: log)
+            apiEndpoints: servedAPIs, logger: log)
         for m in members {
             // The agent follows its machine: gone when it goes down, a new process once it has booted.
             m.node.onEvent { [slot = m.slot] event in
                 switch event {
-                case .poweredDown: slot.enqueue { await slot.stop(reason: "the machine went down") }
+                case .poweredDown:
+                    slot.enqueue { await slot.stop(reason: "the machine went down") }
+                    if let api = servedAPIs[m.name] {
+                        slot.enqueue { await cluster.setAPI(api, of: m.name, down: true) }
+                    }
+                case .kubelet(ready: true):
+                    if let api = servedAPIs[m.name] {
+                        slot.enqueue { await cluster.setAPI(api, of: m.name, down: false) }
+                    }
                 case .booted:
                     slot.enqueue {
                         do { try await slot.startRetrying() } catch {
@@ -304,6 +343,18 @@ public final class SimulatedCluster: Sendable {
             }
         }
         await kube.shutdown()
+    }
+
+    /// Takes a server's API endpoint down with its node, or brings it back.
+    func setAPI(_ endpoint: URL, of name: String, down: Bool) async {
+        guard kube.isUp(endpoint) == down else { return }
+        do {
+            try await kube.setEndpoint(endpoint, down: down)
+            if down { outages.withLock { $0 += 1 } }
+            logger.info("[simulation] Kubernetes API endpoint \(endpoint.absoluteString) of \(name) is \(down ? "down" : "up")")
+        } catch {
+            logger.error("[simulation] cannot bring the API endpoint \(endpoint.absoluteString) of \(name) back: \(error)")
+        }
     }
 
     // MARK: - lookup and clients
@@ -415,72 +466,5 @@ public final class SimulatedCluster: Sendable {
         case .pdbHoldsEviction:
             workloads.unholdEvictions(on: name)
         }
-    }
-
-    // MARK: - files
-
-    static let hardwareConfiguration = """
-        # [simulation] hardware-configuration.nix of a simulated node (not managed by nk3).
-        { config, lib, modulesPath, ... }:
-        {
-          imports = [ (modulesPath + "/profiles/qemu-guest.nix") ];
-          boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "ahci" ];
-          fileSystems."/" = { device = "/dev/vda1"; fsType = "ext4"; };
-          swapDevices = [ ];
-        }
-
-        """
-
-    /// The inventory: the Python tool's keys plus nk3's. All agents are on 127.0.0.1, so nodes are keyed by
-    /// hostname and carry the hostvars `agent_address: 127.0.0.1` and `agent_port: <port>`.
-    static func inventoryYAML(
-        names: [String], servers: Set<String>, ports: [String: Int], options: Options, speed: SimulationSpeed,
-        pkiDir: String, kubeconfig: String
-    ) -> String {
-        var y = """
-            # [simulation] Inventory of a SIMULATED cluster written by nk3's simulator: every node is an in-memory
-            # NixOS machine whose real nk3-agent listens on 127.0.0.1 (agent_address/agent_port hostvars below).
-            cluster_name: \(options.clusterName)
-            join_address: \(names[0])
-            join_token: simulated-join-token
-            nix_channel: \(options.channel)
-            pki_dir: \(pkiDir)
-            kubeconfig: \(kubeconfig)
-            disruption_budget: \(options.disruptionBudget)
-            servers:
-
-            """
-        for n in names where servers.contains(n) { y += "  - \(n)\n" }
-        y += "ceph:\n  enabled: true\n  namespace: rook-ceph\n  name: rook-ceph\n"
-        let timeouts = options.inventoryTimeouts ?? Self.defaultTimeouts(speed: speed, timings: options.timings)
-        if !timeouts.isEmpty {
-            y += "timeouts:\n"
-            for key in InventoryKeys.timeouts { if let v = timeouts[key] { y += "  \(key): \(v)\n" } }
-        }
-        y += "watch_namespaces:\n  - default\n  - kube-system\nnodes:\n"
-        for (i, n) in names.enumerated() {
-            y += "  \(n):\n"
-            y += "    hostname: \(n)\n"
-            y += "    agent_address: 127.0.0.1\n"
-            y += "    agent_port: \(ports[n]!)\n"
-            y += "    initiator: \(i == 0 ? "true" : "false")\n"
-            y += "    boot_device: /dev/vda\n"
-            y += "    state_version: \"24.05\"\n"
-        }
-        return y
-    }
-
-    /// Timeouts scaled to the simulation: generous multiples of the simulated durations, at least 30 s real.
-    static func defaultTimeouts(speed: SimulationSpeed, timings: SimulatedTimings) -> [String: Int] {
-        if case .factor(let f) = speed, f < 2 { return [:] }  // real time: the inventory's defaults fit
-        func real(_ simulated: TimeInterval) -> Int { max(30, Int((speed.realSeconds(simulated) * 10).rounded(.up))) }
-        return [
-            "drain": real(timings.podStartup * 20),
-            "reboot": real(timings.rebootDowntime * 3),
-            "ready": real(timings.kubeletReadyAfterBoot * 4),
-            "gates": real(600),
-            "confirm": real(1800),
-            "rebuild": real(timings.rebuild * 10),
-        ]
     }
 }

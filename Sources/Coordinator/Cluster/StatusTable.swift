@@ -17,6 +17,8 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
     public var cordoned: Bool?
     /// The operation in progress ("awaiting_confirm until …") or the last result.
     public var operation: String?
+    /// How the node's agent undoes a boot apply: "trial-boot" (the boot loader's one-shot) or "dead-man".
+    public var rollbackMode: String?
 
     /// Builds a row from a probe, the node's rendered files and its cordon state.
     public init(probe: ClusterSession.Probe, rendered: [String: String]?, cordoned: Bool?) {
@@ -30,6 +32,7 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
         case .success(let s):
             reachable = true
             kernel = s.kernel
+            rollbackMode = s.rollbackMode
             generation = "\(s.currentGeneration.map(String.init) ?? "?")/\(s.bootedGeneration.map(String.init) ?? "?")"
             inSync = rendered.map { Plan.isLanded(rendered: $0, status: s) }
             let k = s.kubelet
@@ -45,13 +48,15 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
 
 /// Renders `nk3 status` as an aligned text table.
 public enum StatusTable {
-    public static let header = ["NODE", "ADDRESS", "REACHABLE", "KERNEL", "GEN cur/boot", "CONFIG", "KUBELET", "CORDONED", "OPERATION"]
+    public static let header = [
+        "NODE", "ADDRESS", "REACHABLE", "KERNEL", "GEN cur/boot", "ROLLBACK", "CONFIG", "KUBELET", "CORDONED", "OPERATION",
+    ]
 
     /// The table, one line per node after a header.
     public static func render(_ rows: [NodeStatusRow]) -> String {
         let cells: [[String]] = [header] + rows.map { r in
             [
-                r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.generation ?? "-",
+                r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.generation ?? "-", r.rollbackMode ?? "-",
                 r.inSync.map { $0 ? "in sync" : "differs" } ?? "-", r.kubelet ?? "-",
                 r.cordoned.map { $0 ? "yes" : "no" } ?? "?", r.operation ?? (r.error.map { "error: \($0)" } ?? "-"),
             ]

@@ -81,6 +81,19 @@ extension RolloutMachine {
             }
         }
 
+        // 1b. Our apply of this same plan came back rolled back (a trial boot that fell back to the previous
+        // generation, or a confirm deadline that passed): rolling the same change again would repeat it. Stop and
+        // say so; a changed plan (another fingerprint) is rolled as usual.
+        if plan.kind == .apply, sameRun, let rec, let serial = rec.applySerial, status.operation == nil,
+            let last = status.lastResult, last.serial == serial, last.outcome == .rolledBack
+        {
+            return .blocked(
+                RolloutFailure(
+                    kind: .rolledBack, node: name, step: rec.step,
+                    cause: RolloutMessages.cameBackRolledBackCause(serial: serial, message: last.message),
+                    situation: .nodeFailed(.init(unconfirmedSerial: nil, leftCordoned: cordoned, alsoInFlight: []))))
+        }
+
         // 2. What counts as done now.
         var after: NodeRun.After = .pending
         if let rec, let serial = rec.applySerial, let last = status.lastResult, last.serial == serial,

@@ -28,6 +28,7 @@ struct EngineTrialBootTests {
         let gen1 = fake.systemOf(generation: 1)
         let gen2 = fake.systemOf(generation: 2)
         #expect(fake.bootDefault == gen2)
+        try fake.sh(": > '\(fake.root)/control/calls.log'")
 
         try await system.setBootDefault(generation: 1)
         #expect(fake.bootDefault == gen1)

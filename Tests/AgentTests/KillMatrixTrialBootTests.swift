@@ -9,10 +9,14 @@ import Testing
 /// the default — never a machine whose default is the unconfirmed generation, nor a confirm that is lost.
 @Suite("kill -9 matrix: trial boot", .serialized, .timeLimit(.minutes(10)))
 struct KillMatrixTrialBootTests {
+    /// The restarted agent, in process, with the backend exactly as the killed binary configured it (its config
+    /// file names every path absolutely inside the fake root), so the store paths it persisted compare equal.
     func restart(_ fake: EngineFakeRoot) async throws -> ApplyEngine {
+        let key = Data(repeating: 1, count: 32).base64EncodedString()
+        let options = fake.agentConfig(signingKey: key, trialBoot: .grub).nixOSOptions()
         let engine = try ApplyEngine(
-            system: fake.system(trialBoot: .grub), stateDir: fake.stateDir, clock: ManualAgentClock(start: Date()),
-            rebootDelay: .zero, logger: EngineKit.logger)
+            system: NixOSSystem(options: options, runner: ProcessRunner(terminationGrace: .seconds(2)), logger: EngineKit.logger),
+            stateDir: fake.stateDir, clock: ManualAgentClock(start: Date()), rebootDelay: .zero, logger: EngineKit.logger)
         await engine.start()
         await engine.waitUntilSettled()
         return engine

@@ -70,7 +70,19 @@ let
     stateDir = cfg.stateDir;
     configDir = "/etc/nixos";
     k3sUnit = cfg.k3sUnit;
+    trialBoot = trialBootLoader;
   };
+
+  # Which one-shot mechanism the agent uses for a trial boot (docs/RELIABILITY.md#trial-boot): systemd-boot's
+  # `bootctl set-oneshot nixos-generation-N.conf` (entry names from nixpkgs
+  # nixos/modules/system/boot/loader/systemd-boot/systemd-boot-builder.py), or GRUB's `grub-reboot`, which
+  # needs the GRUB package on the agent's PATH (config.system.build.grub, null for devices = [ "nodev" ]).
+  grubInstalled = config.boot.loader.grub.enable && (config.system.build.grub or null) != null;
+  trialBootLoader =
+    if !cfg.trialBoot then "off"
+    else if config.boot.loader.systemd-boot.enable then "systemd-boot"
+    else if grubInstalled then "grub"
+    else "off";
   agentSettings = lib.recursiveUpdate optionSettings cfg.settings;
   tls = cfg.settings.tls;
 
@@ -176,6 +188,34 @@ in
       '';
     };
 
+    trialBoot = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Run every `boot` apply as a trial boot: after `nixos-rebuild boot` the agent makes the PREVIOUS
+        generation the boot loader's default again and sets the new one as a one-shot entry (GRUB:
+        `grub-reboot`; systemd-boot: `bootctl set-oneshot nixos-generation-N.conf`); only the signed confirm
+        makes the new generation the default. A new generation whose kernel or initrd never boots, or that
+        never starts the agent, is left at the next reset (see `watchdog`, or `panic=N` in boot.kernelParams):
+        the loader boots the previous generation. With GRUB this sets `boot.loader.grub.default = "saved"`
+        (nixos/modules/system/boot/loader/grub/grub.nix; grub-reboot works only with a saved default).
+        Without GRUB (installed) or systemd-boot, or when false, the agent uses the dead-man rollback only.
+      '';
+    };
+
+    watchdog = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "30s";
+      description = ''
+        Sets `systemd.watchdog.runtimeTime` (RuntimeWatchdogSec=, systemd-system.conf(5)): systemd pets the
+        hardware watchdog, and a machine that hangs after the kernel has started systemd (a wedged kernel, a
+        stuck boot) is reset within this time, which then boots the previous generation of a trial boot. It
+        does not help when the kernel never gets as far as starting systemd; for a kernel panic add `panic=N`
+        to boot.kernelParams. Null leaves the watchdog as the rest of the configuration sets it.
+      '';
+    };
+
     settings = lib.mkOption {
       type = lib.types.submodule {
         freeformType = json.type;
@@ -267,6 +307,10 @@ in
         '';
       }
     ];
+
+    # Trial boot with GRUB: grub-reboot needs a saved default (grub.nix: "saved" uses the saved entry).
+    boot.loader.grub.default = lib.mkIf (trialBootLoader == "grub") "saved";
+    systemd.watchdog.runtimeTime = lib.mkIf (cfg.watchdog != null) cfg.watchdog;
 
     # Public configuration only (paths and public keys): fine in the store.
     environment.etc."nk3-agent/config.json".source = configFile;

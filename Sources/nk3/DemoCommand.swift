@@ -37,6 +37,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(help: "Skip the upgrade step.")
     var noUpgrade = false
 
+    @Flag(help: "Then roll a change whose new kernel never boots on the second node: trial boot brings it back.")
+    var trial = false
+
     @Flag(help: "Leave the simulated cluster running afterwards (Ctrl-C stops it) to try nk3 commands by hand.")
     var keepRunning = false
 
@@ -63,6 +66,7 @@ struct DemoCommand: AsyncParsableCommand {
         options.disruptionBudget = disruptionBudget
         options.directory = dir.map { URL(fileURLWithPath: $0) }
         options.upgrade = !noUpgrade
+        options.trial = trial
         options.output = output == .json ? .json : .human
         options.useColor = DiffColor.shouldColorStandardOutput()
         let stdout = FileDescriptorWriter(fd: 1)

@@ -8,7 +8,9 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "One table of every node, from its agent (fetched in parallel) and the Kubernetes API.",
         discussion: """
-            Columns: reachable, running kernel, NixOS generation current/booted, whether the landed configuration \
+            Columns: reachable, running kernel, NixOS generation current/booted, rollback mode (trial-boot: the boot \
+            loader boots a new generation once and falls back at the next reset; dead-man: the agent rolls back after \
+            its confirm deadline), whether the landed configuration \
             equals what the inventory renders, kubelet (agent's view: unit and healthz on 127.0.0.1:10248), \
             cordoned (Kubernetes; `?` if the API is unreachable), and the operation in progress or the last result. \
             Exit code 3 if any agent is unreachable.

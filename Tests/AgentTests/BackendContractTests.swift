@@ -29,7 +29,7 @@ struct BackendContractTests {
         }
     }
 
-    func make(_ kind: Kind, unmanaged: [String: String] = [:]) throws -> Subject {
+    func make(_ kind: Kind, unmanaged: [String: String] = [:], trialBoot: TrialBootLoader? = nil) throws -> Subject {
         switch kind {
         case .nixosOnFakeRoot:
             let fake = try EngineFakeRoot()
@@ -37,12 +37,12 @@ struct BackendContractTests {
                 try fake.write("etc/nixos/\(name)", content)
                 chmod("\(fake.root)/etc/nixos/\(name)", 0o644)
             }
-            return Subject(system: fake.system(), fake: fake)
+            return Subject(system: fake.system(trialBoot: trialBoot), fake: fake)
         case .simulatedNode:
             return Subject(
                 system: try SimulatedNode(
                     hostname: "node1", files: EngineFakeRoot.initialFiles, unmanagedFiles: unmanaged,
-                    logger: EngineKit.logger),
+                    bootLoader: trialBoot, logger: EngineKit.logger),
                 fake: nil)
         }
     }
@@ -155,5 +155,28 @@ struct BackendContractTests {
         #expect(outcome.exitCode != 0)
         #expect(outcome.output.contains("error: undefined variable"))
         #expect(try await s.system.generations() == before)
+    }
+
+    @Test(
+        "trial boot seam: the loader is reported; setBootDefault moves neither the profile nor the live system; one-shot of an unknown generation refused; without a loader a one-shot is refused",
+        arguments: Kind.allCases)
+    func trialBootSeam(_ kind: Kind) async throws {
+        let s = try make(kind, trialBoot: .grub)
+        #expect(await s.system.trialBootLoader() == .grub)
+        try await s.system.replaceConfigFiles(with: EngineKit.newFiles())
+        #expect(try await s.system.rebuild(.boot, upgrade: false) { _ in }.exitCode == 0)
+        let after = try await s.system.generations()
+        let new = try #require(after.profileGeneration)
+        try await s.system.setBootDefault(generation: new - 1)
+        try await s.system.setBootDefault(generation: new - 1)  // idempotent
+        #expect(try await s.system.generations() == after)
+        try await s.system.setBootOnce(generation: new)
+        try await s.system.setBootOnce(generation: nil)
+        await #expect(throws: NodeSystemError.self) { try await s.system.setBootOnce(generation: 999) }
+        await #expect(throws: NodeSystemError.self) { try await s.system.setBootDefault(generation: 999) }
+
+        let none = try make(kind)
+        #expect(await none.system.trialBootLoader() == nil)
+        await #expect(throws: NodeSystemError.self) { try await none.system.setBootOnce(generation: 1) }
     }
 }

@@ -43,6 +43,8 @@ in
   tmpfiles = config.systemd.tmpfiles.rules;
   stateVersion = config.system.stateVersion or null;
   grubDevices = config.boot.loader.grub.devices;
+  grubDefault = config.boot.loader.grub.default;
+  watchdogRuntime = config.systemd.watchdog.runtimeTime;
   # The prebuilt-binary derivation's recipe (nix/agent-binary.nix), when that is the agent package.
   packageRecipe =
     if agent != null && package ? nk3StandInArgs then {

@@ -108,6 +108,8 @@ in
     # nixos/modules/system/boot/systemd.nix (systemd.package: mkPackageOption pkgs "systemd")
     systemd.package = mkOption { type = types.package; default = pkgs.systemd; };
     systemd.services = mkOption { type = types.attrsOf serviceType; default = { }; };
+    # nixos/modules/system/boot/systemd.nix: RuntimeWatchdogSec= in system.conf, a time span string
+    systemd.watchdog.runtimeTime = mkOption { type = types.nullOr types.str; default = null; };
     # nixos/modules/system/boot/systemd/tmpfiles.nix
     systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
 

@@ -37,6 +37,13 @@ public struct NixOSSystem: NodeSystem {
         public var uptime: String = "/proc/uptime"
         public var hostname: String = "/proc/sys/kernel/hostname"
         public var kubeletHealthzURL: String = "http://127.0.0.1:10248/healthz"
+        /// The boot loader's one-shot mechanism for trial boots; nil: dead-man rollback only.
+        public var trialBoot: TrialBootLoader?
+        public var grubReboot: String = "grub-reboot"
+        public var grubEditenv: String = "grub-editenv"
+        public var bootctl: String = "bootctl"
+        /// GRUB's environment block (`next_entry` lives here; install-grub.pl loads `$prefix/grubenv`).
+        public var grubEnv: String = "/boot/grub/grubenv"
         /// Longest a rebuild may run before its process group is torn down.
         public var rebuildTimeout: Duration = .seconds(4 * 3600)
         /// Longest an activation (`switch-to-configuration`) may run.

@@ -49,6 +49,16 @@ public protocol NodeSystem: Sendable {
     /// profile back to it (`nix-env -p PROFILE --switch-generation N`), then runs its
     /// `bin/switch-to-configuration switch|boot|test`.
     func activate(generation number: Int, mode: ActivationMode) async throws
+    /// The one-shot mechanism this machine's boot loader offers for a trial boot, or nil: then a boot-mode apply
+    /// runs the dead-man rollback only (the new generation is the boot default from the rebuild on).
+    func trialBootLoader() async -> TrialBootLoader?
+    /// Makes generation `number` the boot loader's default entry WITHOUT moving the system profile: runs its
+    /// `bin/switch-to-configuration boot`; the loader installer makes the toplevel it is given the default and
+    /// lists every profile generation (docs/RELIABILITY.md#trial-boot). Idempotent.
+    func setBootDefault(generation number: Int) async throws
+    /// Boots generation `number` at the next boot only, then the default again (`grub-reboot ENTRY`,
+    /// `bootctl set-oneshot nixos-generation-N.conf`); nil clears a pending one-shot. Idempotent.
+    func setBootOnce(generation number: Int?) async throws
     /// Reboots the machine. On a real node the agent process goes away; a simulator brings it back with a
     /// new boot id.
     func reboot() async throws
@@ -57,6 +67,15 @@ public protocol NodeSystem: Sendable {
     func facts() async throws -> NodeFacts
     /// `systemctl is-active UNIT` and the kubelet healthz on loopback (docs/UPSTREAM.md#k3s-on-nixos).
     func kubelet(unit: String) async -> KubeletState
+}
+
+/// A boot loader with a "boot this entry once" mechanism (docs/RELIABILITY.md#trial-boot).
+public enum TrialBootLoader: String, Codable, Sendable, Hashable, CaseIterable {
+    /// `grub-reboot` (sets `next_entry` in grubenv; nixpkgs nixos/modules/system/boot/loader/grub/install-grub.pl
+    /// boots it once and clears it), with `boot.loader.grub.default = "saved"`.
+    case grub
+    /// `bootctl set-oneshot` (the `LoaderEntryOneShot` EFI variable; systemd's bootctl(1)).
+    case systemdBoot = "systemd-boot"
 }
 
 /// How `switch-to-configuration` is run for a generation.

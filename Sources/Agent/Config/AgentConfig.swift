@@ -32,6 +32,11 @@ public struct AgentConfig: Codable, Sendable, Hashable {
         public var nixChannel = "nix-channel"
         public var nixEnv = "nix-env"
         public var systemctl = "systemctl"
+        /// Trial boot with GRUB. nk3 addition.
+        public var grubReboot = "grub-reboot"
+        public var grubEditenv = "grub-editenv"
+        /// Trial boot with systemd-boot. nk3 addition.
+        public var bootctl = "bootctl"
         public init() {}
     }
 
@@ -48,6 +53,8 @@ public struct AgentConfig: Codable, Sendable, Hashable {
         public var uptime = "/proc/uptime"
         /// Hostname source. nk3 addition.
         public var hostname = "/proc/sys/kernel/hostname"
+        /// GRUB's environment block (a pending one-shot is cleared there). nk3 addition.
+        public var grubEnv = "/boot/grub/grubenv"
         public init() {}
     }
 
@@ -67,6 +74,9 @@ public struct AgentConfig: Codable, Sendable, Hashable {
     public var revokedCertificates: [String] = []
     public var commands = Commands()
     public var paths = Paths()
+    /// Boot loader one-shot for trial boots: "grub", "systemd-boot", or "off" (dead-man rollback only; the
+    /// module sets it from `services.nk3-agent.trialBoot` and the enabled loader).
+    public var trialBoot = "off"
 
     /// A configuration with defaults for everything optional.
     public init(nodeName: String, tls: TLS, signingPublicKeys: [String]) {
@@ -121,6 +131,9 @@ public struct AgentConfig: Codable, Sendable, Hashable {
             let r = AgentLimits.confirmTimeoutSeconds
             return "confirmTimeoutSeconds \(confirmTimeoutSeconds) is out of range \(r.lowerBound)…\(r.upperBound)"
         }
+        if trialBoot != "off" && TrialBootLoader(rawValue: trialBoot) == nil {
+            return "trialBoot '\(trialBoot)' is not one of grub, systemd-boot, off"
+        }
         for (key, p) in [("stateDir", stateDir), ("configDir", configDir)] where !p.hasPrefix("/") {
             return "\(key) must be an absolute path, got '\(p)'"
         }
@@ -147,6 +160,11 @@ public struct AgentConfig: Codable, Sendable, Hashable {
         o.uptime = paths.uptime
         o.hostname = paths.hostname
         o.kubeletHealthzURL = kubeletHealthzURL
+        o.trialBoot = TrialBootLoader(rawValue: trialBoot)
+        o.grubReboot = commands.grubReboot
+        o.grubEditenv = commands.grubEditenv
+        o.bootctl = commands.bootctl
+        o.grubEnv = paths.grubEnv
         return o
     }
 }
@@ -185,7 +203,7 @@ private func rejectUnknownKeys(_ decoder: Decoder, known: [String], in section: 
 extension AgentConfig {
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case nodeName, listenAddress, port, tls, signingPublicKeys, stateDir, configDir, k3sUnit, kubeletHealthzURL,
-            confirmTimeoutSeconds, revokedCertificates, commands, paths
+            confirmTimeoutSeconds, revokedCertificates, commands, paths, trialBoot
     }
 
     /// Strict decoding: unknown keys are errors; absent optional keys take their defaults.
@@ -205,6 +223,7 @@ extension AgentConfig {
         revokedCertificates = try c.decodeIfPresent([String].self, forKey: .revokedCertificates) ?? revokedCertificates
         commands = try c.decodeIfPresent(Commands.self, forKey: .commands) ?? commands
         paths = try c.decodeIfPresent(Paths.self, forKey: .paths) ?? paths
+        trialBoot = try c.decodeIfPresent(String.self, forKey: .trialBoot) ?? trialBoot
     }
 }
 
@@ -221,7 +240,7 @@ extension AgentConfig.TLS {
 }
 
 extension AgentConfig.Commands {
-    private enum CodingKeys: String, CodingKey, CaseIterable { case nixosRebuild, nixChannel, nixEnv, systemctl }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case nixosRebuild, nixChannel, nixEnv, systemctl, grubReboot, grubEditenv, bootctl }
 
     public init(from decoder: Decoder) throws {
         try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "commands")
@@ -231,13 +250,16 @@ extension AgentConfig.Commands {
         nixChannel = try c.decodeIfPresent(String.self, forKey: .nixChannel) ?? nixChannel
         nixEnv = try c.decodeIfPresent(String.self, forKey: .nixEnv) ?? nixEnv
         systemctl = try c.decodeIfPresent(String.self, forKey: .systemctl) ?? systemctl
+        grubReboot = try c.decodeIfPresent(String.self, forKey: .grubReboot) ?? grubReboot
+        grubEditenv = try c.decodeIfPresent(String.self, forKey: .grubEditenv) ?? grubEditenv
+        bootctl = try c.decodeIfPresent(String.self, forKey: .bootctl) ?? bootctl
     }
 }
 
 extension AgentConfig.Paths {
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case currentSystem, bootedSystem, systemProfile, channelsFile, channelsProfile, osrelease, bootID, uptime,
-            hostname
+            hostname, grubEnv
     }
 
     public init(from decoder: Decoder) throws {
@@ -253,5 +275,6 @@ extension AgentConfig.Paths {
         bootID = try c.decodeIfPresent(String.self, forKey: .bootID) ?? bootID
         uptime = try c.decodeIfPresent(String.self, forKey: .uptime) ?? uptime
         hostname = try c.decodeIfPresent(String.self, forKey: .hostname) ?? hostname
+        grubEnv = try c.decodeIfPresent(String.self, forKey: .grubEnv) ?? grubEnv
     }
 }

@@ -82,7 +82,9 @@ public actor ApplyEngine: AgentEngine, Service {
                 "resuming apply after agent start",
                 metadata: ["agent.op": "\(a.id)", "agent.phase": "\(a.phase.rawValue)", "agent.boot_id": "\(bootID)"])
         }
-        enqueue(.started(bootID: bootID, now: clock.now()))
+        // What this boot runs: a trial boot that fell back to the loader's default is told apart by it.
+        let booted = (try? await system.generations())?.bootedSystem
+        enqueue(.started(bootID: bootID, bootedSystem: booted, now: clock.now()))
         await waitUntilSettled()
     }
 
@@ -138,7 +140,7 @@ public actor ApplyEngine: AgentEngine, Service {
             uptimeSeconds: facts.uptimeSeconds, configHash: ConfigFiles.hash(files: files),
             files: ConfigFiles.digests(files), channel: channel?.url(named: "nixos"), lastAcceptedSerial: nil,
             operation: machine.operationStatus, lastResult: machine.state.lastResult, kubelet: kubelet,
-            rollbackMode: "dead-man",
+            rollbackMode: await system.trialBootLoader() == nil ? "dead-man" : "trial-boot",
             pendingReboot: machine.state.pendingReboot.flatMap { p in
                 // Still this boot: accepted, not carried out yet.
                 p.bootID == facts.bootID
@@ -280,7 +282,10 @@ public actor ApplyEngine: AgentEngine, Service {
                 serial: payload.serial, kind: kind, operationID: "apply-\(c.applySerial)",
                 phase: .committed,
                 message: actionsWereEmpty
-                    ? "apply serial \(c.applySerial) was already final" : (machine.state.lastResult?.message ?? "committed"))
+                    ? "apply serial \(c.applySerial) was already final or is being committed"
+                    : machine.state.apply?.phase == .committing
+                        ? "confirmed: making generation \(machine.state.apply?.newGeneration.map(String.init) ?? "?") the boot default (trial boot)"
+                        : (machine.state.lastResult?.message ?? "committed"))
         case .rollback:
             let id = machine.operationStatus?.id ?? machine.state.lastResult?.id
             return EnvelopeReceipt(
@@ -394,10 +399,12 @@ public actor ApplyEngine: AgentEngine, Service {
             let snapshot = try await system.snapshotConfigFiles(touching: names)
             let channel = try await system.channelState()
             let gens = try await system.generations()
+            let loader = await system.trialBootLoader()
             log(
                 "nk3-agent: previous generation \(gens.profileGeneration.map(String.init) ?? "none"); saved "
                     + "\(snapshot.presentNames.count) existing file(s) the bundle may change, for restore")
-            return .baselineCaptured(.init(snapshot: snapshot, channel: channel, generations: gens), now: clock.now())
+            return .baselineCaptured(
+                .init(snapshot: snapshot, channel: channel, generations: gens, trialBootLoader: loader), now: clock.now())
         case .addChannel(let url):
             log("nk3-agent: nix-channel --add \(url) nixos")
             try await system.addChannel(url: url, name: "nixos")
@@ -426,6 +433,13 @@ public actor ApplyEngine: AgentEngine, Service {
         case .activatePrevious(let generation, let mode):
             log("nk3-agent: activating previous generation \(generation) (\(mode.rawValue))")
             try await system.activate(generation: generation, mode: mode)
+        case .setBootDefault(let generation):
+            log("nk3-agent: trial boot: generation \(generation) is the boot loader's default")
+            try await system.setBootDefault(generation: generation)
+        case .setBootOnce(let generation):
+            log(generation.map { "nk3-agent: trial boot: generation \($0) boots once, at the next boot" }
+                ?? "nk3-agent: trial boot: clearing the one-shot boot entry")
+            try await system.setBootOnce(generation: generation)
         }
         return nil
     }
@@ -466,6 +480,8 @@ public actor ApplyEngine: AgentEngine, Service {
         case .restoreChannel: return "restoreChannel"
         case .revertGeneration: return "revertGeneration"
         case .activatePrevious: return "activatePrevious"
+        case .setBootDefault: return "setBootDefault"
+        case .setBootOnce(let g): return g == nil ? "clearBootOnce" : "setBootOnce"
         case .armDeadline: return "armDeadline"
         case .cancelDeadline: return "cancelDeadline"
         case .reboot: return "reboot"

@@ -17,6 +17,12 @@ import NK3Protocol
 //   rebuilding ──rebuildFinished(fail)──▶ reverting [persist, restoreFiles, restoreChannel, revertGeneration]
 //   rebuilding ──rebuildFinished(ok, same system, nothing built)──▶ (idle) result UNCHANGED
 //   rebuilding ──rebuildFinished(ok)──▶ awaitingConfirm   [persist, armDeadline(now + confirmTimeout)]
+//   rebuilding ──rebuildFinished(ok, boot, loader has a one-shot)──▶ armingTrial
+//                      [persist, setBootDefault(previous), setBootOnce(new)]
+//   armingTrial ──stepsCompleted──▶ awaitingConfirm      [persist, armDeadline(now + confirmTimeout)]
+//   armingTrial ──stepFailed──▶ rollingBack
+//   awaitingConfirm(trial) ──confirm──▶ committing       [cancelDeadline, persist, setBootDefault(new)]
+//   committing ──stepsCompleted──▶ (idle) result COMMITTED
 //   reverting ──stepsCompleted──▶ (idle) result FAILED (reverted)
 //   awaitingConfirm ──confirm(serial matches)──▶ (idle) result COMMITTED   [cancelDeadline, persist]
 //   awaitingConfirm ──deadlinePassed | rollbackRequested──▶ rollingBack
@@ -34,19 +40,28 @@ import NK3Protocol
 //   received/staging/rebuilding → reverting (the apply was interrupted; nothing is trusted, everything restored)
 //   reverting/rollingBack       → redo the same (idempotent) restore steps
 //   awaitingConfirm             → boot-mode apply under a new boot id: re-arm the deadline from now;
-//                                 otherwise arm the persisted deadline (fires at once if already past)
+//                                 otherwise arm the persisted deadline (fires at once if already past).
+//                                 A trial boot whose new boot runs another system than the new one fell back
+//                                 to the boot loader's default: roll back (no reboot: the old one runs) → ROLLED BACK
+//   armingTrial / committing    → redo the same (idempotent) boot-loader steps
 //   pendingReboot with the same boot id → the reboot did not happen: reboot again
 //
 // Boot mode: `action == .boot`, or a `switch` whose activation exited 100 ("reboot needed",
 // docs/UPSTREAM.md#nixos-rebuild).
 // Rolling back in boot mode makes the previous generation the boot default again and, if the new generation
 // is the one running, requests a reboot.
+//
+// Trial boot (docs/RELIABILITY.md#trial-boot): where the boot loader has a one-shot entry, a `boot` apply keeps
+// the previous generation as the loader's default and boots the new one once. A new generation whose kernel
+// never boots, or that never starts the agent, is left by the next reset (watchdog, `panic=N`, a person): the
+// loader boots the default, the previous generation. Only the confirm makes the new generation the default.
 
 /// The pure apply state machine (no I/O). See the comment above for states and transitions.
 public struct ApplyMachine: Sendable {
     /// Inputs.
     public enum Event: Sendable {
-        case started(bootID: String, now: Date)
+        /// `bootedSystem`: `/run/booted-system` of this boot, when known (a trial boot checks what came up).
+        case started(bootID: String, bootedSystem: String? = nil, now: Date)
         case applyRequested(id: String, serial: UInt64, bundle: ApplyBundle, now: Date)
         case baselineCaptured(Baseline, now: Date)
         case rebuildFinished(RebuildResult, after: GenerationState, now: Date)
@@ -79,6 +94,10 @@ public struct ApplyMachine: Sendable {
         case revertGeneration(Baseline, RebuildAction)
         /// Activate the previous generation (dead-man rollback).
         case activatePrevious(generation: Int, mode: ActivationMode)
+        /// Trial boot: make this generation the boot loader's default (profile unchanged).
+        case setBootDefault(generation: Int)
+        /// Trial boot: boot this generation once at the next boot (nil: clear a pending one-shot).
+        case setBootOnce(generation: Int?)
         case armDeadline(Date)
         case cancelDeadline
         /// Reboot the machine (after persisting).
@@ -90,7 +109,7 @@ public struct ApplyMachine: Sendable {
         var isStep: Bool {
             switch self {
             case .captureBaseline, .addChannel, .stage, .rebuild, .restoreFiles, .restoreChannel, .revertGeneration,
-                .activatePrevious:
+                .activatePrevious, .setBootDefault, .setBootOnce:
                 return true
             case .persist, .armDeadline, .cancelDeadline, .reboot, .finished:
                 return false
@@ -108,8 +127,8 @@ public struct ApplyMachine: Sendable {
     /// changes nothing.
     public mutating func handle(_ event: Event) throws(WireError) -> [Action] {
         switch event {
-        case .started(let bootID, let now):
-            return started(bootID: bootID, now: now)
+        case .started(let bootID, let bootedSystem, let now):
+            return started(bootID: bootID, bootedSystem: bootedSystem, now: now)
 
         case .applyRequested(let id, let serial, let bundle, let now):
             if let a = state.apply {
@@ -168,17 +187,26 @@ public struct ApplyMachine: Sendable {
             a.rebootRequiredByRebuild = rebootNeeded
             a.bootIDAtRebuild = state.bootID
             a.deadlineBootID = state.bootID
-            let deadline = now.addingTimeInterval(TimeInterval(a.bundle.confirmTimeoutSeconds))
-            a.deadline = deadline
-            a.phase = .awaitingConfirm
-            state.apply = a
-            return [.persist, .armDeadline(deadline)]
+            if action == .boot, let loader = base.trialBootLoader, let prev = base.generations.profileGeneration,
+                let new = a.newGeneration, new != prev
+            {
+                a.trialBoot = loader
+                a.phase = .armingTrial
+                state.apply = a
+                return [.persist] + armTrialActions()
+            }
+            return awaitConfirm(&a, now: now)
 
         case .stepsCompleted(let now):
             guard var a = state.apply else { return [] }
             switch a.phase {
             case .received, .awaitingConfirm:
                 return []
+            case .armingTrial:
+                return awaitConfirm(&a, now: now)
+            case .committing:
+                let gen = a.newGeneration.map { "generation \($0)" } ?? "the new system"
+                return finish(.committed, "confirmed: \(gen) kept and made the boot default (trial boot)", now: now)
             case .staging:
                 a.phase = .rebuilding
                 state.apply = a
@@ -214,6 +242,15 @@ public struct ApplyMachine: Sendable {
                     "rollback (\(a.rollbackReason ?? "requested")) failed: \(message) — check the system profile and "
                         + "boot default by hand",
                     now: now)
+            case .armingTrial:
+                return startRollback(reason: "could not arm the trial boot: \(message)", now: now)
+            case .committing:
+                let gen = a.newGeneration.map { "generation \($0)" } ?? "the new system"
+                return finish(
+                    .failed,
+                    "confirmed, but making \(gen) the boot default failed: \(message) — it runs now, but the next "
+                        + "boot runs the previous default; run its bin/switch-to-configuration boot by hand",
+                    now: now)
             case .awaitingConfirm:
                 return []
             }
@@ -233,12 +270,20 @@ public struct ApplyMachine: Sendable {
                     .invalidState,
                     "confirm names apply serial \(applySerial), but the apply in progress has serial \(a.serial)")
             }
+            if a.phase == .committing { return [] }  // confirmed already; making it the default is under way
             guard a.phase == .awaitingConfirm else {
                 throw WireError(
                     .invalidState,
                     "apply serial \(a.serial) is \(a.phase.wire.rawValue); it can be confirmed once it awaits confirmation")
             }
             let gen = a.newGeneration.map { "generation \($0)" } ?? "the new system"
+            if a.trialBoot != nil, let new = a.newGeneration {
+                var c = a
+                c.phase = .committing
+                c.deadline = nil
+                state.apply = c
+                return [.cancelDeadline, .persist, .setBootDefault(generation: new)]
+            }
             return [.cancelDeadline] + finish(.committed, "confirmed: \(gen) kept", now: now)
 
         case .rollbackRequested(let reason, let now):
@@ -250,7 +295,9 @@ public struct ApplyMachine: Sendable {
                 return startRollback(reason: "rollback requested: \(reason)", now: now)
             case .rollingBack:
                 return []
-            case .received, .staging, .rebuilding, .reverting:
+            case .committing:
+                throw WireError(.invalidState, "apply serial \(a.serial) was confirmed; it can no longer be rolled back")
+            case .received, .staging, .rebuilding, .reverting, .armingTrial:
                 throw WireError(
                     .busy,
                     "apply serial \(a.serial) is \(a.phase.wire.rawValue); a rollback can be requested once it awaits "
@@ -275,7 +322,7 @@ public struct ApplyMachine: Sendable {
 
     // MARK: transitions
 
-    private mutating func started(bootID: String, now: Date) -> [Action] {
+    private mutating func started(bootID: String, bootedSystem: String?, now: Date) -> [Action] {
         state.bootID = bootID
         var actions: [Action] = []
         if let p = state.pendingReboot {
@@ -304,7 +351,22 @@ public struct ApplyMachine: Sendable {
             return revertActions()
         case .rollingBack:
             return rollbackActions()
+        case .armingTrial:
+            return actions + armTrialActions()
+        case .committing:
+            return actions + (a.newGeneration.map { [.setBootDefault(generation: $0)] } ?? [])
         case .awaitingConfirm:
+            if a.trialBoot != nil, a.deadlineBootID != bootID, let booted = bootedSystem, booted != a.newSystem {
+                // The one-shot boot of the new generation did not reach this agent (kernel, initrd or agent never
+                // came up) and a reset booted the loader's default: the previous generation.
+                a.trialFellBack = true
+                state.apply = a
+                let prev = a.baseline?.generations.profileGeneration.map { "generation \($0)" } ?? "the previous generation"
+                let new = a.newGeneration.map { "generation \($0)" } ?? "the new generation"
+                return actions + startRollback(
+                    reason: "trial boot failed: the node came back on \(prev), not \(new) — the new generation did "
+                        + "not boot or did not start the agent, and the boot loader booted its default", now: now)
+            }
             if a.bootMode, a.deadlineBootID != bootID {
                 // The reboot into the new generation happened: the deadline is re-armed and counts from now.
                 let d = now.addingTimeInterval(TimeInterval(a.bundle.confirmTimeoutSeconds))
@@ -315,6 +377,21 @@ public struct ApplyMachine: Sendable {
             }
             return actions + (a.deadline.map { [.armDeadline($0)] } ?? [])
         }
+    }
+
+    private mutating func awaitConfirm(_ a: inout Apply, now: Date) -> [Action] {
+        let deadline = now.addingTimeInterval(TimeInterval(a.bundle.confirmTimeoutSeconds))
+        a.deadline = deadline
+        a.phase = .awaitingConfirm
+        state.apply = a
+        return [.persist, .armDeadline(deadline)]
+    }
+
+    /// Previous generation stays the boot default; the new one is booted once.
+    private func armTrialActions() -> [Action] {
+        guard let a = state.apply, let prev = a.baseline?.generations.profileGeneration, let new = a.newGeneration
+        else { return [] }
+        return [.setBootDefault(generation: prev), .setBootOnce(generation: new)]
     }
 
     private mutating func startRevert() -> [Action] {
@@ -340,6 +417,8 @@ public struct ApplyMachine: Sendable {
     private func rollbackActions() -> [Action] {
         guard let a = state.apply, let base = a.baseline else { return [] }
         var actions: [Action] = [.restoreFiles(Self.restoreSet(a, base)), .restoreChannel(base.channel)]
+        // A one-shot still pending would boot the rolled-back generation at the next boot.
+        if a.trialBoot != nil { actions.append(.setBootOnce(generation: nil)) }
         if let target = Self.rollbackTarget(a) {
             actions.append(.activatePrevious(generation: target.generation, mode: target.mode))
         }
@@ -351,9 +430,11 @@ public struct ApplyMachine: Sendable {
         let target = Self.rollbackTarget(a)
         // Boot mode: the previous generation is the boot default again. If the new one is running (we booted
         // into it, or its activation asked for a reboot), a reboot brings the old one back.
-        let needsReboot = a.bootMode && (a.rebootRequiredByRebuild || state.bootID != a.bootIDAtRebuild)
+        // A trial boot that fell back already runs the previous generation.
+        let needsReboot =
+            a.bootMode && a.trialFellBack != true && (a.rebootRequiredByRebuild || state.bootID != a.bootIDAtRebuild)
         var message = "rolled back to generation \(target.map { "\($0.generation)" } ?? "?")"
-        message += a.bootMode ? " as the boot default" : " (live)"
+        message += a.trialFellBack == true ? " (running; the boot loader booted it)" : a.bootMode ? " as the boot default" : " (live)"
         if needsReboot { message += "; rebooting into it" }
         message += " — \(a.rollbackReason ?? "rollback")"
         state.rollbacksTotal += 1
@@ -376,68 +457,5 @@ public struct ApplyMachine: Sendable {
         state.lastResult = result
         state.apply = nil
         return [.persist, .finished(result, startedAt: a.startedAt)]
-    }
-
-    // MARK: pure helpers
-
-    /// What a revert or rollback puts back: the saved snapshot, with every bundle file it does not name saved
-    /// as absent. A snapshot always names the bundle's files; one persisted by an agent before snapshots
-    /// (the managed files only) does not, and the files that bundle created must still go.
-    public static func restoreSet(_ a: Apply, _ base: Baseline) -> ConfigSnapshot {
-        var snapshot = base.snapshot
-        for name in a.bundle.files.keys where snapshot.entries[name] == nil { snapshot.entries[name] = .absent }
-        return snapshot
-    }
-
-    /// The generation and mode a dead-man rollback activates: the exact previous generation recorded before the
-    /// rebuild (docs/UPSTREAM.md#generations).
-    public static func rollbackTarget(_ a: Apply) -> (generation: Int, mode: ActivationMode)? {
-        guard let base = a.baseline else { return nil }
-        if a.bundle.action == .test {
-            return base.generations.generation(of: base.generations.currentSystem).map { ($0, .test) }
-        }
-        guard let prev = base.generations.profileGeneration else { return nil }
-        return (prev, a.bootMode ? .boot : .switch)
-    }
-
-    /// After a failed or interrupted rebuild: which activation puts the machine back, if anything moved.
-    /// A failed `switch|boot` can have set the profile before activation failed (docs/UPSTREAM.md#nixos-rebuild).
-    public static func revertActivation(
-        baseline: Baseline, action: RebuildAction, now: GenerationState
-    ) -> (generation: Int, mode: ActivationMode)? {
-        let before = baseline.generations
-        switch action {
-        case .switch, .boot:
-            guard let prev = before.profileGeneration else { return nil }
-            let profileMoved = now.profileGeneration != prev
-            let liveMoved = action == .switch && now.currentSystem != before.currentSystem
-            guard profileMoved || liveMoved else { return nil }
-            return (prev, action == .boot ? .boot : .switch)
-        case .test:
-            guard now.currentSystem != before.currentSystem, let g = before.generation(of: before.currentSystem)
-            else { return nil }
-            return (g, .test)
-        }
-    }
-
-    /// The tool's error text: `error:` lines (and what follows them), else the last lines.
-    public static func errorText(_ output: String, maxLines: Int = 15) -> String {
-        let lines = output.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        if let first = lines.firstIndex(where: {
-            $0.hasPrefix("error:") || $0.contains("error: ") || $0.hasPrefix("warning: error(s) occurred")
-        }) {
-            return lines[first...].prefix(maxLines).joined(separator: "\n")
-        }
-        return lines.suffix(maxLines).joined(separator: "\n")
-    }
-
-    /// The wire view of the apply in flight.
-    public var operationStatus: OperationStatus? {
-        guard let a = state.apply else { return nil }
-        return OperationStatus(
-            id: a.id, serial: a.serial, kind: "apply", action: a.bundle.action, phase: a.phase.wire,
-            startedAt: a.startedAt, deadline: a.deadline,
-            previousGeneration: a.baseline.flatMap { Self.rollbackTarget(a)?.generation ?? $0.generations.profileGeneration },
-            newGeneration: a.newGeneration, bootIDAtRebuild: a.bootIDAtRebuild)
     }
 }

@@ -15,11 +15,18 @@ extension ApplyMachine {
         public var channel: ChannelState
         /// Generations before the rebuild: the exact previous generation a rollback returns to.
         public var generations: GenerationState
+        /// The boot loader's one-shot mechanism, if the machine offers one: a boot apply then runs as a trial
+        /// boot (nil: dead-man rollback only).
+        public var trialBootLoader: TrialBootLoader?
 
-        public init(snapshot: ConfigSnapshot, channel: ChannelState, generations: GenerationState) {
+        public init(
+            snapshot: ConfigSnapshot, channel: ChannelState, generations: GenerationState,
+            trialBootLoader: TrialBootLoader? = nil
+        ) {
             self.snapshot = snapshot
             self.channel = channel
             self.generations = generations
+            self.trialBootLoader = trialBootLoader
         }
 
         /// A baseline whose saved files are these regular files (mode 0644), which were the managed set.
@@ -27,7 +34,7 @@ extension ApplyMachine {
             self.init(snapshot: ConfigSnapshot(files: files), channel: channel, generations: generations)
         }
 
-        private enum CodingKeys: String, CodingKey { case snapshot, files, channel, generations }
+        private enum CodingKeys: String, CodingKey { case snapshot, files, channel, generations, trialBootLoader }
 
         /// Reads both this form and the one agents before snapshots persisted (`files`: the managed files'
         /// text), so that an apply in flight survives an agent upgrade (a boot-mode apply reboots into the new
@@ -41,6 +48,7 @@ extension ApplyMachine {
             }
             channel = try c.decode(ChannelState.self, forKey: .channel)
             generations = try c.decode(GenerationState.self, forKey: .generations)
+            trialBootLoader = try c.decodeIfPresent(TrialBootLoader.self, forKey: .trialBootLoader)
         }
 
         public func encode(to encoder: Encoder) throws {
@@ -48,21 +56,26 @@ extension ApplyMachine {
             try c.encode(snapshot, forKey: .snapshot)
             try c.encode(channel, forKey: .channel)
             try c.encode(generations, forKey: .generations)
+            try c.encodeIfPresent(trialBootLoader, forKey: .trialBootLoader)
         }
     }
 
     /// Phases of an apply in flight (terminal outcomes live in `State.lastResult`).
     public enum Phase: String, Codable, Sendable, Hashable {
         case received, staging, rebuilding, reverting, awaitingConfirm, rollingBack
+        /// Trial boot: making the previous generation the boot default again and the new one the one-shot entry.
+        case armingTrial
+        /// Trial boot, confirmed: making the new generation the boot default.
+        case committing
 
         /// The wire phase reported in status.
         public var wire: ApplyPhase {
             switch self {
             case .received: return .received
             case .staging: return .staged
-            case .rebuilding: return .rebuilding
+            case .rebuilding, .armingTrial: return .rebuilding
             case .reverting, .rollingBack: return .rollingBack
-            case .awaitingConfirm: return .awaitingConfirm
+            case .awaitingConfirm, .committing: return .awaitingConfirm
             }
         }
     }
@@ -88,6 +101,10 @@ extension ApplyMachine {
         /// Why the apply failed (the tool's error text), while reverting.
         public var failure: String?
         public var rollbackReason: String?
+        /// Set when the apply runs as a trial boot: the loader whose one-shot entry boots the new generation.
+        public var trialBoot: TrialBootLoader?
+        /// The trial boot failed: the machine came back on the previous generation (the boot loader's default).
+        public var trialFellBack: Bool?
         public var derivationsToBuild: Int?
         public var pathsToFetch: Int?
     }

@@ -19,6 +19,8 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
     public var operation: String?
     /// The NixOS/nixpkgs release the node runs (`nixos-version`, e.g. `24.05.4100.f6e5d4c3b2a1`).
     public var nixpkgs: String?
+    /// How the node's agent undoes a boot apply: "trial-boot" (the boot loader's one-shot) or "dead-man".
+    public var rollbackMode: String?
 
     /// Builds a row from a probe, the node's rendered files and its cordon state.
     public init(probe: ClusterSession.Probe, rendered: [String: String]?, cordoned: Bool?) {
@@ -33,6 +35,7 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
             reachable = true
             kernel = s.kernel
             nixpkgs = s.nixosVersion.map { String($0.prefix { $0 != " " }) }
+            rollbackMode = s.rollbackMode
             generation = "\(s.currentGeneration.map(String.init) ?? "?")/\(s.bootedGeneration.map(String.init) ?? "?")"
             inSync = rendered.map { Plan.isLanded(rendered: $0, status: s) }
             let k = s.kubelet
@@ -49,7 +52,8 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
 /// Renders `nk3 status` as an aligned text table.
 public enum StatusTable {
     public static let header = [
-        "NODE", "ADDRESS", "REACHABLE", "KERNEL", "NIXPKGS", "GEN cur/boot", "CONFIG", "KUBELET", "CORDONED", "OPERATION",
+        "NODE", "ADDRESS", "REACHABLE", "KERNEL", "NIXPKGS", "GEN cur/boot", "ROLLBACK", "CONFIG", "KUBELET", "CORDONED",
+        "OPERATION",
     ]
 
     /// The table, one line per node after a header.
@@ -57,7 +61,7 @@ public enum StatusTable {
         let cells: [[String]] = [header] + rows.map { r in
             [
                 r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.nixpkgs ?? "-", r.generation ?? "-",
-                r.inSync.map { $0 ? "in sync" : "differs" } ?? "-", r.kubelet ?? "-",
+                r.rollbackMode ?? "-", r.inSync.map { $0 ? "in sync" : "differs" } ?? "-", r.kubelet ?? "-",
                 r.cordoned.map { $0 ? "yes" : "no" } ?? "?", r.operation ?? (r.error.map { "error: \($0)" } ?? "-"),
             ]
         }

@@ -75,13 +75,18 @@ public enum RolloutMessages {
 
     /// The cause of a wait that ran out at `step` after `after`. `sawOldBootID`: the last look at a rebooted
     /// node found its agent answering with the old boot id.
-    static func timeoutCause(step: RolloutStep, after: Duration, sawOldBootID: Bool) -> String {
+    /// `trialBoot`: the node rebooted into a trial boot (docs/RELIABILITY.md#trial-boot).
+    static func timeoutCause(step: RolloutStep, after: Duration, sawOldBootID: Bool, trialBoot: Bool = false) -> String {
         let d = RolloutDurations.describe(after)
         switch step {
         case .rebuild: return "nixos-rebuild did not finish within \(d)"
         case .drain: return "draining did not finish within \(d)"
         case .waitReachable:
             if sawOldBootID { return "its agent kept answering with the old boot id for \(d): the reboot did not happen" }
+            if trialBoot {
+                return "it did not come back within \(d) of the reboot; the next reset boots the previous generation "
+                    + "(the new one was booted once, on trial; rerun nk3 once the node is back)"
+            }
             return "its agent did not come back within \(d) of the reboot"
         case .waitReady: return "kubelet did not become Ready within \(d)"
         case .gates: return "the health gates did not all pass within \(d)"

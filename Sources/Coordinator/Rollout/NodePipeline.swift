@@ -74,6 +74,9 @@ struct NodeRun: Sendable, Hashable {
     var backAt: Date?
     /// The last look for the rebooted agent found it answering with its old boot id.
     var sawOldBootID = false
+    /// The node's agent reported a trial boot before the reboot: a node that does not come back boots the
+    /// previous generation at its next reset.
+    var trialBoot = false
     var cordonedByUs = false
     var confirmed = false
 

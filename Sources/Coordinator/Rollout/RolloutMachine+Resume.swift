@@ -81,6 +81,21 @@ extension RolloutMachine {
             }
         }
 
+        // 1b. The node did not come back from the reboot into this same plan's change, and its agent has since
+        // rolled that change back (a trial boot that fell back to the previous generation at the next reset):
+        // rolling the same change again would repeat it. Stop and say so (exit 6); a changed plan (another
+        // fingerprint) is rolled as usual, and so is a node that failed later (e.g. a cut link before the confirm).
+        if plan.kind == .apply, sameRun, let rec, [.reboot, .waitReachable].contains(rec.step),
+            let serial = rec.applySerial, status.operation == nil, let last = status.lastResult, last.serial == serial,
+            last.outcome == .rolledBack
+        {
+            return .blocked(
+                RolloutFailure(
+                    kind: .rolledBack, node: name, step: rec.step,
+                    cause: RolloutMessages.cameBackRolledBackCause(serial: serial, message: last.message),
+                    situation: .nodeFailed(.init(unconfirmedSerial: nil, leftCordoned: cordoned, alsoInFlight: []))))
+        }
+
         // 2. What counts as done now.
         var after: NodeRun.After = .pending
         if let rec, let serial = rec.applySerial, let last = status.lastResult, last.serial == serial,

@@ -180,6 +180,7 @@ public struct RolloutMachine: Sendable {
             guard var run = expect(name, .drain) else { return unexpected(input) }
             run.bootIDBeforeReboot = status.bootID
             run.kernelBefore = status.kernel
+            run.trialBoot = status.rollbackMode == "trial-boot"
             run.advance()
             running[name] = run
 
@@ -259,7 +260,8 @@ public struct RolloutMachine: Sendable {
                     gateFailure(
                         kind: .timeout, cause: RolloutMessages.timeoutCause(step: .gates, after: after, sawOldBootID: false)))
             }
-            let cause = RolloutMessages.timeoutCause(step: step, after: after, sawOldBootID: run.sawOldBootID)
+            let cause = RolloutMessages.timeoutCause(
+                step: step, after: after, sawOldBootID: run.sawOldBootID, trialBoot: run.trialBoot)
             // A reboot that never shows is a timeout; a node that went down and stayed down is unreachable.
             let kind: RolloutFailure.Kind = step == .waitReachable && !run.sawOldBootID ? .unreachable : .timeout
             return abort(failure(run, kind: kind, step: step, cause: cause))

@@ -18,6 +18,8 @@ public struct DemoRunner: Sendable {
         public var directory: URL?
         /// Run the upgrade step after the apply step.
         public var upgrade = true
+        /// Then roll a change whose kernel never boots on the second node (trial boot; DemoRunner+Trial.swift).
+        public var trial = false
         public var output: RolloutOutputFormat = .human
         public var useColor = false
         public init() {}
@@ -63,6 +65,7 @@ public struct DemoRunner: Sendable {
         var simOptions = SimulatedCluster.Options()
         simOptions.announce = false
         simOptions.disruptionBudget = options.disruptionBudget
+        simOptions.bootLoader = .grub  // the module's default: trial boots with GRUB's one-shot (grub-reboot)
         let cluster = try await SimulatedCluster.start(
             nodes: options.nodes, servers: options.servers, speed: options.speed, in: dir, options: simOptions,
             logger: simLogger)
@@ -119,6 +122,7 @@ public struct DemoRunner: Sendable {
             let upgraded = try await rollout(.upgrade(.boot), inventory: inventory, overrides: cluster.sessionOverrides, sink: sink)
             note("upgrade: \(upgraded.updated.count) node(s) upgraded, \(upgraded.kernelChanges.count) kernel change(s)")
         }
+        if options.trial { try await trialStep(cluster: cluster, sink: sink) }
 
         banner("$ nk3 status -i \(inventory)")
         try await printStatus(inventory: inventory)
@@ -128,7 +132,7 @@ public struct DemoRunner: Sendable {
     /// builder (`RolloutFlags`, so the inventory's `disruption_budget` and `order` count), the rollout.
     /// (`overrides`: the simulation's, so that the client's rate limit and the drain's retry delay hold in
     /// simulated time.)
-    private func rollout(
+    func rollout(
         _ kind: ClusterSession.RolloutKind, inventory: String, overrides: ClusterSession.Overrides,
         sink: any RolloutEventSink
     ) async throws -> RolloutSummary {
@@ -138,7 +142,7 @@ public struct DemoRunner: Sendable {
             pollInterval: .milliseconds(50))
     }
 
-    private func printStatus(inventory: String) async throws {
+    func printStatus(inventory: String) async throws {
         let session = try ClusterSession.load(inventoryPath: inventory, logger: logger)
         let probes = await session.probeAll()
         let rendered = try? session.render()
@@ -158,12 +162,12 @@ public struct DemoRunner: Sendable {
         }
     }
 
-    private func banner(_ text: String) {
+    func banner(_ text: String) {
         note("")
         note(text)
     }
 
-    private func note(_ text: String) {
+    func note(_ text: String) {
         if options.output == .human {
             out(text.isEmpty || text.hasPrefix("$ ") || text.hasPrefix("[simulation]") ? text : "[simulation] \(text)")
         } else {

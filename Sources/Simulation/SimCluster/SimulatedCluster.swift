@@ -71,6 +71,8 @@ public final class SimulatedCluster: Sendable {
         public var inventoryTimeouts: [String: Int]?
         /// `disruption_budget` of the inventory.
         public var disruptionBudget = 1
+        /// The nodes' boot loader one-shot (trial boots); nil: none, dead-man rollbacks only.
+        public var bootLoader: TrialBootLoader?
         /// Also write the simulation's summary lines to the logger at start.
         public var announce = true
 
@@ -254,7 +256,7 @@ public final class SimulatedCluster: Sendable {
             let node = try SimulatedNode(
                 hostname: name, files: files, unmanagedFiles: ["hardware-configuration.nix": Self.hardwareConfiguration],
                 channelURL: channelURL, channels: channels, speed: speed, timings: options.timings, clock: clock,
-                logger: log)
+                bootLoader: options.bootLoader, logger: log)
             let agentFiles = pki.agentFiles(node: name)
             let slot = SimulatedAgentSlot(
                 name: name, node: node, baseDirectory: "\(dir)/agents/\(name)", clock: clock,
@@ -433,6 +435,8 @@ public final class SimulatedCluster: Sendable {
             workloads.blockEvictions(on: name)
         case .pdbHoldsEviction:
             workloads.holdEvictions(on: name)
+        case .kernelDoesNotBoot:
+            m.node.setFaults { $0.newGenerationsDoNotBoot = .kernelPanics }
         }
     }
 
@@ -465,6 +469,9 @@ public final class SimulatedCluster: Sendable {
             workloads.unblockEvictions(on: name)
         case .pdbHoldsEviction:
             workloads.unholdEvictions(on: name)
+        case .kernelDoesNotBoot:
+            m.node.setFaults { $0.newGenerationsDoNotBoot = nil }
+            if m.node.snapshot.power == .down { m.node.reset() }
         }
     }
 }

@@ -19,6 +19,10 @@ public enum SimulatedFault: String, Sendable, Hashable, CaseIterable, Codable {
     /// desiredHealthy 1 < expectedPods 2, disruptionsAllowed 0), so a drain waits on it (429s) instead of being
     /// refused at once; clearing it lets the drain finish.
     case pdbHoldsEviction = "pdb-holds-eviction"
+    /// Generations built from now on have a kernel that never boots: the machine hangs at the reboot into one.
+    /// With a trial-boot loader the one-shot entry is spent and a reset boots the previous generation; clearing
+    /// the fault is that reset.
+    case kernelDoesNotBoot = "kernel-does-not-boot"
 }
 
 /// Why the simulated cluster could not do something.

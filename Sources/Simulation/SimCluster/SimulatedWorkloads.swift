@@ -272,7 +272,7 @@ final class SimulatedWorkloads: Sendable {
                 }
             }
             if speed == .instant { checkCeph() }
-        case .booted:
+        case .booted, .bootedWithoutAgent:
             break  // the kubelet of the new boot has not posted yet: the API shows nothing new
         case .kubelet(let ready):
             // A machine that is off posts nothing (its kubelet's "not ready" at power-down never reaches the API).

@@ -21,8 +21,12 @@ import Synchronization
 ///   `timings.rebootDowntime` it boots the profile generation with a new boot id (current = booted = that
 ///   generation, running kernel = its kernel); the kubelet turns Ready `timings.kubeletReadyAfterBoot` later.
 ///
+/// - The boot loader (SimulatedNode+BootLoader.swift): a default entry (set by `switch`/`boot` and by activating
+///   a generation) and, when the node has a trial-boot loader, a one-shot entry that the next boot consumes.
+///
 /// Faults (`setFault`): a Nix evaluation error on rebuild, a kubelet that never turns Ready, a machine that
-/// never comes back from a reboot, and a reboot that hangs (nothing happens; the old boot id stays).
+/// never comes back from a reboot, a reboot that hangs (nothing happens; the old boot id stays), and new
+/// generations whose kernel never boots or that never start the agent (until a `reset()`).
 ///
 /// Thread-safe: one `Mutex` guards the state; simulated durations are slept outside it.
 public final class SimulatedNode: NodeSystem, Sendable {
@@ -44,6 +48,11 @@ public final class SimulatedNode: NodeSystem, Sendable {
         public var neverReturnsAfterReboot = false
         /// `reboot()` does nothing: the agent stays up with the old boot id.
         public var rebootHangs = false
+        /// Generations built while this is set fail to boot this way (a bad kernel or initrd, or no agent).
+        public var newGenerationsDoNotBoot: BootFailure?
+        /// A failed boot is followed by a reset after `timings.rebootDowntime` (a watchdog or `panic=N`);
+        /// otherwise the machine waits for `reset()`.
+        public var resetAfterFailedBoot = false
 
         /// No faults.
         public init() {}
@@ -67,6 +76,8 @@ public final class SimulatedNode: NodeSystem, Sendable {
         case poweredDown
         /// The machine booted: new boot id and running kernel.
         case booted(bootID: String, kernel: String)
+        /// The machine booted a generation that does not start the agent (injected fault): no agent serves.
+        case bootedWithoutAgent(bootID: String)
         /// The kubelet's readiness changed.
         case kubelet(ready: Bool)
         /// A rebuild or activation made a new system current or the boot default (status may have changed).
@@ -106,6 +117,12 @@ public final class SimulatedNode: NodeSystem, Sendable {
         public var boots: Int
         public var rebuilds: Int
         public var faults: Faults
+        /// The boot loader's default entry (a generation number).
+        public var bootDefault: Int
+        /// The one-shot entry the next boot consumes, if set.
+        public var bootOnce: Int?
+        /// Boots that did not come up (a kernel that never boots).
+        public var failedBoots: Int
         /// NixOS version of the current system.
         public var nixosVersion: String?
         /// The profile generation's kernel (what the next boot runs).
@@ -143,6 +160,10 @@ public final class SimulatedNode: NodeSystem, Sendable {
         var faults = Faults()
         var boots = 1
         var rebuilds = 0
+        var bootDefault = 1
+        var bootOnce: Int?
+        var unbootable: [String: BootFailure] = [:]
+        var failedBoots = 0
         var listeners: [UUID: @Sendable (Event) -> Void] = [:]
         var tasks: [UUID: Task<Void, Never>] = [:]
         var isShutDown = false
@@ -158,7 +179,9 @@ public final class SimulatedNode: NodeSystem, Sendable {
     public let timings: SimulatedTimings
     /// Time source (shared with the agent engine).
     public let clock: any AgentClock
-    private let logger: Logger
+    /// The boot loader's one-shot mechanism (nil: none, the agent runs dead-man rollbacks only).
+    public let trialBootLoaderKind: TrialBootLoader?
+    let logger: Logger
     let state: Mutex<State>
 
     /// Installs a node: `files` land in /etc/nixos (all nk3-managed) plus `unmanagedFiles` (e.g.
@@ -169,7 +192,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
         hostname: String, files: [String: String], unmanagedFiles: [String: String] = [:],
         channelURL: String = SimulatedChannels.url(of: "nixos-24.05"), channels: SimulatedChannels = SimulatedChannels(),
         speed: SimulationSpeed = .instant, timings: SimulatedTimings = SimulatedTimings(),
-        clock: any AgentClock = SystemAgentClock(), logger: Logger
+        clock: any AgentClock = SystemAgentClock(), bootLoader: TrialBootLoader? = nil, logger: Logger
     ) throws {
         guard let release = channels.first(channelURL) else {
             throw NodeSystemError(
@@ -181,6 +204,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
         self.speed = speed
         self.timings = timings
         self.clock = clock
+        self.trialBootLoaderKind = bootLoader
         var log = logger
         log[metadataKey: "simulation"] = "node"
         log[metadataKey: "sim.node"] = "\(hostname)"
@@ -210,7 +234,8 @@ public final class SimulatedNode: NodeSystem, Sendable {
                 profileGeneration: s.profileGeneration, currentSystem: s.currentSystem, bootedSystem: s.bootedSystem,
                 generations: s.generations, channelList: s.channelList, channelProfileGeneration: s.channelProfileGeneration,
                 files: s.files, kubeletActive: s.kubeletActive, kubeletReady: s.kubeletReady, boots: s.boots,
-                rebuilds: s.rebuilds, faults: s.faults, nixosVersion: s.store[s.currentSystem]?.nixosVersion)
+                rebuilds: s.rebuilds, faults: s.faults, bootDefault: s.bootDefault, bootOnce: s.bootOnce,
+                failedBoots: s.failedBoots, nixosVersion: s.store[s.currentSystem]?.nixosVersion)
         }
     }
 
@@ -295,6 +320,14 @@ public final class SimulatedNode: NodeSystem, Sendable {
         try await activate(generation: number, mode: mode, incarnation: nil)
     }
 
+    public func trialBootLoader() async -> TrialBootLoader? { trialBootLoaderKind }
+
+    public func setBootDefault(generation number: Int) async throws {
+        try await setBootDefault(generation: number, incarnation: nil)
+    }
+
+    public func setBootOnce(generation number: Int?) async throws { try setBootOnce(generation: number, incarnation: nil) }
+
     public func reboot() async throws { try reboot(incarnation: nil) }
 
     public func facts() async throws -> NodeFacts { try facts(incarnation: nil) }
@@ -303,7 +336,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
 
     // MARK: - implementation (incarnation: the agent process's boot, nil for direct use)
 
-    private func checkAlive(_ s: State, _ incarnation: Int?) throws {
+    func checkAlive(_ s: State, _ incarnation: Int?) throws {
         if s.power == .down {
             throw NodeSystemError(.processFailed, "[simulation] \(hostname) is down (rebooting or off)")
         }
@@ -416,7 +449,10 @@ public final class SimulatedNode: NodeSystem, Sendable {
                     .notFound, "generation \(number) does not exist (system-\(number)-link is missing)")
             }
             // Profile first (nix-env --switch-generation), as NixOSSystem does (docs/UPSTREAM.md#generations).
-            if mode != .test { s.profileGeneration = number }
+            if mode != .test {
+                s.profileGeneration = number
+                s.bootDefault = number  // switch-to-configuration switch|boot installs the boot loader
+            }
             return g.storePath
         }
         try await speed.sleep(timings.activation, on: clock)
@@ -426,162 +462,6 @@ public final class SimulatedNode: NodeSystem, Sendable {
         }
         logger.info("[simulation] switch-to-configuration \(mode.rawValue) of generation \(number)")
         emit(.systemChanged)
-    }
-
-    func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void, incarnation: Int?
-    ) async throws -> RebuildResult {
-        var lines: [String] = []
-        func say(_ line: String) {
-            lines.append(line)
-            output(line)
-        }
-        func finish(_ code: Int32, derivations: Int? = nil, paths: Int? = nil) -> RebuildResult {
-            RebuildResult(
-                exitCode: code, output: lines.joined(separator: "\n"), derivationsToBuild: derivations,
-                pathsToFetch: paths)
-        }
-        let faults: Faults = try state.withLock { s in
-            try checkAlive(s, incarnation)
-            s.rebuilds += 1
-            return s.faults
-        }
-        logger.info("[simulation] nixos-rebuild \(action.rawValue)\(upgrade ? " --upgrade" : "")")
-        say("building the system configuration...")
-
-        if upgrade {
-            // docs/UPSTREAM.md#nixos-rebuild: --upgrade runs `nix-channel --update nixos` first; bash aborts if it
-            // fails.
-            let url = try state.withLock { s in
-                try checkAlive(s, incarnation)
-                return Self.channelEntries(s.channelList)["nixos"]
-            }
-            if let url {
-                try await speed.sleep(timings.channelUpdate, on: clock)
-                guard let release = channels.latest(url) else {
-                    // docs/UPSTREAM.md#channels: the failure comes at --update, and the channel profile is unchanged.
-                    say("error: unable to download '\(url)': HTTP error 404")
-                    return finish(1)
-                }
-                say("unpacking channels...")
-                try state.withLock { s in
-                    try checkAlive(s, incarnation)
-                    let now = s.channelProfileGeneration.flatMap { s.channelGenerations[$0] }
-                    if now?.release != release || now?.url != url {
-                        let n = (s.channelGenerations.keys.max() ?? 0) + 1
-                        s.channelGenerations[n] = ChannelGeneration(url: url, release: release)
-                        s.channelProfileGeneration = n
-                    }
-                }
-            }
-        }
-
-        if let error = faults.rebuildEvaluationError {
-            for l in error { say(l) }
-            return finish(1)
-        }
-
-        struct Plan {
-            var path: String
-            var release: SimulatedChannels.Release
-            var isNew: Bool
-            var kernelIsNew: Bool
-            var changedFiles: [String]
-        }
-        let plan: Plan? = try state.withLock { s in
-            try checkAlive(s, incarnation)
-            guard s.files["configuration.nix"] != nil else { return nil }
-            let release =
-                s.channelProfileGeneration.flatMap { s.channelGenerations[$0]?.release }
-                ?? SimulatedChannels.Release(nixosVersion: "24.05.0.0000000", kernel: s.runningKernel)
-            let path = Self.storePath(host: hostname, files: s.files, release: release)
-            let kernelIsNew = !s.store.values.contains { $0.kernel == release.kernel }
-            return Plan(
-                path: path, release: release, isNew: s.store[path] == nil, kernelIsNew: kernelIsNew,
-                changedFiles: s.files.keys.sorted())
-        }
-        guard let plan else {
-            say("error: file 'nixos-config' was not found in the Nix search path (add it using $NIX_PATH or -I)")
-            return finish(1)
-        }
-
-        var derivations: Int?
-        var fetched: Int?
-        if plan.isNew {
-            // docs/UPSTREAM.md#nixos-rebuild: nix prints the build plan on stderr before building.
-            let hash = String(plan.path.dropFirst("/nix/store/".count).prefix(32))
-            var drvs = plan.changedFiles.map { "\(hash.prefix(8))\(Self.nix32(of: $0).prefix(24))-\($0).drv" }
-            drvs += [
-                "\(Self.nix32(of: hash + "etc").prefix(32))-etc.drv",
-                "\(Self.nix32(of: hash + "system-path").prefix(32))-system-path.drv",
-                "\(hash)-nixos-system-\(hostname)-\(plan.release.nixosVersion).drv",
-            ]
-            derivations = drvs.count
-            say(drvs.count == 1 ? "this derivation will be built:" : "these \(drvs.count) derivations will be built:")
-            for d in drvs { say("  /nix/store/\(d)") }
-            if plan.kernelIsNew {
-                fetched = 2
-                say("these 2 paths will be fetched (131.42 MiB download, 612.08 MiB unpacked):")
-                say("  /nix/store/\(Self.nix32(of: plan.release.kernel).prefix(32))-linux-\(plan.release.kernel)")
-                say("  /nix/store/\(Self.nix32(of: plan.release.kernel + "m").prefix(32))-linux-\(plan.release.kernel)-modules")
-            }
-            try await speed.sleep(timings.rebuild, on: clock)
-        } else {
-            try await speed.sleep(timings.rebuildNothingToBuild, on: clock)
-        }
-
-        try state.withLock { s in
-            try checkAlive(s, incarnation)
-            s.store[plan.path] = Built(kernel: plan.release.kernel, nixosVersion: plan.release.nixosVersion)
-            if action != .test {
-                // docs/UPSTREAM.md#nixos-rebuild/#generations: `nix-env --set` before activation; highest+1 unless the
-                // highest is this path.
-                let highest = s.generations.keys.max() ?? 0
-                if highest > 0, s.generations[highest]?.storePath == plan.path {
-                    s.profileGeneration = highest
-                } else {
-                    s.generations[highest + 1] = Generation(
-                        number: highest + 1, storePath: plan.path, kernel: plan.release.kernel,
-                        nixosVersion: plan.release.nixosVersion)
-                    s.profileGeneration = highest + 1
-                }
-            }
-        }
-        try await speed.sleep(timings.activation, on: clock)
-        try state.withLock { s in
-            try checkAlive(s, incarnation)
-            if action != .boot { s.currentSystem = plan.path }
-        }
-        emit(.systemChanged)
-        return finish(0, derivations: derivations, paths: fetched)
-    }
-
-    func reboot(incarnation: Int?) throws {
-        enum Outcome { case hang, down }
-        let outcome: Outcome = try state.withLock { s in
-            try checkAlive(s, incarnation)
-            if s.faults.rebootHangs { return .hang }
-            s.power = .down
-            s.incarnation += 1
-            s.kubeletActive = false
-            s.kubeletReady = false
-            return .down
-        }
-        if outcome == .hang {
-            logger.warning("[simulation] reboot of \(hostname) hangs (injected fault): the old boot stays up")
-            return
-        }
-        logger.info("[simulation] \(hostname) is rebooting (down for \(timings.rebootDowntime) simulated s)")
-        emit(.poweredDown)
-        emit(.kubelet(ready: false))
-        spawn { node in
-            try await node.speed.sleep(node.timings.rebootDowntime, on: node.clock)
-            if node.state.withLock({ $0.faults.neverReturnsAfterReboot }) {
-                node.logger.warning("[simulation] \(node.hostname) does not come back after the reboot (injected fault)")
-                return
-            }
-            node.boot()
-        }
     }
 
     func facts(incarnation: Int?) throws -> NodeFacts {
@@ -603,41 +483,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
 
     // MARK: - boot and helpers
 
-    private func boot() {
-        let now = clock.now()
-        let (bootID, kernel): (String, String) = state.withLock { s in
-            let g = s.generations[s.profileGeneration]
-            let path = g?.storePath ?? s.currentSystem
-            s.bootID = UUID().uuidString.lowercased()
-            s.bootedAt = now
-            s.bootedSystem = path
-            s.currentSystem = path
-            s.runningKernel = s.store[path]?.kernel ?? g?.kernel ?? s.runningKernel
-            s.power = .up
-            s.kubeletActive = true
-            s.kubeletReady = false
-            s.boots += 1
-            return (s.bootID, s.runningKernel)
-        }
-        logger.info("[simulation] \(hostname) booted kernel \(kernel), boot id \(bootID)")
-        emit(.booted(bootID: bootID, kernel: kernel))
-        spawn { node in
-            try await node.speed.sleep(node.timings.kubeletReadyAfterBoot, on: node.clock)
-            let ready: Bool = node.state.withLock { s in
-                guard s.bootID == bootID, s.power == .up, !s.faults.kubeletNeverReady else { return false }
-                s.kubeletReady = true
-                return true
-            }
-            if ready {
-                node.logger.info("[simulation] kubelet is Ready on \(node.hostname)")
-                node.emit(.kubelet(ready: true))
-            } else if node.state.withLock({ $0.faults.kubeletNeverReady }) {
-                node.logger.warning("[simulation] kubelet on \(node.hostname) never turns Ready (injected fault)")
-            }
-        }
-    }
-
-    private func spawn(_ body: @escaping @Sendable (SimulatedNode) async throws -> Void) {
+    func spawn(_ body: @escaping @Sendable (SimulatedNode) async throws -> Void) {
         let id = UUID()
         state.withLock { s in
             guard !s.isShutDown else { return }
@@ -651,109 +497,5 @@ public final class SimulatedNode: NodeSystem, Sendable {
     func emit(_ event: Event) {
         let handlers = state.withLock { Array($0.listeners.values) }
         for h in handlers { h(event) }
-    }
-
-    /// `URL NAME` lines → name → URL.
-    static func channelEntries(_ list: String?) -> [String: String] {
-        var out: [String: String] = [:]
-        for line in (list ?? "").split(separator: "\n") {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            if parts.count >= 2 { out[String(parts[1])] = String(parts[0]) }
-        }
-        return out
-    }
-
-    /// `/nix/store/<hash>-nixos-system-<host>-<version>`: a pure function of the files and the channel release,
-    /// so the same configuration and channel give the same path.
-    static func storePath(host: String, files: [String: String], release: SimulatedChannels.Release) -> String {
-        var all = files
-        all["\u{0}channel"] = release.nixosVersion + " " + release.kernel
-        all["\u{0}host"] = host
-        let hash = nix32(of: ConfigFiles.hash(files: all)).prefix(32)
-        return "/nix/store/\(hash)-nixos-system-\(host)-\(release.nixosVersion)"
-    }
-
-    /// A nix-base32-looking digest of `text` (alphabet without e, o, u, t).
-    static func nix32(of text: String) -> String {
-        let alphabet = Array("0123456789abcdfghijklmnpqrsvwxyz")
-        let hex = ConfigFiles.hash(content: text)
-        var out = ""
-        var bytes: [UInt8] = []
-        var i = hex.startIndex
-        while i < hex.endIndex, let j = hex.index(i, offsetBy: 2, limitedBy: hex.endIndex) {
-            if let b = UInt8(hex[i..<j], radix: 16) { bytes.append(b) }
-            i = j
-        }
-        for b in bytes { out.append(alphabet[Int(b) % 32]) }
-        return out
-    }
-}
-
-/// One agent process's view of a simulated node: the `NodeSystem` an `ApplyEngine` gets in the simulated
-/// cluster. Every call fails once the machine has gone down, as the process would have died.
-struct SimulatedAgentProcess: NodeSystem {
-    let node: SimulatedNode
-    let incarnation: Int
-    let alive: @Sendable () -> Bool
-
-    private func live() throws {
-        guard alive() else {
-            throw NodeSystemError(.processFailed, "[simulation] this agent process of \(node.hostname) was stopped")
-        }
-    }
-
-    func readConfigFiles() async throws -> [String: String] {
-        try live()
-        return try node.readConfigFiles(incarnation: incarnation)
-    }
-    func replaceConfigFiles(with files: [String: String]) async throws {
-        try live()
-        try node.replaceConfigFiles(with: files, incarnation: incarnation)
-    }
-    func snapshotConfigFiles(touching names: Set<String>) async throws -> ConfigSnapshot {
-        try live()
-        return try node.snapshotConfigFiles(touching: names, incarnation: incarnation)
-    }
-    func restoreConfigFiles(_ snapshot: ConfigSnapshot) async throws {
-        try live()
-        try node.restoreConfigFiles(snapshot, incarnation: incarnation)
-    }
-    func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
-    ) async throws -> RebuildResult {
-        try live()
-        return try await node.rebuild(action, upgrade: upgrade, output: output, incarnation: incarnation)
-    }
-    func channelState() async throws -> ChannelState {
-        try live()
-        return try node.channelState(incarnation: incarnation)
-    }
-    func addChannel(url: String, name: String) async throws {
-        try live()
-        try node.addChannel(url: url, name: name, incarnation: incarnation)
-    }
-    func restoreChannel(_ saved: ChannelState) async throws {
-        try live()
-        try node.restoreChannel(saved, incarnation: incarnation)
-    }
-    func generations() async throws -> GenerationState {
-        try live()
-        return try node.generations(incarnation: incarnation)
-    }
-    func activate(generation number: Int, mode: ActivationMode) async throws {
-        try live()
-        try await node.activate(generation: number, mode: mode, incarnation: incarnation)
-    }
-    func reboot() async throws {
-        try live()
-        try node.reboot(incarnation: incarnation)
-    }
-    func facts() async throws -> NodeFacts {
-        try live()
-        return try node.facts(incarnation: incarnation)
-    }
-    func kubelet(unit: String) async -> KubeletState {
-        guard alive() else { return KubeletState(unit: unit, unitActive: false, healthz: nil) }
-        return node.kubelet(unit: unit, incarnation: incarnation)
     }
 }

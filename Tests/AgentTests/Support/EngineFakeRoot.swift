@@ -18,6 +18,13 @@ import Glibc
 /// switch-to-configuration's exit code through). A configuration.nix containing `EVAL_ERROR` fails evaluation;
 /// `# kernel: X`, `# version: V`, `# activation-exit: N` lines shape the built system.
 /// Records: `control/calls.log`, `control/reboots`, `control/bootdefault`, `control/rebuild.pid`.
+///
+/// Boot loader one-shots (trial boot): fake `grub-reboot ENTRY` writes `next_entry=ENTRY` into
+/// `boot/grub/grubenv` and `grub-editenv FILE unset next_entry` removes it (GRUB's grub-reboot(8) and
+/// grub-editenv(1)); fake `bootctl set-oneshot ID` records ID in `control/oneshot-efivar`, an empty ID removes it
+/// (systemd bootctl(1)). Each records its argv (`$#` and every argument quoted) in calls.log.
+/// `simulateReboot()` boots the one-shot entry once (GRUB: `1>K`, the K-th newest profile generation, as
+/// nixpkgs install-grub.pl lists them; systemd-boot: `nixos-generation-N.conf`), else the default.
 final class EngineFakeRoot: Sendable {
     let root: String
     let stateDir: String
@@ -38,7 +45,7 @@ final class EngineFakeRoot: Sendable {
         stateDir = root + "/var/lib/nk3-agent"
         for d in [
             "etc/nixos", "nix/store", "nix/var/nix/profiles/per-user/root", "run", "proc/sys/kernel/random", "root",
-            "bin", "control", "var/lib/nk3-agent",
+            "bin", "control", "var/lib/nk3-agent", "boot/grub",
         ] {
             try FileManager.default.createDirectory(atPath: "\(root)/\(d)", withIntermediateDirectories: true)
         }
@@ -77,12 +84,27 @@ final class EngineFakeRoot: Sendable {
         return o
     }
 
-    func system(logger: Logger = Logger(label: "test")) -> NixOSSystem {
-        NixOSSystem(options: options, runner: ProcessRunner(terminationGrace: .seconds(2)), logger: logger)
+    func system(logger: Logger = Logger(label: "test"), trialBoot: TrialBootLoader? = nil) -> NixOSSystem {
+        var o = options
+        o.trialBoot = trialBoot
+        o.grubReboot = "\(root)/bin/grub-reboot"
+        o.grubEditenv = "\(root)/bin/grub-editenv"
+        o.bootctl = "\(root)/bin/bootctl"
+        return NixOSSystem(options: o, runner: ProcessRunner(terminationGrace: .seconds(2)), logger: logger)
     }
 
+    /// GRUB's pending one-shot entry (`next_entry` in grubenv), if any.
+    var grubNextEntry: String? {
+        (read("boot/grub/grubenv") ?? "").split(separator: "\n").first { $0.hasPrefix("next_entry=") }
+            .map { String($0.dropFirst("next_entry=".count)) }
+    }
+    /// systemd-boot's pending one-shot entry (`LoaderEntryOneShot`), if any.
+    var systemdOneShot: String? { read("control/oneshot-efivar")?.trimmingCharacters(in: .whitespacesAndNewlines) }
+
     /// An agent config file for the `nk3-agent` binary with every path absolute inside this root.
-    func agentConfig(signingKey: String, healthz: String = "http://127.0.0.1:1/healthz") -> AgentConfig {
+    func agentConfig(
+        signingKey: String, healthz: String = "http://127.0.0.1:1/healthz", trialBoot: TrialBootLoader? = nil
+    ) -> AgentConfig {
         var c = AgentConfig(
             nodeName: "node1", tls: .init(certFile: "\(root)/unused.crt", keyFile: "\(root)/unused.key", caFile: "\(root)/unused-ca.crt"),
             signingPublicKeys: [signingKey])
@@ -93,6 +115,11 @@ final class EngineFakeRoot: Sendable {
         c.commands.nixChannel = "\(root)/bin/nix-channel"
         c.commands.nixEnv = "\(root)/bin/nix-env"
         c.commands.systemctl = "\(root)/bin/systemctl"
+        c.commands.grubReboot = "\(root)/bin/grub-reboot"
+        c.commands.grubEditenv = "\(root)/bin/grub-editenv"
+        c.commands.bootctl = "\(root)/bin/bootctl"
+        c.paths.grubEnv = "\(root)/boot/grub/grubenv"
+        c.trialBoot = trialBoot?.rawValue ?? "off"
         c.paths.currentSystem = "\(root)/run/current-system"
         c.paths.bootedSystem = "\(root)/run/booted-system"
         c.paths.systemProfile = "\(root)/nix/var/nix/profiles/system"
@@ -209,12 +236,35 @@ final class EngineFakeRoot: Sendable {
     }
 
     /// The machine restarts: new boot id, the boot default becomes booted and current, kernel follows it.
-    func simulateReboot() throws {
-        guard let next = bootDefault else { throw NSError(domain: "fake", code: 1) }
+    /// A one-shot entry set is booted once (and consumed) instead. `oneShotBoots: false`: the one-shot boot
+    /// failed (a kernel that never boots) and a reset followed, so the default entry runs.
+    func simulateReboot(oneShotBoots: Bool = true) throws {
+        let once = try consumeOneShot()
+        guard let next = (oneShotBoots ? once : nil) ?? bootDefault else { throw NSError(domain: "fake", code: 1) }
         try sh("ln -sfn '\(next)' \(root)/run/booted-system && ln -sfn '\(next)' \(root)/run/current-system")
         try write("proc/sys/kernel/random/boot_id", UUID().uuidString.lowercased() + "\n")
         try write("proc/sys/kernel/osrelease", (kernel(ofSystem: next) ?? "unknown") + "\n")
         try write("proc/uptime", "3.10 5.00\n")
+    }
+
+    /// The store path of the pending one-shot entry, which the boot loader clears as it boots it.
+    private func consumeOneShot() throws -> String? {
+        var number: Int?
+        if let entry = grubNextEntry {
+            try sh("sed -i '/^next_entry=/d' \(root)/boot/grub/grubenv")
+            let parts = entry.split(separator: ">")
+            if parts.count == 2, parts[0] == "1", let k = Int(parts[1]) {
+                let gens = ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/nix/var/nix/profiles")) ?? [])
+                    .compactMap { NixOSSystemTestAccess.generation($0, base: "system") }.sorted(by: >)
+                if k < gens.count { number = gens[k] }
+            }
+        } else if let id = systemdOneShot {
+            unlink("\(root)/control/oneshot-efivar")
+            if id.hasPrefix("nixos-generation-"), id.hasSuffix(".conf") {
+                number = Int(id.dropFirst("nixos-generation-".count).dropLast(".conf".count))
+            }
+        }
+        return number.map { systemOf(generation: $0) }
     }
 
     /// Kills whatever process group `control/rebuild.pid` names (systemd stops the unit's whole cgroup when the
@@ -319,6 +369,28 @@ final class EngineFakeRoot: Sendable {
               reboot) echo "reboot $(cat "$R/proc/sys/kernel/random/boot_id")" >> "$R/control/reboots"; exit 0 ;;
               *) exit 1 ;;
             esac
+            """#)
+        try script(
+            "grub-reboot",
+            #"""
+            echo "grub-reboot $#:$(printf ' %q' "$@")" >> "$R/control/calls.log"
+            [ $# = 1 ] || { echo "Usage: grub-reboot [OPTION] MENU_ENTRY" >&2; exit 1; }
+            touch "$R/boot/grub/grubenv"; sed -i '/^next_entry=/d' "$R/boot/grub/grubenv"
+            echo "next_entry=$1" >> "$R/boot/grub/grubenv"
+            """#)
+        try script(
+            "grub-editenv",
+            #"""
+            echo "grub-editenv $#:$(printf ' %q' "$@")" >> "$R/control/calls.log"
+            [ "$2" = unset ] || { echo "grub-editenv: error: this fake knows only FILE unset NAME" >&2; exit 1; }
+            touch "$1"; sed -i "/^$3=/d" "$1"
+            """#)
+        try script(
+            "bootctl",
+            #"""
+            echo "bootctl $#:$(printf ' %q' "$@")" >> "$R/control/calls.log"
+            [ "$1" = set-oneshot ] && [ $# = 2 ] || { echo "bootctl: this fake knows only set-oneshot ID" >&2; exit 1; }
+            if [ -z "$2" ]; then rm -f "$R/control/oneshot-efivar"; else echo "$2" > "$R/control/oneshot-efivar"; fi
             """#)
         try script(
             "switch-to-configuration.template",

@@ -90,13 +90,14 @@ enum EngineKit {
         let signer = EnvelopeSigner(privateKey: Curve25519.Signing.PrivateKey())
         let configPath: String
 
-        init(fake: EngineFakeRoot) throws {
+        init(fake: EngineFakeRoot, trialBoot: TrialBootLoader? = nil) throws {
             self.fake = fake
             configPath = fake.root + "/agent.json"
             let key = signer.privateKey.publicKey.rawRepresentation.base64EncodedString()
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
-            try enc.encode(fake.agentConfig(signingKey: key)).write(to: URL(fileURLWithPath: configPath))
+            try enc.encode(fake.agentConfig(signingKey: key, trialBoot: trialBoot))
+                .write(to: URL(fileURLWithPath: configPath))
         }
 
         /// Starts `nk3-agent run-once` with `command` signed, optionally with the SIGKILL hook at `killAt`.

@@ -132,6 +132,9 @@ struct EvaluatedNode: Decodable {
     var tmpfiles: [String]
     var stateVersion: String?
     var grubDevices: [String]
+    /// `boot.loader.grub.default` (nixpkgs applies `toString`).
+    var grubDefault: String
+    var watchdogRuntime: String?
     var packageRecipe: Recipe?
 }
 

@@ -1,0 +1,175 @@
+import Foundation
+import Logging
+import NK3Agent
+import NK3Protocol
+import Synchronization
+
+// `nixos-rebuild` on the simulated node (docs/UPSTREAM.md#nixos-rebuild): channel update, build plan, profile,
+// activation. A SIMULATION.
+extension SimulatedNode {
+    func rebuild(
+        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void, incarnation: Int?
+    ) async throws -> RebuildResult {
+        var lines: [String] = []
+        func say(_ line: String) {
+            lines.append(line)
+            output(line)
+        }
+        func finish(_ code: Int32, derivations: Int? = nil, paths: Int? = nil) -> RebuildResult {
+            RebuildResult(
+                exitCode: code, output: lines.joined(separator: "\n"), derivationsToBuild: derivations,
+                pathsToFetch: paths)
+        }
+        let faults: Faults = try state.withLock { s in
+            try checkAlive(s, incarnation)
+            s.rebuilds += 1
+            return s.faults
+        }
+        logger.info("[simulation] nixos-rebuild \(action.rawValue)\(upgrade ? " --upgrade" : "")")
+        say("building the system configuration...")
+
+        if upgrade {
+            // docs/UPSTREAM.md#nixos-rebuild: --upgrade runs `nix-channel --update nixos` first; bash aborts if it
+            // fails.
+            let url = try state.withLock { s in
+                try checkAlive(s, incarnation)
+                return Self.channelEntries(s.channelList)["nixos"]
+            }
+            if let url {
+                try await speed.sleep(timings.channelUpdate, on: clock)
+                guard let release = channels.latest(url) else {
+                    // docs/UPSTREAM.md#channels: the failure comes at --update, and the channel profile is unchanged.
+                    say("error: unable to download '\(url)': HTTP error 404")
+                    return finish(1)
+                }
+                say("unpacking channels...")
+                try state.withLock { s in
+                    try checkAlive(s, incarnation)
+                    let now = s.channelProfileGeneration.flatMap { s.channelGenerations[$0] }
+                    if now?.release != release || now?.url != url {
+                        let n = (s.channelGenerations.keys.max() ?? 0) + 1
+                        s.channelGenerations[n] = ChannelGeneration(url: url, release: release)
+                        s.channelProfileGeneration = n
+                    }
+                }
+            }
+        }
+
+        if let error = faults.rebuildEvaluationError {
+            for l in error { say(l) }
+            return finish(1)
+        }
+
+        struct Plan {
+            var path: String
+            var release: SimulatedChannels.Release
+            var isNew: Bool
+            var kernelIsNew: Bool
+            var changedFiles: [String]
+        }
+        let plan: Plan? = try state.withLock { s in
+            try checkAlive(s, incarnation)
+            guard s.files["configuration.nix"] != nil else { return nil }
+            let release =
+                s.channelProfileGeneration.flatMap { s.channelGenerations[$0]?.release }
+                ?? SimulatedChannels.Release(nixosVersion: "24.05.0.0000000", kernel: s.runningKernel)
+            let path = Self.storePath(host: hostname, files: s.files, release: release)
+            let kernelIsNew = !s.store.values.contains { $0.kernel == release.kernel }
+            return Plan(
+                path: path, release: release, isNew: s.store[path] == nil, kernelIsNew: kernelIsNew,
+                changedFiles: s.files.keys.sorted())
+        }
+        guard let plan else {
+            say("error: file 'nixos-config' was not found in the Nix search path (add it using $NIX_PATH or -I)")
+            return finish(1)
+        }
+
+        var derivations: Int?
+        var fetched: Int?
+        if plan.isNew {
+            // docs/UPSTREAM.md#nixos-rebuild: nix prints the build plan on stderr before building.
+            let hash = String(plan.path.dropFirst("/nix/store/".count).prefix(32))
+            var drvs = plan.changedFiles.map { "\(hash.prefix(8))\(Self.nix32(of: $0).prefix(24))-\($0).drv" }
+            drvs += [
+                "\(Self.nix32(of: hash + "etc").prefix(32))-etc.drv",
+                "\(Self.nix32(of: hash + "system-path").prefix(32))-system-path.drv",
+                "\(hash)-nixos-system-\(hostname)-\(plan.release.nixosVersion).drv",
+            ]
+            derivations = drvs.count
+            say(drvs.count == 1 ? "this derivation will be built:" : "these \(drvs.count) derivations will be built:")
+            for d in drvs { say("  /nix/store/\(d)") }
+            if plan.kernelIsNew {
+                fetched = 2
+                say("these 2 paths will be fetched (131.42 MiB download, 612.08 MiB unpacked):")
+                say("  /nix/store/\(Self.nix32(of: plan.release.kernel).prefix(32))-linux-\(plan.release.kernel)")
+                say("  /nix/store/\(Self.nix32(of: plan.release.kernel + "m").prefix(32))-linux-\(plan.release.kernel)-modules")
+            }
+            try await speed.sleep(timings.rebuild, on: clock)
+        } else {
+            try await speed.sleep(timings.rebuildNothingToBuild, on: clock)
+        }
+
+        try state.withLock { s in
+            try checkAlive(s, incarnation)
+            s.store[plan.path] = Built(kernel: plan.release.kernel, nixosVersion: plan.release.nixosVersion)
+            if action != .test {
+                // docs/UPSTREAM.md#nixos-rebuild/#generations: `nix-env --set` before activation; highest+1 unless the
+                // highest is this path.
+                let highest = s.generations.keys.max() ?? 0
+                if highest > 0, s.generations[highest]?.storePath == plan.path {
+                    s.profileGeneration = highest
+                } else {
+                    s.generations[highest + 1] = Generation(
+                        number: highest + 1, storePath: plan.path, kernel: plan.release.kernel,
+                        nixosVersion: plan.release.nixosVersion)
+                    s.profileGeneration = highest + 1
+                }
+                // switch-to-configuration switch|boot installs the boot loader with this generation as default.
+                s.bootDefault = s.profileGeneration
+                if plan.isNew, let failure = faults.newGenerationsDoNotBoot { s.unbootable[plan.path] = failure }
+            }
+        }
+        try await speed.sleep(timings.activation, on: clock)
+        try state.withLock { s in
+            try checkAlive(s, incarnation)
+            if action != .boot { s.currentSystem = plan.path }
+        }
+        emit(.systemChanged)
+        return finish(0, derivations: derivations, paths: fetched)
+    }
+
+    /// `URL NAME` lines → name → URL.
+    static func channelEntries(_ list: String?) -> [String: String] {
+        var out: [String: String] = [:]
+        for line in (list ?? "").split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2 { out[String(parts[1])] = String(parts[0]) }
+        }
+        return out
+    }
+
+    /// `/nix/store/<hash>-nixos-system-<host>-<version>`: a pure function of the files and the channel release,
+    /// so the same configuration and channel give the same path.
+    static func storePath(host: String, files: [String: String], release: SimulatedChannels.Release) -> String {
+        var all = files
+        all["\u{0}channel"] = release.nixosVersion + " " + release.kernel
+        all["\u{0}host"] = host
+        let hash = nix32(of: ConfigFiles.hash(files: all)).prefix(32)
+        return "/nix/store/\(hash)-nixos-system-\(host)-\(release.nixosVersion)"
+    }
+
+    /// A nix-base32-looking digest of `text` (alphabet without e, o, u, t).
+    static func nix32(of text: String) -> String {
+        let alphabet = Array("0123456789abcdfghijklmnpqrsvwxyz")
+        let hex = ConfigFiles.hash(content: text)
+        var out = ""
+        var bytes: [UInt8] = []
+        var i = hex.startIndex
+        while i < hex.endIndex, let j = hex.index(i, offsetBy: 2, limitedBy: hex.endIndex) {
+            if let b = UInt8(hex[i..<j], radix: 16) { bytes.append(b) }
+            i = j
+        }
+        for b in bytes { out.append(alphabet[Int(b) % 32]) }
+        return out
+    }
+}

@@ -65,6 +65,8 @@ struct DemoCommand: AsyncParsableCommand {
         options.upgrade = !noUpgrade
         options.output = output == .json ? .json : .human
         options.useColor = DiffColor.shouldColorStandardOutput()
+        options.live = output == .human && FileDescriptorWriter(fd: 1).isTerminal
+            && ProcessInfo.processInfo.environment["TERM"] != "dumb"
         let stdout = FileDescriptorWriter(fd: 1)
         let stderr = FileDescriptorWriter(fd: 2)
         let runner = DemoRunner(

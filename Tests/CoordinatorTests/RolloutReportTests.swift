@@ -23,6 +23,7 @@ enum ReportFixture {
             e(121, "n1", .ready, .ok, "kubelet is ready on n1"),
             e(122, "n1", .uncordon, .ok, "n1 uncordoned"),
             e(123, nil, .gates, .waiting, "1 daemonsets recovering in namespace default"),
+            e(124, "n2", .gates, .ok, "kubelet is ready on n2"),
             e(153, nil, .gates, .ok, "ceph state is HEALTH_OK"),
             e(154, "n2", .rebuild, .started, "Rebuilding NixOS on n2"),
             e(154, "n2", .window, .waiting, "n2 waits for the maintenance window"),

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// `nk3 demo` on a pseudo-terminal (util-linux `script`, which gives the child a pty and copies what it
+/// `nk3 demo` (three simulated nodes) on a pseudo-terminal (util-linux `script`, which gives the child a pty and copies what it
 /// writes): the live view is drawn and redrawn in place, and ends with every node done. The same demo on a pipe
 /// prints plain lines without escape codes. (The demo's cluster is simulated; the coordinator code is real.)
 @Suite("Live progress on a pseudo-terminal", .serialized, .timeLimit(.minutes(4)))
@@ -40,15 +40,15 @@ struct LiveProgressPTYTests {
         let out = dir + ".typescript"
         defer { try? FileManager.default.removeItem(atPath: out) }
         // script -q (no banner) -f (flush) -e (the child's exit status) -c CMD, output to stdout.
-        let command = "\(nk3) demo --nodes 2 --no-upgrade --dir \(dir)"
+        let command = "\(nk3) demo --no-upgrade --dir \(dir)"
         let status = try Self.run([Self.script, "-qfec", command, "/dev/null"], output: out, environment: ["TERM": "xterm", "COLUMNS": "120"])
         let text = try String(contentsOfFile: out, encoding: .utf8)
         #expect(status == 0, "\(text.suffix(3000))")
         // The block is drawn (reverse video) and redrawn in place: cursor up over it, clear to the end of screen.
-        #expect(text.contains("\u{1B}[7mnk3: 0/2 nodes done"))
+        #expect(text.contains("\u{1B}[7mnk3: 0/3 nodes done"))
         let redraws = text.components(separatedBy: "A\u{1B}[J").count - 1
         #expect(redraws >= 10, "\(redraws) in-place redraws")
-        #expect(text.contains("\u{1B}[7mnk3: 2/2 nodes done"), "the last block shows every node done")
+        #expect(text.contains("\u{1B}[7mnk3: 3/3 nodes done"), "the last block shows every node done")
         #expect(text.contains(" rebuild ") || text.contains(" drain ") || text.contains(" reboot "), "in-flight phases shown")
         // The demo says where its report is.
         #expect(text.contains("[simulation] report of the simulated apply"))

@@ -62,7 +62,8 @@ public struct RolloutTimeline: Sendable, Hashable {
         var failures: [Failure] = []
         for e in events {
             if e.status == .failed { failures.append(.init(row: e.node ?? clusterRow, at: e.timestamp, message: e.message)) }
-            guard let node = e.node, isNodePhase(e.phase) else { continue }
+            // Gate lines belong to the cluster's gate run, also those that name a node ("kubelet is ready on X").
+            guard let node = e.node, isNodePhase(e.phase), e.phase != .gates else { continue }
             if byNode[node] == nil { rows.append(node) }
             byNode[node, default: []].append(e)
         }
@@ -118,7 +119,7 @@ public struct RolloutTimeline: Sendable, Hashable {
         }
     }
 
-    /// Consecutive node-less gate events form one gate run; a run with `waiting` lines waited from the first of
+    /// Consecutive gate events form one gate run; a run with `waiting` lines waited from the first of
     /// them to its end.
     private static func gateRuns(_ events: [RolloutEvent]) -> [GateRun] {
         var runs: [GateRun] = []
@@ -134,7 +135,7 @@ public struct RolloutTimeline: Sendable, Hashable {
             current = []
         }
         for e in events {
-            if e.node == nil && e.phase == .gates { current.append(e) } else if e.phase != .gates { close() }
+            if e.phase == .gates { current.append(e) } else { close() }
         }
         close()
         return runs

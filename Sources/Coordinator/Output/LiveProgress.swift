@@ -46,7 +46,7 @@ public enum LiveProgress {
             holds[node] = nil
         }
         for e in events {
-            if e.phase == .gates && e.node == nil {
+            if e.phase == .gates {  // a gate run's lines, also those naming a node
                 inGateRun = true
                 if e.status == .waiting || e.status == .warning { gateWaits = [e.message] }
                 continue

@@ -69,6 +69,8 @@ struct DemoCommand: AsyncParsableCommand {
         options.trial = trial
         options.output = output == .json ? .json : .human
         options.useColor = DiffColor.shouldColorStandardOutput()
+        options.live = output == .human && FileDescriptorWriter(fd: 1).isTerminal
+            && ProcessInfo.processInfo.environment["TERM"] != "dumb"
         let stdout = FileDescriptorWriter(fd: 1)
         let stderr = FileDescriptorWriter(fd: 2)
         let runner = DemoRunner(

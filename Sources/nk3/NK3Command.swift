@@ -65,6 +65,16 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
+    /// The sink of a rollout: on a terminal (human output), the live view above the plain lines; else `sink()`.
+    func rolloutSink(nodes: [String]) -> (sink: any RolloutEventSink, live: LiveProgressSink?) {
+        let out = FileDescriptorWriter(fd: 1)
+        let env = ProcessInfo.processInfo.environment
+        guard output == .human, out.isTerminal, env["TERM"] != "dumb" else { return (sink(), nil) }
+        let lines = HumanEventSink(useColor: DiffColor.shouldColorStandardOutput(), out: { _ in }, err: { _ in })
+        let live = LiveProgressSink(nodes: nodes, line: { lines.render($0) }, write: { out.write($0) })
+        return (live, live)
+    }
+
     func session() throws -> ClusterSession {
         do {
             return try ClusterSession.load(
@@ -99,6 +109,9 @@ struct RolloutOptions: ParsableArguments {
     @Flag(help: "Do not check every node's pods against the drain rules and PodDisruptionBudgets before the first node (the check refuses, exit 2, naming each pod that would stop a drain).")
     var skipDrainPreflight = false
 
+    @Flag(help: "Outside the inventory's maintenance window, stop before the next node (exit 9) instead of waiting for the window to open; a rerun inside the window resumes.")
+    var noWait = false
+
     func validate() throws {
         if let d = disruptionBudget, d < 1 { throw ValidationError("--disruption-budget must be at least 1") }
     }
@@ -117,9 +130,16 @@ extension RebuildAction: ExpressibleByArgument {}
 /// Runs a rollout and maps its outcome to the exit code.
 func runRollout(_ kind: ClusterSession.RolloutKind, global: GlobalOptions, options: RolloutOptions) async throws {
     let session = try global.session()
-    let sink = global.sink()
+    let (sink, live) = global.rolloutSink(nodes: session.nodeNames)
+    let ticker = live.map { l in Task { await l.runTicker() } }
+    defer {
+        ticker?.cancel()
+        live?.stop()
+    }
     do {
-        _ = try await session.rollout(kind, options: try options.flags.planOptions(session.inventory), sink: sink, clock: ContinuousClock())
+        _ = try await session.rollout(
+            kind, options: try options.flags.planOptions(session.inventory), sink: sink, clock: ContinuousClock(),
+            noWait: options.noWait)
     } catch let failure as RolloutFailure {
         // The executor already emitted the failure event (node, phase, cause); end with its exit code.
         throw ExitCode(failure.exitCode)

@@ -291,8 +291,10 @@ public struct ClusterSession: Sendable {
     /// and the Kubernetes API. Throws `RolloutFailure` (exit code in `.exitCode`).
     public func rollout<C: Clock<Duration>>(
         _ kind: RolloutKind, options: RolloutPlan.Options, sink: any RolloutEventSink, clock: C,
-        pollInterval: Duration = .milliseconds(100), holder: String = ClusterSession.defaultHolder()
+        pollInterval: Duration = .milliseconds(100), holder: String = ClusterSession.defaultHolder(), noWait: Bool = false
     ) async throws -> RolloutSummary {
+        // Every rollout leaves its events in the inventory's log directory (ClusterSession+Operate).
+        let sink = loggingSink(sink)
         // Nodes an interrupted rollout was rebooting may still be down: wait for them first. The executor
         // announces reachability itself; this pass only refuses early and feeds the plan.
         let probes = try await probeAwaitingInterruptedReboots(sink: sink, clock: clock, pollInterval: pollInterval)
@@ -312,7 +314,8 @@ public struct ClusterSession: Sendable {
                 agents: agents, cluster: cluster,
                 configuration: .init(
                     holder: holder, pollInterval: pollInterval,
-                    timeouts: RolloutTimeouts(inventory.timeouts, agentCall: agentTimeout)),
+                    timeouts: RolloutTimeouts(inventory.timeouts, agentCall: agentTimeout),
+                    startPolicy: startPolicy(noWait: noWait)),
                 clock: clock, sink: sink, logger: logger)
             // The agents were probed just now (preflight): the executor takes those answers, not a second round.
             return try await executor.run(plan, probed: statuses)

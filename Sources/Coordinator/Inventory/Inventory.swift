@@ -60,6 +60,8 @@ public struct Inventory: Sendable {
     public var vars: [InventoryEntry]
     /// `health_rule` (default `available`): which rule makes a DaemonSet or Deployment healthy in the gates.
     public var healthRule: WorkloadHealthRule = .available
+    /// `rollout_log_dir`, `window`, `gates`: how a long rollout is operated.
+    public var operate = OperateSettings()
 
     /// The node with this name or address, if any.
     public func node(_ nameOrAddress: String) -> InventoryNode? {

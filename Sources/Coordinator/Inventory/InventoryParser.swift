@@ -350,12 +350,15 @@ struct InventoryParser {
             }
             return rule
         }
-        return Inventory(
+        let operate = try parseOperate(byKey, resolve: resolve, directory: directory)
+        var inventory = Inventory(
             file: file, directory: directory, joinAddress: joinAddress, joinToken: joinToken, nixChannel: nixChannel,
             watchNamespaces: watch, nodes: nodes, rolloutOrder: order, serverSelection: selection,
             clusterName: clusterName, agentPort: agentPort, stateVersion: stateVersion, pkiDirectory: resolve(pkiDir), kubeconfig: kubeconfig,
             kubeContext: kubeContext, disruptionBudget: budget, ceph: ceph, templatePath: template.map(resolve),
             timeouts: timeouts, topLevel: topLevel, vars: vars, healthRule: healthRule ?? .available)
+        inventory.operate = operate
+        return inventory
     }
 
     func parseNodes(_ node: Node) throws(InventoryError) -> [InventoryNode] {

@@ -19,6 +19,10 @@ public enum RolloutPhase: String, Codable, Sendable, Hashable, CaseIterable {
     case uncordon
     case gates
     case confirm
+    /// A node waits for the inventory's maintenance window to open before it starts.
+    case window
+    /// A node waits for matching Prometheus alerts to stop firing before it starts (`gates.prometheus`).
+    case alerts
     /// The rollout as a whole (done, aborted).
     case rollout
 }

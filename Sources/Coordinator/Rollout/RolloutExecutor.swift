@@ -21,13 +21,16 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         public var timeouts: RolloutTimeouts
         /// Reason recorded in nk3's cordon annotation.
         public var cordonReason: String
+        /// What must hold before a node starts (maintenance window, alert gate); nil holds nothing.
+        public var startPolicy: NodeStartPolicy?
 
         /// Makes a configuration.
         public init(
             holder: String, leaseTTL: Duration = .seconds(60), leaseRenewInterval: Duration? = nil,
             pollInterval: Duration = .milliseconds(100), timeouts: RolloutTimeouts = RolloutTimeouts(),
-            cordonReason: String = "nk3 rollout"
+            cordonReason: String = "nk3 rollout", startPolicy: NodeStartPolicy? = nil
         ) {
+            self.startPolicy = startPolicy
             self.holder = holder
             self.leaseTTL = leaseTTL
             self.leaseRenewInterval = leaseRenewInterval
@@ -238,6 +241,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
 
         return try await withThrowingTaskGroup(of: RolloutMachine.Input.self) { group in
             var deadlines: [String: Deadline] = [:]
+            var startedNodes: Set<String> = []
             var outstanding = 0
             while true {
                 for planned in actions {
@@ -271,7 +275,15 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                         .confirm:
                         let wait = self.deadline(for: action, in: &deadlines)
                         outstanding += 1
-                        group.addTask { try await self.perform(action, wait: wait) }
+                        // A node about to start waits for the window and the alert gate (RolloutExecutor+StartHold).
+                        let starting = startsNode(action, kind: plan.kind, started: &startedNodes)
+                        let policy = configuration.startPolicy
+                        group.addTask {
+                            if let starting, let policy, policy.holdsAnything {
+                                try await self.awaitStart(starting, policy: policy, resumes: plan.kind == .reboot ? .drain : .rebuild)
+                            }
+                            return try await self.perform(action, wait: wait)
+                        }
                     }
                 }
                 guard outstanding > 0, let input = try await group.next() else {

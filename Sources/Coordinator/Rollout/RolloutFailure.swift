@@ -20,6 +20,9 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
         /// A drain was refused: pods that would be lost, or a PodDisruptionBudget that does not allow the eviction
         /// (exit 8). The node stays cordoned.
         case drainRefused = "drain_refused"
+        /// `--no-wait`: the next node would have started outside the maintenance window; the rollout stopped
+        /// before it, and a rerun inside the window resumes (exit 9).
+        case outsideWindow = "outside_window"
         /// Anything else: an agent or the Kubernetes API refused a request, an internal error (exit 1).
         case other
 
@@ -34,6 +37,7 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
             case .rolledBack: return 6
             case .lockHeld: return 7
             case .drainRefused: return 8
+            case .outsideWindow: return 9
             }
         }
 
@@ -48,6 +52,7 @@ public struct RolloutFailure: Error, Sendable, Hashable, CustomStringConvertible
             case .rolledBack: return "a node's agent rolled the change back"
             case .lockHeld: return "another rollout holds the cluster's lease"
             case .drainRefused: return "a drain was refused (unreplicated pods, a disruption budget that does not allow it)"
+            case .outsideWindow: return "--no-wait: stopped before the next node, outside the maintenance window (rerun inside it to resume)"
             }
         }
     }

@@ -22,6 +22,8 @@ public struct DemoRunner: Sendable {
         public var trial = false
         public var output: RolloutOutputFormat = .human
         public var useColor = false
+        /// Show the live progress view (`LiveProgressSink`): only when the output is a terminal.
+        public var live = false
         public init() {}
     }
 
@@ -94,7 +96,7 @@ public struct DemoRunner: Sendable {
 
     private func step(cluster: SimulatedCluster) async throws {
         let inventory = cluster.inventoryPath
-        let sink = makeSink()
+        let sink = makeSink(nodes: try Inventory.load(path: inventory).nodes.map(\.name))
 
         banner("$ nk3 status -i \(inventory)")
         try await printStatus(inventory: inventory)
@@ -116,11 +118,13 @@ public struct DemoRunner: Sendable {
         banner("$ nk3 apply -i \(inventory)")
         let applied = try await rollout(.apply(.boot), inventory: inventory, overrides: cluster.sessionOverrides, sink: sink)
         note("apply: \(applied.updated.count) node(s) updated, \(applied.unchanged.count) unchanged")
+        try writeReport(inventory: inventory, what: "apply")
 
         if options.upgrade {
             banner("$ nk3 upgrade -i \(inventory)")
             let upgraded = try await rollout(.upgrade(.boot), inventory: inventory, overrides: cluster.sessionOverrides, sink: sink)
             note("upgrade: \(upgraded.updated.count) node(s) upgraded, \(upgraded.kernelChanges.count) kernel change(s)")
+            try writeReport(inventory: inventory, what: "upgrade")
         }
         if options.trial { try await trialStep(cluster: cluster, sink: sink) }
 
@@ -142,6 +146,16 @@ public struct DemoRunner: Sendable {
             pollInterval: .milliseconds(50))
     }
 
+    /// `nk3 report` on the rollout just run (the newest log next to the simulated inventory).
+    private func writeReport(inventory: String, what: String) throws {
+        let inv = try Inventory.load(path: inventory)
+        guard let log = RolloutLog.newest(in: inv.operate.rolloutLogDirectory) else { return }
+        let page = RolloutReport.html(events: try RolloutLog.read(path: log), title: "\((log as NSString).lastPathComponent) (simulated cluster)")
+        let html = (log as NSString).deletingPathExtension + ".html"
+        try Data(page.utf8).write(to: URL(fileURLWithPath: html), options: .atomic)
+        note("report of the simulated \(what) (nk3 report \(log)): \(html)")
+    }
+
     func printStatus(inventory: String) async throws {
         let session = try ClusterSession.load(inventoryPath: inventory, logger: logger)
         let probes = await session.probeAll()
@@ -151,14 +165,18 @@ public struct DemoRunner: Sendable {
         for line in StatusTable.render(rows).split(separator: "\n") { out(String(line)) }
     }
 
-    private func makeSink() -> any RolloutEventSink {
+    private func makeSink(nodes: [String]) -> any RolloutEventSink {
         // The sinks end every line with a newline; `out`/`err` take lines without one.
         let out = self.out
         let err = self.err
         let strip: @Sendable (String) -> String = { $0.hasSuffix("\n") ? String($0.dropLast()) : $0 }
         switch options.output {
         case .json: return JSONLinesEventSink(out: { out(strip($0)) })
-        case .human: return HumanEventSink(useColor: options.useColor, out: { out(strip($0)) }, err: { err(strip($0)) })
+        case .human:
+            let human = HumanEventSink(useColor: options.useColor, out: { out(strip($0)) }, err: { err(strip($0)) })
+            guard options.live else { return human }
+            // On a terminal: the live view (LiveProgress) redrawn below the lines.
+            return LiveProgressSink(nodes: nodes, line: { human.render($0) }, write: { out(strip($0)) })
         }
     }
 

@@ -8,7 +8,7 @@ import NK3Coordinator
 /// + reboot + ready + gates. Every node of the simulation takes the same durations, so a batch's critical path
 /// is rebuild + reboot + ready + pod start-up (the gates wait for the node's DaemonSet pods, which start
 /// `podStartup` after Ready) + the batch's slowest drain as measured from the events. Batches are read from the
-/// rollout's events: nodes whose first-to-last event intervals overlap form one batch.
+/// rollout's events: nodes whose send-to-uncordon event intervals overlap form one batch.
 struct CriticalPathBench {
     let options: BenchRunner.Options
     let logger: Logger
@@ -113,12 +113,15 @@ struct CriticalPathBench {
     /// new one) and returns, per batch, its slowest node's drain in real seconds: from the node's first drain event
     /// to its first reboot event (the simulation's PodDisruptionBudgets can hold evictions until replacement pods
     /// are Ready, so the drain is measured, not assumed).
+    static let nodeSteps: Set<RolloutPhase> = [.send, .rebuild, .drain, .reboot, .reachable, .ready, .uncordon]
+
     static func batches(_ events: [RolloutEvent]) -> [Double] {
         var span: [String: (Date, Date)] = [:]
         var drainStart: [String: Date] = [:]
         var rebootStart: [String: Date] = [:]
         for e in events {
-            guard let node = e.node, e.phase != .preflight, e.phase != .plan else { continue }
+            // A node's own disruption steps only: probe, lease, confirm and gate events can span the whole rollout.
+            guard let node = e.node, Self.nodeSteps.contains(e.phase) else { continue }
             if let s = span[node] {
                 span[node] = (min(s.0, e.timestamp), max(s.1, e.timestamp))
             } else {

@@ -105,7 +105,7 @@ struct CriticalPathBench {
             "a real-time fleet pays the same real overhead against 1× durations: projected ratio = 1 + (time over the "
                 + "critical path per batch) ÷ \(BenchReport.format(speed)) ÷ \(Int(Self.batchSeconds)) s")
         result.notes.append(
-            "batches: nodes whose first-to-last rollout events overlap; 3 k3s servers (one at a time whatever the "
+            "batches: nodes whose send-to-uncordon events overlap; 3 k3s servers (one at a time whatever the "
                 + "budget); Ceph gate off (Rook's whole-second lastChecked, see the rollout scenario)")
     }
 

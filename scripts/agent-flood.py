@@ -89,6 +89,10 @@ def main():
     ap.add_argument("--slow", type=int, default=2000)
     ap.add_argument("--hold", type=int, default=8000)
     ap.add_argument("--interval", type=float, default=0.1)
+    ap.add_argument("--settle", type=float, default=0, metavar="SECONDS",
+                    help="after the flood, sample VmRSS every 0.5 s for up to SECONDS (stops once under --under)")
+    ap.add_argument("--under", type=float, default=25, metavar="MB",
+                    help="the RSS (MB = 10^6 bytes) that --settle waits for (default 25, the issue's goal)")
     args = ap.parse_args()
     d = tempfile.mkdtemp(prefix="agent-flood-")
     try:
@@ -149,6 +153,22 @@ def main():
             print(f"agent RSS {before['VmRSS']} MiB before, peak {peak['VmRSS']} MiB, {after['VmRSS']} MiB 2 s after; "
                   f"fds peak {peak['fds']}, after {after['fds']}; threads peak {peak['threads']}")
             print("\n".join(refused))
+            if args.settle > 0:
+                # VmRSS in KiB, compared in MB (10^6 bytes) as the goal is stated.
+                def rss_mb():
+                    with open(f"/proc/{proc.pid}/status") as f:
+                        for line in f:
+                            if line.startswith("VmRSS:"):
+                                return int(line.split()[1]) * 1024 / 1e6
+                t_end = time.monotonic()
+                while True:
+                    mb, waited = rss_mb(), time.monotonic() - t_end
+                    if mb <= args.under or waited >= args.settle:
+                        break
+                    time.sleep(0.5)
+                verdict = "under" if mb <= args.under else "NOT under"
+                print(f"settle: {mb:.1f} MB {verdict} {args.under:g} MB {waited + 2:.1f} s after the flood ended "
+                      f"(limit {args.settle + 2:g} s)")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -24,8 +24,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("scenario"), parsing: .upToNextOption, help: "Scenarios to run (default: all).")
     var scenarios: [String] = []
 
-    @Option(help: "Fleet sizes for status and rollout, comma-separated (default 10,50,100; budgets use the largest).")
+    @Option(help: "Fleet sizes for status, plan and rollout, comma-separated (default 10,100,1000).")
     var sizes: String?
+
+    @Option(help: "How many times faster than real time the critical-path scenario runs its simulated durations (default 200).")
+    var criticalSpeed: Double?
 
     @Option(help: "The nk3-agent executable (default: next to this nk3).")
     var agentBinary: String?
@@ -34,8 +37,11 @@ struct BenchCommand: AsyncParsableCommand {
     var kubectl: String = "kubectl"
 
     func validate() throws {
-        if let sizes, sizes.split(separator: ",").contains(where: { Int($0).map { !(1...500).contains($0) } ?? true }) {
-            throw ValidationError("--sizes takes comma-separated node counts between 1 and 500, e.g. 10,50,100")
+        if let sizes, sizes.split(separator: ",").contains(where: { Int($0).map { !(1...5000).contains($0) } ?? true }) {
+            throw ValidationError("--sizes takes comma-separated node counts between 1 and 5000, e.g. 10,100,1000")
+        }
+        if let criticalSpeed, !(criticalSpeed >= 1 && criticalSpeed <= 100_000) {
+            throw ValidationError("--critical-speed takes a factor between 1 and 100000")
         }
         for s in scenarios where BenchScenario(rawValue: s) == nil {
             throw ValidationError(
@@ -49,6 +55,7 @@ struct BenchCommand: AsyncParsableCommand {
         options.quick = quick
         if !scenarios.isEmpty { options.scenarios = scenarios.compactMap(BenchScenario.init(rawValue:)) }
         options.kubectl = kubectl
+        options.criticalSpeed = criticalSpeed
         options.fleetSizesOverride = sizes.map { $0.split(separator: ",").compactMap { Int($0) } }
         options.agentBinary = agentBinary ?? Self.siblingAgent()
         options.nk3Binary = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")

@@ -41,6 +41,18 @@ struct BenchSmokeTests {
         #expect(byName["status"]?.figures.contains { $0.name == "3 agents: load + probeAll" } == true)
         #expect(byName["rollout"]?.figures.contains { $0.name.contains("3 nodes, budget 1: wall per node") } == true)
         #expect(byName["rollout"]?.figures.contains { $0.name.contains("budget 2") } == true)
+        #expect(byName["rollout"]?.figures.contains { $0.name.contains("agent mTLS handshakes per node") && $0.median > 0 } == true)
+        #expect(byName["plan"]?.figures.contains { $0.name == "3 nodes, every node changed: load + probe + plan" } == true)
+        #expect(byName["plan"]?.figures.contains { $0.name == "3 nodes, nothing to change: load + probe + plan" } == true)
+        // The critical-path ratio can only be ≥ 1 (nothing beats the simulated durations), and each budget counts
+        // its batches from the rollout's events: at least one per k3s server (one server at a time).
+        for budget in [1, 2] {
+            let ratio = byName["critical"]?.figures.first { $0.name == "4 nodes, budget \(budget): rollout ÷ critical path" }
+            #expect(ratio.map { $0.min >= 1 } == true, "budget \(budget): \(String(describing: ratio))")
+            let batches = byName["critical"]?.figures.first { $0.name == "4 nodes, budget \(budget): batches" }
+            #expect(batches.map { $0.min >= 3 && $0.max <= 4 } == true, "budget \(budget): \(String(describing: batches))")
+        }
+        #expect(report.scenarios.allSatisfy { $0.notes.contains { $0.contains("peak RSS") } })
         #expect(byName["gate"]?.figures.first?.samples == 3)
         #expect(byName["envelope"]?.figures.first?.samples == 20)
         if let agent = byName["agent"] {

@@ -65,6 +65,13 @@ enum BenchProcess {
         return seconds(u.ru_utime) + seconds(u.ru_stime)
     }
 
+    /// Peak resident set of this process so far, in KiB (`ru_maxrss` of `RUSAGE_SELF`).
+    static func selfPeakRSSKiB() -> Int {
+        var u = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &u)
+        return Int(u.ru_maxrss)
+    }
+
     static func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1_000_000 }
 
     /// The first executable named `name` on PATH.

@@ -23,7 +23,7 @@ public struct BenchRunner: Sendable {
         public var strip = "strip"
         /// Where scenarios write their scratch files (a new directory under it per run; removed afterwards).
         public var workDirectory = URL(fileURLWithPath: NSTemporaryDirectory())
-        /// Fleet sizes for `status` and `rollout` instead of 10, 50, 100 (the budget runs use the largest).
+        /// Fleet sizes for `status`, `plan` and `rollout` instead of 10, 100, 1,000 (the budget runs use the largest).
         public var fleetSizesOverride: [Int]?
         /// Progress lines (stderr in the CLI).
         public var progress: @Sendable (String) -> Void = { _ in }
@@ -34,12 +34,18 @@ public struct BenchRunner: Sendable {
         // Sizes (full / quick).
         var probeRuns: Int { quick ? 5 : 300 }
         var kubectlRuns: Int { quick ? 2 : 15 }
-        var fleetSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 50, 100]) }
+        var fleetSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 100, 1000]) }
         var statusRuns: Int { quick ? 2 : 7 }
-        var rolloutSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 50, 100]) }
+        var rolloutSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 100, 1000]) }
         var rolloutRuns: Int { quick ? 1 : 3 }
-        var budgetNodes: Int { fleetSizesOverride?.max() ?? (quick ? 4 : 50) }
-        var budgets: [Int] { quick ? [1, 2] : [1, 5, 10] }
+        var budgets: [Int] { quick ? [1, 2] : [1, 10] }
+        /// Simulated time runs this many times faster than real time in the `critical` scenario.
+        /// (nil: 200, or 2,000 with `quick`).
+        public var criticalSpeed: Double?
+        var criticalFactor: Double { criticalSpeed ?? (quick ? 2000 : 200) }
+        var criticalNodes: Int { quick ? 4 : 100 }
+        var criticalBudgets: [Int] { quick ? [1, 2] : [1, 10] }
+        var criticalRuns: Int { quick ? 1 : 3 }
         var gateRuns: Int { quick ? 3 : 30 }
         var agentRequests: Int { quick ? 40 : 1000 }
         var agentIdleSeconds: Double { quick ? 0.5 : 10 }
@@ -75,6 +81,8 @@ public struct BenchRunner: Sendable {
                 switch scenario {
                 case .probe: try await ProbeBench(options: options, logger: logger).run(into: &result, in: dir)
                 case .status: try await FleetBench(options: options, logger: logger).status(into: &result, in: dir)
+                case .plan: try await FleetBench(options: options, logger: logger).plan(into: &result, in: dir)
+                case .critical: try await CriticalPathBench(options: options, logger: logger).run(into: &result, in: dir)
                 case .rollout: try await FleetBench(options: options, logger: logger).rollout(into: &result, in: dir)
                 case .gate: try await GateBench(options: options, logger: logger).run(into: &result)
                 case .agent: try await AgentBench(options: options, logger: logger).run(into: &result, in: dir)
@@ -84,6 +92,9 @@ public struct BenchRunner: Sendable {
             } catch {
                 result.error = "\(error)"
             }
+            result.notes.append(
+                "this process's peak RSS after this scenario (ru_maxrss; it also holds every simulated agent, machine "
+                    + "and the fake API): \(String(format: "%.1f", Double(BenchProcess.selfPeakRSSKiB()) / 1024)) MiB")
             options.progress("bench: \(scenario.rawValue) done in \(String(format: "%.1f", started.duration(to: .now).milliseconds / 1000)) s")
             report.scenarios.append(result)
         }

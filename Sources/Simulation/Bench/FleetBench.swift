@@ -14,7 +14,7 @@ struct FleetBench {
     /// leaves first). The one real wait left in an instant simulation besides nk3's own polling.
     static let agentRebootDelay: Duration = .milliseconds(10)
 
-    private func startCluster(nodes: Int, servers: Int? = nil, in dir: URL) async throws -> SimulatedCluster {
+    func startCluster(nodes: Int, servers: Int? = nil, in dir: URL) async throws -> SimulatedCluster {
         var o = SimulatedCluster.Options()
         o.announce = false
         o.agentRebootDelay = Self.agentRebootDelay
@@ -88,6 +88,8 @@ struct FleetBench {
         // (apple/swift-nio#2813; see BENCHMARKS.md), which would take the whole in-process simulation down.
         let poll = Duration.milliseconds(100)
         let tag = "poll \(Int(poll.milliseconds)) ms"
+        var growth: [(Int, Double)] = []
+        var processCPU: [Int: Double] = [:]
         for size in options.rolloutSizes {
             let r = try await rolloutRuns(nodes: size, budget: 1, poll: poll, runs: options.rolloutRuns, in: dir, tag: "\(size)")
             result.figures.append(
@@ -95,6 +97,14 @@ struct FleetBench {
                     "\(tag), \(size) nodes, budget 1: wall per node", unit: "ms", samples: r.perNode,
                     target: "≤ 20 ms", met: { $0 <= 20 }))
             result.figures.append(BenchFigure("\(tag), \(size) nodes, budget 1: CPU per node", unit: "ms", samples: r.cpuPerNode))
+            result.figures.append(BenchFigure("\(tag), \(size) nodes, budget 1: rollout wall", unit: "s", samples: r.wall))
+            result.figures.append(
+                BenchFigure(
+                    "\(tag), \(size) nodes, budget 1: agent mTLS handshakes per node", unit: "", samples: r.handshakes,
+                    target: "≤ 3", met: { $0 <= 3 }))
+            result.figures.append(
+                BenchFigure("\(tag), \(size) nodes, budget 1: Kubernetes requests per node", unit: "", samples: r.kubeTotals))
+            growth.append((size, BenchFigure("", unit: "", samples: r.perNode).median))
             result.notes.append(
                 "\(size) nodes, budget 1, wall per node by phase in progress: "
                     + r.phases.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ") + " ms")
@@ -121,20 +131,34 @@ struct FleetBench {
                         target: "≤ 20 ms", met: { $0 <= 20 }))
                 result.figures.append(
                     BenchFigure(
-                        "`nk3 apply` process, \(size) nodes, budget 1: its CPU per node", unit: "ms", samples: r.cpuPerNode))
+                        "`nk3 apply` process, \(size) nodes, budget 1: its CPU per node", unit: "ms", samples: r.cpuPerNode,
+                        target: "≤ 10 ms", met: { $0 <= 10 }))
+                result.figures.append(
+                    BenchFigure(
+                        "`nk3 apply` process, \(size) nodes, budget 1: its peak RSS", unit: "MiB", samples: r.processPeakMiB))
+                processCPU[size] = BenchFigure("", unit: "", samples: r.cpuPerNode).median
             }
         } else {
             result.notes.append("no nk3 executable given: the `nk3 apply` process rows were skipped")
         }
-        for budget in options.budgets {
-            let n = options.budgetNodes
-            let r = try await rolloutRuns(nodes: n, budget: budget, poll: poll, runs: options.rolloutRuns, in: dir, tag: "b\(budget)")
-            result.figures.append(
-                BenchFigure(
-                    "\(tag), \(n) nodes, budget \(budget): wall per node", unit: "ms", samples: r.perNode,
-                    target: "≤ 20 ms", met: { $0 <= 20 }))
-            result.figures.append(BenchFigure("\(tag), \(n) nodes, budget \(budget): CPU per node", unit: "ms", samples: r.cpuPerNode))
-            result.figures.append(BenchFigure("\(tag), \(n) nodes, budget \(budget): rollout wall", unit: "s", samples: r.wall))
+        for n in options.rolloutSizes {
+            for budget in options.budgets where budget > 1 {
+                let r = try await rolloutRuns(nodes: n, budget: budget, poll: poll, runs: options.rolloutRuns, in: dir, tag: "\(n)-b\(budget)")
+                result.figures.append(
+                    BenchFigure(
+                        "\(tag), \(n) nodes, budget \(budget): wall per node", unit: "ms", samples: r.perNode,
+                        target: "≤ 20 ms", met: { $0 <= 20 }))
+                result.figures.append(BenchFigure("\(tag), \(n) nodes, budget \(budget): CPU per node", unit: "ms", samples: r.cpuPerNode))
+                result.figures.append(BenchFigure("\(tag), \(n) nodes, budget \(budget): rollout wall", unit: "s", samples: r.wall))
+            }
+        }
+        if !growth.isEmpty {
+            result.notes.append(
+                "growth per node, budget 1 (in-process wall / `nk3 apply` process's own CPU): "
+                    + growth.map { size, wall in
+                        "\(size) → \(String(format: "%.1f", wall)) / "
+                            + (processCPU[size].map { String(format: "%.1f", $0) } ?? "n/a") + " ms"
+                    }.joined(separator: ", "))
         }
         result.notes.append(
             "apply(.boot) of a template change to every node: send bundle → rebuild → drain → reboot → agent back → "
@@ -162,6 +186,12 @@ struct FleetBench {
         var kubeRequests: [(String, Double)] = []
         /// Agent connections (mTLS handshakes) per node during the last run.
         var agentConnections: Double = 0
+        /// Agent connections per node, one sample per run.
+        var handshakes: [Double] = []
+        /// Kubernetes requests per node, one sample per run.
+        var kubeTotals: [Double] = []
+        /// Peak RSS of the `nk3 apply` process (MiB), one sample per run.
+        var processPeakMiB: [Double] = []
     }
 
     static func perNode(_ after: [String: Int], minus before: [String: Int], nodes: Int) -> [(String, Double)] {
@@ -191,25 +221,9 @@ struct FleetBench {
         var figures = RolloutFigures()
         do {
             let clock = ContinuousClock()
-            let templatePath = URL(fileURLWithPath: cluster.inventoryPath).deletingLastPathComponent()
-                .appendingPathComponent("template.nix.j2").path
-            var yaml = try String(contentsOfFile: cluster.inventoryPath, encoding: .utf8)
-            yaml += (yaml.hasSuffix("\n") ? "" : "\n") + "template: template.nix.j2\n"
-            if !ceph {
-                // Rook stamps `lastChecked` in whole seconds and the gate wants a check after the node returned:
-                // a real wait of up to 1 s per node that no simulation speed removes (see the notes).
-                let on = "ceph:\n  enabled: true\n"
-                guard yaml.contains(on) else { throw BenchError("the simulated inventory's ceph section changed shape") }
-                yaml = yaml.replacingOccurrences(of: on, with: "ceph:\n  enabled: false\n")
-            }
-            try yaml.write(toFile: cluster.inventoryPath, atomically: true, encoding: .utf8)
-            let anchor = "  boot.kernelModules = [ \"rbd\" ];\n"
-            guard DefaultTemplate.source.contains(anchor) else { throw BenchError("the default template changed shape") }
+            let templatePath = try Self.prepareRolloutInventory(cluster, ceph: ceph)
             for run in 0..<runs {
-                // A configuration change, as `nk3 demo` makes one: a line added to the template.
-                let changed = DefaultTemplate.source.replacingOccurrences(
-                    of: anchor, with: anchor + "  # nk3 bench revision \(run + 1)\n")
-                try changed.write(toFile: templatePath, atomically: true, encoding: .utf8)
+                try Self.changeTemplate(at: templatePath, revision: run + 1)
                 await cluster.settleAgents()
                 let requestsBefore = cluster.kube.state.stats.byRoute
                 let connectionsBefore = cluster.members.reduce(0) { $0 + $1.agentConnections }
@@ -217,6 +231,8 @@ struct FleetBench {
                     figures.kubeRequests = Self.perNode(cluster.kube.state.stats.byRoute, minus: requestsBefore, nodes: nodes)
                     let connections = cluster.members.reduce(0) { $0 + $1.agentConnections } - connectionsBefore
                     figures.agentConnections = Double(connections) / Double(nodes)
+                    figures.handshakes.append(figures.agentConnections)
+                    figures.kubeTotals.append(figures.kubeRequests.reduce(0) { $0 + $1.1 })
                 }
                 if let nk3 {
                     let out = dir.appendingPathComponent("apply-\(tag)-\(run).jsonl").path
@@ -233,6 +249,7 @@ struct FleetBench {
                     }
                     figures.perNode.append(wall / Double(nodes))
                     figures.cpuPerNode.append(exit.cpuSeconds * 1000 / Double(nodes))
+                    figures.processPeakMiB.append(Double(exit.maxRSSKiB) / 1024)
                     figures.wall.append(wall / 1000)
                     continue
                 }
@@ -261,6 +278,35 @@ struct FleetBench {
         }
         await cluster.shutdown()
         return figures
+    }
+}
+
+extension FleetBench {
+    /// Points the simulated inventory at `template.nix.j2` next to it and (unless `ceph`) turns the Ceph gate off;
+    /// returns the template's path.
+    static func prepareRolloutInventory(_ cluster: SimulatedCluster, ceph: Bool) throws -> String {
+        let templatePath = URL(fileURLWithPath: cluster.inventoryPath).deletingLastPathComponent()
+            .appendingPathComponent("template.nix.j2").path
+        var yaml = try String(contentsOfFile: cluster.inventoryPath, encoding: .utf8)
+        yaml += (yaml.hasSuffix("\n") ? "" : "\n") + "template: template.nix.j2\n"
+        if !ceph {
+            // Rook stamps `lastChecked` in whole seconds and the gate wants a check after the node returned:
+            // a real wait of up to 1 s per node that no simulation speed removes (see the notes).
+            let on = "ceph:\n  enabled: true\n"
+            guard yaml.contains(on) else { throw BenchError("the simulated inventory's ceph section changed shape") }
+            yaml = yaml.replacingOccurrences(of: on, with: "ceph:\n  enabled: false\n")
+        }
+        try yaml.write(toFile: cluster.inventoryPath, atomically: true, encoding: .utf8)
+        return templatePath
+    }
+
+    /// A configuration change, as `nk3 demo` makes one: a line added to the built-in template.
+    static func changeTemplate(at path: String, revision: Int) throws {
+        let anchor = "  boot.kernelModules = [ \"rbd\" ];\n"
+        guard DefaultTemplate.source.contains(anchor) else { throw BenchError("the default template changed shape") }
+        let changed = DefaultTemplate.source.replacingOccurrences(
+            of: anchor, with: anchor + "  # nk3 bench revision \(revision)\n")
+        try changed.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }
 

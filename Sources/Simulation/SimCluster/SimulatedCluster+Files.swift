@@ -1,5 +1,6 @@
 import Foundation
 import NK3Coordinator
+import Yams
 
 /// The files a simulated cluster writes: its inventory and the nodes' unmanaged hardware configuration.
 extension SimulatedCluster {
@@ -23,38 +24,46 @@ extension SimulatedCluster {
         speed: SimulationSpeed,
         pkiDir: String, kubeconfig: String
     ) -> String {
-        var y = """
-            # [simulation] Inventory of a SIMULATED cluster written by nk3's simulator: every node is an in-memory
-            # NixOS machine whose real nk3-agent listens on 127.0.0.1 (agent_address/agent_port hostvars below).
-            cluster_name: \(options.clusterName)
-            join_address: \(names[0])
-            join_token: simulated-join-token
-            nix_channel: \(options.channel)
-            pki_dir: \(pkiDir)
-            kubeconfig: \(kubeconfig)
-            disruption_budget: \(options.disruptionBudget)
-            servers:
-
-            """
-        for n in names where servers.contains(n) { y += "  - \(n)\n" }
-        y += "ceph:\n  enabled: true\n  namespace: rook-ceph\n  name: rook-ceph\n"
+        // Encoded by Yams (every value quoted as YAML needs), keys in the order people read them.
+        func str(_ s: String) -> Node { Node(s, Tag(.str), .doubleQuoted) }
+        func map(_ pairs: [(String, Node)]) -> Node { Node(pairs.map { (Node($0.0), $0.1) }) }
+        var top: [(String, Node)] = [
+            ("cluster_name", str(options.clusterName)), ("join_address", str(names[0])),
+            ("join_token", str("simulated-join-token")), ("nix_channel", str(options.channel)),
+            ("pki_dir", str(pkiDir)), ("kubeconfig", str(kubeconfig)),
+            ("disruption_budget", Node(String(options.disruptionBudget), Tag(.int))),
+            ("servers", Node(names.filter { servers.contains($0) }.map(str))),
+            ("ceph", map([("enabled", Node("true", Tag(.bool))), ("namespace", str("rook-ceph")), ("name", str("rook-ceph"))])),
+        ]
         let timeouts = options.inventoryTimeouts ?? Self.defaultTimeouts(speed: speed, timings: options.timings)
         if !timeouts.isEmpty {
-            y += "timeouts:\n"
-            for key in InventoryKeys.timeouts { if let v = timeouts[key] { y += "  \(key): \(v)\n" } }
+            top.append(("timeouts", map(InventoryKeys.timeouts.compactMap { key in
+                timeouts[key].map { (key, Node(String($0), Tag(.int))) }
+            })))
         }
-        y += "watch_namespaces:\n  - default\n  - kube-system\nnodes:\n"
-        for (i, n) in names.enumerated() {
-            y += "  \(n):\n"
-            y += "    hostname: \(n)\n"
-            y += "    agent_address: 127.0.0.1\n"
-            y += "    agent_port: \(ports[n]!)\n"
-            if let api = apiAddresses[n] { y += "    kube_api_address: \(api)\n" }
-            y += "    initiator: \(i == 0 ? "true" : "false")\n"
-            y += "    boot_device: /dev/vda\n"
-            y += "    state_version: \"24.05\"\n"
+        top.append(("watch_namespaces", Node([str("default"), str("kube-system")])))
+        top.append(("nodes", map(names.enumerated().map { i, n in
+            var hostvars: [(String, Node)] = [
+                ("hostname", str(n)), ("agent_address", str("127.0.0.1")), ("agent_port", Node(String(ports[n]!), Tag(.int))),
+            ]
+            if let api = apiAddresses[n] { hostvars.append(("kube_api_address", str(api))) }
+            hostvars += [
+                ("initiator", Node(i == 0 ? "true" : "false", Tag(.bool))), ("boot_device", str("/dev/vda")),
+                ("state_version", str("24.05")),
+            ]
+            return (n, map(hostvars))
+        })))
+        let header = """
+            # [simulation] Inventory of a SIMULATED cluster written by nk3's simulator: every node is an in-memory
+            # NixOS machine whose real nk3-agent listens on 127.0.0.1 (agent_address/agent_port hostvars below).
+
+            """
+        do {
+            return header + (try Yams.serialize(node: map(top), width: -1))
+        } catch {
+            // Strings, integers and booleans only: emitting cannot fail for this shape.
+            preconditionFailure("simulated inventory encoding failed: \(error)")
         }
-        return y
     }
 
     /// Timeouts scaled to the simulation: generous multiples of the simulated durations, at least 30 s real.

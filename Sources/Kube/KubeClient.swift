@@ -226,11 +226,6 @@ public final class KubeClient: KubeAPI {
         try await get("/apis/ceph.rook.io/v1/namespaces/\(seg(namespace))/cephclusters/\(seg(name))")
     }
 
-    /// `GET /apis/ceph.rook.io/v1/namespaces/{ns}/cephclusters`.
-    public func listCephClusters(namespace: String) async throws -> [CephCluster] {
-        try await list("/apis/ceph.rook.io/v1/namespaces/\(seg(namespace))/cephclusters")
-    }
-
     public func getLease(namespace: String, name: String) async throws -> Lease {
         try await get("/apis/coordination.k8s.io/v1/namespaces/\(seg(namespace))/leases/\(seg(name))")
     }

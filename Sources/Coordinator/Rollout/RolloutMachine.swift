@@ -42,9 +42,6 @@ public struct RolloutMachine: Sendable {
     /// Nodes currently in flight, in start order (for tests and status output).
     public var nodesInFlight: [String] { schedule.inFlight }
 
-    /// The step each in-flight node is at.
-    public func currentStep(of node: String) -> RolloutStep? { running[node]?.current }
-
     // MARK: - Start
 
     /// Decides what to do with every node (resume, recover, skip, roll) and returns the first actions.

@@ -62,12 +62,6 @@ extension FakeKubeState {
         rook.withLock { $0.health = (health, details) }
     }
 
-    /// Rook's status check interval: `spec.healthCheck.daemonHealth.status.interval`, default 60 s
-    /// (rook/rook pkg/operator/ceph/cluster/cephstatus.go `defaultStatusCheckInterval`).
-    public func setRookStatusCheckInterval(_ interval: Duration) {
-        rook.withLock { $0.interval = interval }
-    }
-
     /// One tick of the Rook operator's status loop at `now`: if no check ran yet or `interval` has passed since the
     /// last one, copies Ceph's health into the CephCluster's `status.ceph` with `lastChecked = now` in whole seconds
     /// (`time.Now().UTC().Format(time.RFC3339)` in rook/rook cephstatus.go). Returns whether a check ran.

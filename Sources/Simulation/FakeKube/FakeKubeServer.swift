@@ -123,12 +123,6 @@ public final class FakeKubeServer: Sendable {
             clientKeyPEM: cert.privateKeyPEM, contextName: "default")
     }
 
-    /// A client configuration that authenticates with a bearer token (registered with the state).
-    public func tokenConfig(token: String = UUID().uuidString) throws -> KubeConfig {
-        state.addToken(token)
-        return KubeConfig(server: url, certificateAuthorityPEM: try ca.certificatePEM, token: token, contextName: "default")
-    }
-
     /// Writes a k3s-style kubeconfig (inline `*-data`, everything named `default`, mode 0600) for a client
     /// certificate, usable by nk3 and by `kubectl --kubeconfig`.
     @discardableResult

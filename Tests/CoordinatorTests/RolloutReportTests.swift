@@ -118,7 +118,7 @@ struct RolloutReportTests {
     /// The page in a real browser: Debian's chromium, headless, parses it; the DOM it built has the SVG and one
     /// bar per phase of every node, and the browser logged no error.
     @Test(.timeLimit(.minutes(2)), .enabled(if: chromiumPath != nil, "chromium is not installed (apt-get install chromium; .ci/run does)"))
-    func chromiumLoadsThePageWithABarPerPhase() throws {
+    func chromiumLoadsThePageWithABarPerPhase() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -136,9 +136,18 @@ struct RolloutReportTests {
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         p.standardOutput = out
         p.standardError = FileHandle(forWritingAtPath: errPath)
-        try p.run()
-        let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        // Read and wait on a thread of its own: chromium can take half a minute on a busy machine, and a blocked
+        // thread of Swift's cooperative pool (two on a two-core machine) stalls every other test's tasks meanwhile.
+        let dom: String = try await withCheckedThrowingContinuation { cont in
+            Thread.detachNewThread {
+                cont.resume(with: Result {
+                    try p.run()
+                    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    p.waitUntilExit()
+                    return text
+                })
+            }
+        }
         let log = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         #expect(p.terminationStatus == 0, "chromium: \(log.suffix(2000))")
         #expect(dom.contains("<svg"), "no svg in the DOM chromium built")

@@ -16,7 +16,18 @@ struct LiveProgressPTYTests {
     static let script = "/usr/bin/script"
 
     /// Runs `argv` with its output in `file`; returns the exit status.
-    static func run(_ argv: [String], output file: String, environment: [String: String] = [:]) throws -> Int32 {
+    /// Runs `argv` to its end on a thread of its own: the wait blocks, and a blocked thread of Swift's
+    /// cooperative pool (two on a two-core machine) stalls every other test's tasks meanwhile (a CI run saw the fake
+    /// API's clients time out while a demo ran here).
+    static func run(_ argv: [String], output file: String, environment: [String: String] = [:]) async throws -> Int32 {
+        try await withCheckedThrowingContinuation { cont in
+            Thread.detachNewThread {
+                cont.resume(with: Result { try runBlocking(argv, output: file, environment: environment) })
+            }
+        }
+    }
+
+    private static func runBlocking(_ argv: [String], output file: String, environment: [String: String]) throws -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0])
         p.arguments = Array(argv.dropFirst())
@@ -33,7 +44,7 @@ struct LiveProgressPTYTests {
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: script), "util-linux `script` is not installed (bsdutils)"))
-    func demoOnAPTYRedrawsTheLiveViewInPlace() throws {
+    func demoOnAPTYRedrawsTheLiveViewInPlace() async throws {
         let nk3 = try #require(Self.nk3Binary, "build nk3 first (swift build)")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-pty-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -41,7 +52,7 @@ struct LiveProgressPTYTests {
         defer { try? FileManager.default.removeItem(atPath: out) }
         // script -q (no banner) -f (flush) -e (the child's exit status) -c CMD, output to stdout.
         let command = "\(nk3) demo --no-upgrade --dir \(dir)"
-        let status = try Self.run([Self.script, "-qfec", command, "/dev/null"], output: out, environment: ["TERM": "xterm", "COLUMNS": "120"])
+        let status = try await Self.run([Self.script, "-qfec", command, "/dev/null"], output: out, environment: ["TERM": "xterm", "COLUMNS": "120"])
         let text = try String(contentsOfFile: out, encoding: .utf8)
         #expect(status == 0, "\(text.suffix(3000))")
         // The block is drawn (reverse video) and redrawn in place: cursor up over it, clear to the end of screen.

@@ -22,7 +22,7 @@ struct StatusWatchPTYTests {
             nodes:
               127.0.0.1: {agent_port: \(port), boot_device: /dev/sda}
             """.write(toFile: dir + "/inventory.yaml", atomically: true, encoding: .utf8)
-        #expect(try LiveProgressPTYTests.run([nk3, "certs", "init", "-i", dir + "/inventory.yaml"], output: dir + "/certs.log") == 0)
+        #expect(try await LiveProgressPTYTests.run([nk3, "certs", "init", "-i", dir + "/inventory.yaml"], output: dir + "/certs.log") == 0)
 
         let out = dir + "/typescript"
         _ = FileManager.default.createFile(atPath: out, contents: nil)

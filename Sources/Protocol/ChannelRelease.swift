@@ -36,13 +36,9 @@ public struct ChannelRelease: Codable, Sendable, Hashable {
     /// Whether every field holds only what these files hold (letters, digits, `.`, `_`, `-`; bounded): the name ends
     /// up in a URL and a `nix-channel --add` argument.
     public var isWellFormed: Bool {
-        func ok(_ s: String, max: Int) -> Bool {
-            !s.isEmpty && s.utf8.count <= max && s.unicodeScalars.allSatisfy { c in
-                (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "." || c == "_" || c == "-"
-            } && !s.hasPrefix("-")
-        }
-        return ok(version, max: 32) && (versionSuffix.isEmpty || ok(versionSuffix, max: 64))
-            && (gitRevision.map { ok($0, max: 64) } ?? true)
+        SignedText.isPortableName(version, maxBytes: 32)
+            && (versionSuffix.isEmpty || SignedText.isPortableName(versionSuffix, maxBytes: 64))
+            && (gitRevision.map { SignedText.isPortableName($0, maxBytes: 64) } ?? true)
     }
 
     /// The fixed URL of this release for a node subscribed to `channelURL`, or nil when `channelURL` is not a

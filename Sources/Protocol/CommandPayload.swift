@@ -142,13 +142,7 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
     /// File names an agent accepts: a flat name in /etc/nixos, no path separators, no dot files, and no leading
     /// dash (a name such as `-rf` reads as an option to any command it is passed to).
     public static func isValidFileName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= maxFileNameLength, !name.hasPrefix("."), !name.hasPrefix("-") else {
-            return false
-        }
-        return name.unicodeScalars.allSatisfy { s in
-            (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "." || s == "_"
-                || s == "-"
-        }
+        !name.hasPrefix(".") && SignedText.isPortableName(name, maxBytes: maxFileNameLength)
     }
 }
 

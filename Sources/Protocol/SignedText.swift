@@ -23,6 +23,17 @@ public enum SignedText {
         return nil
     }
 
+    /// Whether `text` is a portable name: 1…`maxBytes` bytes of `[A-Za-z0-9._-]`, not starting with `-` (a name
+    /// such as `-rf` reads as an option to any command it is passed to). What a file in a bundle or a channel
+    /// release's version field may be called.
+    public static func isPortableName(_ text: String, maxBytes: Int) -> Bool {
+        guard !text.isEmpty, text.utf8.count <= maxBytes, !text.hasPrefix("-") else { return false }
+        return text.unicodeScalars.allSatisfy { s in
+            (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "." || s == "_"
+                || s == "-"
+        }
+    }
+
     /// `text` with refused characters shown as `\u{XXXX}` (safe to put in an error message or a log), at most
     /// 200 characters of it.
     public static func quoted(_ text: String) -> String {

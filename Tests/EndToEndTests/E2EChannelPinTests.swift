@@ -10,6 +10,15 @@ import Testing
 struct E2EChannelPinTests {
     static let newer = SimulatedChannels.Release(nixosVersion: "24.05.4200.0badc0ffee00", kernel: "6.6.47")
 
+    /// Points the inventory at a channel that is not on nixos.org, publishing the same two releases as nixos-24.05.
+    static func useMirror(_ c: E2ECluster) throws -> String {
+        let mirror = "https://mirror.example.org/nixos-24.05"
+        c.sim.channels.publish(mirror, SimulatedChannels.Release(nixosVersion: "24.05.4000.a1b2c3d4e5f6", kernel: "6.6.45"))
+        c.sim.channels.publish(mirror, SimulatedChannels.Release(nixosVersion: "24.05.4100.f6e5d4c3b2a1", kernel: "6.6.46"))
+        try c.setInventoryChannel(mirror)
+        return mirror
+    }
+
     @Test("the channel publishes a newer release mid-rollout: every node ends on the release the first node fetched, pinned by its fixed URL")
     func laterNodesGetTheFirstNodesRelease() async throws {
         try await E2ECluster.with { c in
@@ -45,10 +54,7 @@ struct E2EChannelPinTests {
     @Test("a channel that is not on nixos.org cannot be pinned: the rollout says so once and goes on")
     func unpinnableChannelWarns() async throws {
         try await E2ECluster.with { c in
-            let mirror = "https://mirror.example.org/nixos-24.05"
-            c.sim.channels.publish(mirror, SimulatedChannels.Release(nixosVersion: "24.05.4000.a1b2c3d4e5f6", kernel: "6.6.45"))
-            c.sim.channels.publish(mirror, SimulatedChannels.Release(nixosVersion: "24.05.4100.f6e5d4c3b2a1", kernel: "6.6.46"))
-            try c.setInventoryChannel(mirror)
+            let mirror = try Self.useMirror(c)
             let sink = E2ESink()
             let summary = try await c.rollout(.upgrade(.boot), sink: sink)
             #expect(summary.updated == c.names, "\(sink.transcript)")
@@ -62,10 +68,7 @@ struct E2EChannelPinTests {
     @Test("unpinned, the channel moving mid-rollout leaves the cluster on two releases: nk3 status says MIXED and names them")
     func statusFlagsMixedReleases() async throws {
         try await E2ECluster.with { c in
-            let mirror = "https://mirror.example.org/nixos-24.05"
-            c.sim.channels.publish(mirror, SimulatedChannels.Release(nixosVersion: "24.05.4000.a1b2c3d4e5f6", kernel: "6.6.45"))
-            c.sim.channels.publish(mirror, SimulatedChannels.Release(nixosVersion: "24.05.4100.f6e5d4c3b2a1", kernel: "6.6.46"))
-            try c.setInventoryChannel(mirror)
+            let mirror = try Self.useMirror(c)
             let sink = E2ESink()
             sink.onEvent { event in
                 if event.status == .warning, event.message.hasPrefix("cannot pin this upgrade") {

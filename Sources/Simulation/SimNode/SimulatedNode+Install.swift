@@ -9,20 +9,17 @@ extension SimulatedNode {
     /// generations are history and must not be rewritten.
     /// - Throws: `NodeSystemError(.invalidInput)` after a rebuild, or for a file name a bundle could not carry.
     public func completeInstall(files: [String: String]) throws {
-        for name in files.keys where !ApplyBundle.isValidFileName(name) {
-            throw NodeSystemError(.invalidInput, "refusing file name '\(name)': flat names [A-Za-z0-9._-] only")
+        let fresh = state.withLock { s in
+            s.rebuilds == 0 && s.generations.count == 1 && s.generations[1].map { g in
+                s.currentSystem == g.storePath && s.bootedSystem == g.storePath
+            } == true && s.channelGenerations[1] != nil
         }
-        try state.withLock { s in
-            guard s.rebuilds == 0, s.generations.count == 1, let first = s.generations[1],
-                s.currentSystem == first.storePath, s.bootedSystem == first.storePath,
-                let release = s.channelGenerations[1]?.release
-            else {
-                throw NodeSystemError(
-                    .invalidInput, "[simulation] \(hostname) has rebuilt already; its install cannot be redone")
-            }
-            for name in s.managed where files[name] == nil { s.files[name] = nil }
-            for (name, content) in files { s.files[name] = content }
-            s.managed = Set(files.keys)
+        guard fresh else {
+            throw NodeSystemError(.invalidInput, "[simulation] \(hostname) has rebuilt already; its install cannot be redone")
+        }
+        try replaceConfigFiles(with: files, incarnation: nil)
+        state.withLock { s in
+            guard let first = s.generations[1], let release = s.channelGenerations[1]?.release else { return }
             let path = Self.storePath(host: hostname, files: s.files, release: release)
             s.store[first.storePath] = nil
             s.store[path] = Built(kernel: release.kernel, nixosVersion: release.nixosVersion)

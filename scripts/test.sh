@@ -22,4 +22,6 @@ if grep -E "^$(pwd)/(Sources|Tests)/.*warning:" "$log"; then
 fi
 
 echo "== swift test"
-swift test --skip-build
+# The suite takes minutes; a test left waiting on something that never comes must fail the run with its output,
+# not hold it until an outer CI limit ends it silently. (Every test has its own, shorter, time limit too.)
+timeout --kill-after=60 30m swift test --skip-build

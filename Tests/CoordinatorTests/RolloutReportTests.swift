@@ -142,6 +142,11 @@ struct RolloutReportTests {
             Thread.detachNewThread {
                 cont.resume(with: Result {
                     try p.run()
+                    // A headless browser that never ends must not stall the whole run: killed after 100 s.
+                    let pid = p.processIdentifier
+                    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+                    DispatchQueue.global().asyncAfter(deadline: .now() + 100, execute: watchdog)
+                    defer { watchdog.cancel() }
                     let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                     p.waitUntilExit()
                     return text

@@ -28,15 +28,19 @@ struct StatusWatchPTYTests {
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         let script = Process()
         script.executableURL = URL(fileURLWithPath: LiveProgressPTYTests.script)
-        script.arguments = ["-qfec", "\(nk3) status --watch --interval 0.2 --no-kube -i \(dir)/inventory.yaml", "/dev/null"]
+        // `exec`: `script -c` runs the command with $SHELL, or /bin/sh where SHELL is unset (as under CI). dash does not
+        // replace itself with a lone command, so without `exec` the SIGINT below would reach the shell, not nk3.
+        script.arguments = ["-qfec", "exec \(nk3) status --watch --interval 0.2 --no-kube -i \(dir)/inventory.yaml", "/dev/null"]
         script.standardOutput = FileHandle(forWritingAtPath: out)
         script.standardError = FileHandle.nullDevice
         script.standardInput = FileHandle.nullDevice
         var env = ProcessInfo.processInfo.environment
         env["TERM"] = "xterm"
+        env["SHELL"] = "/bin/sh"
         script.environment = env
         try script.run()
-        defer { if script.isRunning { script.terminate() } }
+        // Whatever happens below, nothing is left running: the pty's processes are killed (nk3 first, then script).
+        defer { if script.isRunning { Self.killTree(script.processIdentifier) } }
 
         func text() -> String { (try? String(contentsOfFile: out, encoding: .utf8)) ?? "" }
         func redraws() -> Int { text().components(separatedBy: "\u{1B}[H\u{1B}[2J").count - 1 }
@@ -46,13 +50,29 @@ struct StatusWatchPTYTests {
         #expect(text().contains("REACHABLE"), "\(text().suffix(1000))")
 
         // Interrupt nk3 itself (the child of `script`), as Ctrl-C on the terminal would.
-        let children = (try? String(contentsOfFile: "/proc/\(script.processIdentifier)/task/\(script.processIdentifier)/children", encoding: .utf8)) ?? ""
-        let child = try #require(children.split(separator: " ").first.flatMap { Int32($0) }, "no child of script")
+        let child = try #require(Self.children(of: script.processIdentifier).first, "no child of script")
+        #expect(Self.command(of: child).hasSuffix("nk3"), "script's child is nk3 itself, not a shell: \(Self.command(of: child))")
         kill(child, SIGINT)
         let stop = ContinuousClock.now
         while script.isRunning && ContinuousClock.now - stop < .seconds(20) { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(!script.isRunning)
+        // Never an unbounded wait: a test left waiting on a process that does not end stalls the whole run.
+        try #require(!script.isRunning, "status --watch still running 20 s after SIGINT: \(text().suffix(1000))")
         script.waitUntilExit()
         #expect(script.terminationStatus == 0, "status --watch exits 0 on SIGINT: \(text().suffix(1000))")
+    }
+
+    static func children(of pid: Int32) -> [Int32] {
+        let list = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return list.split(separator: " ").compactMap { Int32($0) }
+    }
+
+    static func command(of pid: Int32) -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+    }
+
+    /// SIGKILL to `pid` and every process below it, deepest first.
+    static func killTree(_ pid: Int32) {
+        for child in children(of: pid) { killTree(child) }
+        kill(pid, SIGKILL)
     }
 }

@@ -168,12 +168,12 @@ let package = Package(
         ),
         .testTarget(
             name: "KubeTests",
-            dependencies: ["NK3Kube", "NK3Simulation"],
+            dependencies: ["NK3Kube", "NK3Simulation", "NK3Common"],
             path: "Tests/KubeTests"
         ),
         .testTarget(
             name: "CoordinatorTests",
-            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3Simulation", "NK3Kube", "NK3Jinja"],
+            dependencies: ["NK3Coordinator", "NK3Protocol", "NK3Simulation", "NK3Kube", "NK3Jinja", "NK3Common"],
             path: "Tests/CoordinatorTests",
             resources: [.copy("Fixtures")]
         ),

@@ -191,7 +191,10 @@ public enum SecureFiles {
         guard fsync(fd) == 0 else { throw .errno("cannot fsync directory", path: dir) }
     }
 
-    private static func readAll(_ fd: Int32, path: String) throws(SecureFileError) -> Data {
+    /// Everything `fd` yields until end of file, retrying reads a signal interrupted (EINTR). Foundation's
+    /// `FileHandle.readDataToEndOfFile()` traps on EINTR instead (swift-corelibs-foundation FileHandle.swift wraps
+    /// `readToEnd()` in `try!`), which a process that runs children can meet on any thread.
+    public static func readAll(_ fd: Int32, path: String) throws(SecureFileError) -> Data {
         var out = Data()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {

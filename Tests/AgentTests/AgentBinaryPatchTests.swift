@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import NK3Coordinator
 import NK3Protocol
 import Testing
@@ -34,7 +35,7 @@ struct AgentBinaryPatchTests {
         p.standardOutput = out
         p.standardError = out
         try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let data = ((try? SecureFiles.readAll(out.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data())
         p.waitUntilExit()
         return Run(status: p.terminationStatus, output: String(decoding: data, as: UTF8.self))
     }

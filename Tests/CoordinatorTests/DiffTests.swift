@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import NK3Coordinator
 import Testing
 
@@ -93,7 +94,7 @@ struct DiffTests {
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        let out = ((try? SecureFiles.readAll(pipe.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data())
         p.waitUntilExit()
         #expect(p.terminationStatus == 1, "\(name): diff should report a difference")
         // Drop GNU's two header lines (they carry paths and timestamps); compare the hunks.

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import Logging
 import NK3Coordinator
 import NK3Simulation
@@ -27,7 +28,7 @@ struct RenderedNixParseTests {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = err
             try p.run()
-            let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let msg = String(decoding: ((try? SecureFiles.readAll(err.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data()), as: UTF8.self)
             p.waitUntilExit()
             #expect(p.terminationStatus == 0, "\(label) \(name) does not parse: \(msg)")
         }

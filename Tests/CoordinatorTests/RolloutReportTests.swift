@@ -1,5 +1,7 @@
 import Foundation
-import NK3Coordinator
+import NK3Common
+import Synchronization
+@testable import NK3Coordinator
 import Testing
 
 /// A rollout's events as the executor writes them: two nodes through a boot apply, a gate run that waits for a
@@ -85,6 +87,20 @@ struct RolloutReportTests {
         #expect(page.contains("class=\"failure\""))
     }
 
+    /// A log that cannot be written (Linux's /dev/full answers every write with ENOSPC, as a full disk does)
+    /// counts each lost line and reports the first one once; the events still reach the rest of the output.
+    @Test func aFullDiskIsReportedOnceAndNeverStopsTheEvents() throws {
+        let handle = try #require(FileHandle(forWritingAtPath: "/dev/full"))
+        let heard = Mutex<[String]>([])
+        let sink = RolloutLogSink(path: "/dev/full", handle: handle) { error in heard.withLock { $0.append("\(error)") } }
+        let recorder = CollectingEventSink()
+        let both = FanOutEventSink([sink, recorder])
+        for e in ReportFixture.events { both.emit(e) }
+        #expect(sink.writeFailures == ReportFixture.events.count)
+        #expect(heard.withLock { $0.count } == 1, "the first lost line is reported, once")
+        #expect(recorder.events == ReportFixture.events)
+    }
+
     @Test func logRoundTripsThroughTheFileSink() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -147,7 +163,7 @@ struct RolloutReportTests {
                     let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
                     DispatchQueue.global().asyncAfter(deadline: .now() + 100, execute: watchdog)
                     defer { watchdog.cancel() }
-                    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    let text = String(decoding: ((try? SecureFiles.readAll(out.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data()), as: UTF8.self)
                     p.waitUntilExit()
                     return text
                 })

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import NK3Kube
 import NK3Simulation
 import Testing
@@ -29,10 +30,10 @@ struct KubectlCompatTests {
                 nonisolated(unsafe) var stderr = Data()
                 group.enter()
                 DispatchQueue.global().async {
-                    stderr = err.fileHandleForReading.readDataToEndOfFile()
+                    stderr = ((try? SecureFiles.readAll(err.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data())
                     group.leave()
                 }
-                let stdout = out.fileHandleForReading.readDataToEndOfFile()
+                let stdout = ((try? SecureFiles.readAll(out.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data())
                 group.wait()
                 process.waitUntilExit()
                 continuation.resume(

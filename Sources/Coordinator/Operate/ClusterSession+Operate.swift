@@ -7,7 +7,14 @@ extension ClusterSession {
     /// its first event names the file. A log that cannot be created is a warning, never a reason not to roll.
     func loggingSink(_ sink: any RolloutEventSink) -> any RolloutEventSink {
         do {
-            let log = try RolloutLogSink(directory: inventory.operate.rolloutLogDirectory)
+            let directory = inventory.operate.rolloutLogDirectory
+            let log = try RolloutLogSink(directory: directory) { error in
+                sink.emit(
+                    RolloutEvent(
+                        timestamp: Date(), node: nil, phase: .rollout, status: .warning,
+                        message: "the rollout log in \(directory) lost a line (\(error.localizedDescription)); the rollout goes on, "
+                            + "and its report will miss what the log could not keep"))
+            }
             let both = FanOutEventSink([log, sink])
             both.emit(
                 RolloutEvent(

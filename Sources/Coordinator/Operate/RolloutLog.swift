@@ -74,15 +74,18 @@ public enum RolloutLog {
 
 /// Appends every event to a rollout log file as one JSON line (the same line `--output json` prints), written
 /// through at once so a killed coordinator leaves every event before the kill. Opening fails loudly (the
-/// caller reports it); a write error later is counted and never stops the rollout.
+/// caller reports it); a write error later is counted, reported once through `onFirstWriteFailure`, and never
+/// stops the rollout.
 public final class RolloutLogSink: RolloutEventSink {
     /// The log file.
     public let path: String
     /// The open file and the count of lines that could not be written; one writer at a time.
     private let state: Mutex<(handle: FileHandle, failures: Int)>
+    private let onFirstWriteFailure: @Sendable (any Error) -> Void
 
     /// Creates `directory` (and parents) if needed and a new log file in it named after `startedAt`.
-    public init(directory: String, startedAt: Date = Date()) throws {
+    /// `onFirstWriteFailure` hears the first line that cannot be written (a full disk), once.
+    public convenience init(directory: String, startedAt: Date = Date(), onFirstWriteFailure: @escaping @Sendable (any Error) -> Void = { _ in }) throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -101,8 +104,14 @@ public final class RolloutLogSink: RolloutEventSink {
         else {
             throw CoordinatorError(.invalidInput, "cannot create the rollout log \(path)")
         }
+        self.init(path: path, handle: handle, onFirstWriteFailure: onFirstWriteFailure)
+    }
+
+    /// A sink writing to an open `handle` that stands for `path`.
+    init(path: String, handle: FileHandle, onFirstWriteFailure: @escaping @Sendable (any Error) -> Void) {
         self.path = path
         self.state = Mutex((handle, 0))
+        self.onFirstWriteFailure = onFirstWriteFailure
     }
 
     deinit { state.withLock { try? $0.handle.close() } }
@@ -110,9 +119,16 @@ public final class RolloutLogSink: RolloutEventSink {
     /// Appends the event's JSON line.
     public func emit(_ event: RolloutEvent) {
         let line = JSONLinesEventSink.line(for: event)
-        state.withLock { s in
-            do { try s.handle.write(contentsOf: Data(line.utf8)) } catch { s.failures += 1 }
+        let firstFailure: (any Error)? = state.withLock { s in
+            do {
+                try s.handle.write(contentsOf: Data(line.utf8))
+                return nil
+            } catch {
+                s.failures += 1
+                return s.failures == 1 ? error : nil
+            }
         }
+        if let firstFailure { onFirstWriteFailure(firstFailure) }
     }
 
     /// Lines that could not be written (a full disk).

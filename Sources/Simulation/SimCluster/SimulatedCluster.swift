@@ -112,11 +112,8 @@ public final class SimulatedCluster: Sendable {
     /// What the coordinator's session overrides for this simulation: the rate limit above, and the drain's wait
     /// after a refused eviction (kubectl's 5 s) in the simulation's time.
     public var sessionOverrides: ClusterSession.Overrides {
-        let retry: Duration
-        switch speed {
-        case .instant: retry = .milliseconds(5)
-        case .factor(let f): retry = .milliseconds(max(5, Int(5_000 / max(1, f))))
-        }
+        // kubectl's 5 s at the simulation's speed, never below 5 ms (an instant simulation still yields).
+        let retry = Duration.milliseconds(max(5, Int((speed.realSeconds(5) * 1000).rounded())))
         return ClusterSession.Overrides(kubeOptions: kubeClientOptions, evictRetryDelay: retry)
     }
     /// The clock the nodes and agents use.

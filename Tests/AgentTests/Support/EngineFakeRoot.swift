@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import Logging
 import NK3Agent
 import NK3Protocol
@@ -285,7 +286,7 @@ final class EngineFakeRoot: Sendable {
         p.standardOutput = pipe
         p.standardError = pipe
         try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        let out = ((try? SecureFiles.readAll(pipe.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data())
         p.waitUntilExit()
         let text = String(decoding: out, as: UTF8.self)
         if p.terminationStatus != 0 {

@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import Testing
 
 /// Runs Debian's `nix-instantiate` on nk3's Nix files with nixpkgs' real `lib` (`../shared/nixpkgs-lib/lib`
@@ -81,7 +82,7 @@ enum NixEval {
         p.standardOutput = out
         p.standardError = try FileHandle(forWritingTo: errPath)
         try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let o = ((try? SecureFiles.readAll(out.fileHandleForReading.fileDescriptor, path: "pipe")) ?? Data())
         p.waitUntilExit()
         let e = (try? Data(contentsOf: errPath)) ?? Data()
         return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),

@@ -15,7 +15,10 @@ struct ChannelKeepAliveTests {
         let fixture = try ChannelFixture()
         let server = try await fixture.startServer()
         defer { Task { await server.shutdown() } }
-        let keep = try fixture.client(server, identity: fixture.operatorCert, keepReadsAlive: true)
+        // Reuse limits far beyond this test's length: on a loaded machine a command can take seconds, and the
+        // standard 5 s idle limit would make the count below depend on the machine's speed.
+        let keep = try fixture.client(
+            server, identity: fixture.operatorCert, keepReadsAlive: true, readReuse: .init(maxAge: .seconds(600), maxIdle: .seconds(600)))
 
         for _ in 0..<5 { _ = try await keep.status() }
         _ = try await keep.operation(id: "op-1")

@@ -89,19 +89,33 @@ public struct AgentClient: Sendable {
     /// The connection reads leave open for the next read (shared by copies of this client); nil: none.
     private let keptAlive: KeptConnection?
 
+    /// How long a kept-alive read connection may be reused: at most `maxAge` after its handshake (certificates are
+    /// re-verified at least that often) and `maxIdle` after its last read (well under the agent's idle timeout).
+    public struct ReadReuse: Sendable {
+        public var maxAge: Duration
+        public var maxIdle: Duration
+        public init(maxAge: Duration, maxIdle: Duration) {
+            self.maxAge = maxAge
+            self.maxIdle = maxIdle
+        }
+        /// What a rollout uses: 30 s after the handshake, 5 s idle.
+        public static let standard = ReadReuse(maxAge: .seconds(30), maxIdle: .seconds(5))
+    }
+
     /// Makes a client from prepared TLS settings (see `AgentClientTLS`), which can be shared by the clients of all
-    /// agents. With `keepReadsAlive`, reads reuse one kept-alive connection.
+    /// agents. With `keepReadsAlive`, reads reuse one kept-alive connection within `readReuse`'s limits.
     public init(
         endpoint: AgentEndpoint, tls: AgentClientTLS, timeout: Duration = AgentClient.defaultTimeout,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "nk3.agent-client"), keepReadsAlive: Bool = false
+        logger: Logger = Logger(label: "nk3.agent-client"), keepReadsAlive: Bool = false,
+        readReuse: ReadReuse = .standard
     ) {
         self.endpoint = endpoint
         self.tls = tls
         self.timeout = timeout
         self.group = eventLoopGroup
         self.logger = logger
-        self.keptAlive = keepReadsAlive ? KeptConnection() : nil
+        self.keptAlive = keepReadsAlive ? KeptConnection(maxAge: readReuse.maxAge, maxIdle: readReuse.maxIdle) : nil
     }
 
     /// How long one request to an agent may take, unless a caller says otherwise (the one definition: the

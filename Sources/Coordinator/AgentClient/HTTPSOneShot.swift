@@ -237,7 +237,7 @@ final class KeptConnection: Sendable {
     let maxIdle: Duration
     private let idle = Mutex<(connection: HTTPSOneShot.Connection, since: ContinuousClock.Instant)?>(nil)
 
-    init(maxAge: Duration = .seconds(30), maxIdle: Duration = .seconds(5)) {
+    init(maxAge: Duration, maxIdle: Duration) {
         self.maxAge = maxAge
         self.maxIdle = maxIdle
     }

@@ -78,6 +78,7 @@ let package = Package(
             name: "NK3Agent",
             dependencies: [
                 "NK3Protocol", "NK3Common",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -117,6 +117,7 @@ public final class HTTPSServer: Sendable {
     public static func start(
         host: String, port: Int, tls: NIOSSLContext?, limits: HTTPServerLimits = HTTPServerLimits(),
         logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        upload: (@Sendable (HTTPServerRequest) async -> HTTPUploadDecision)? = nil,
         handler: @escaping @Sendable (HTTPServerRequest) async -> HTTPServerResponse
     ) async throws -> HTTPSServer {
         let (idle, stalled) = (TimeAmount(limits.idleTimeout), TimeAmount(limits.writeTimeout))
@@ -180,7 +181,8 @@ public final class HTTPSServer: Sendable {
                                     try? await connection.executeThenClose { _, _ in }
                                     return
                                 }
-                                await serve(connection, tls: isTLS, limits: limits, logger: serverLogger, handler: handler)
+                                await serve(
+                                    connection, tls: isTLS, limits: limits, logger: serverLogger, upload: upload, handler: handler)
                                 connections.remove(connection.channel)
                             }
                         }
@@ -235,6 +237,7 @@ public final class HTTPSServer: Sendable {
 
     private static func serve(
         _ connection: Connection, tls: Bool, limits: HTTPServerLimits, logger: Logger,
+        upload: (@Sendable (HTTPServerRequest) async -> HTTPUploadDecision)?,
         handler: @Sendable (HTTPServerRequest) async -> HTTPServerResponse
     ) async {
         let channel = connection.channel
@@ -245,6 +248,27 @@ public final class HTTPSServer: Sendable {
                 while let part = try await iterator.next() {
                     guard case .head(let head) = part else { return }  // body without head: protocol error
                     let keepAlive = head.isKeepAlive
+                    if let upload {
+                        // A handler may take this request's body as a stream (a large upload) once it has seen
+                        // the head and the verified client certificate.
+                        if peer == nil {
+                            peer = .some(tls ? try await peerCertificate(channel, logger: logger) : nil)
+                        }
+                        let request = HTTPServerRequest(
+                            method: head.method, uri: head.uri, headers: head.headers, clientCertificate: peer ?? nil)
+                        switch await upload(request) {
+                        case .buffer:
+                            break
+                        case .refuse(let response):
+                            try await refuseAndClose(response, head: head, discardUpTo: limits.maxBodyBytes, outbound: outbound, channel: channel, iterator: &iterator)
+                            return
+                        case .stream(let maxBytes, let consumer):
+                            let goOn = try await streamBody(
+                                head: head, keepAlive: keepAlive, maxBytes: maxBytes, consumer: consumer, outbound: outbound,
+                                channel: channel, iterator: &iterator)
+                            if goOn { continue } else { return }
+                        }
+                    }
                     if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
                         try await refuseTooLarge(head: head, limit: limits.maxBodyBytes, outbound: outbound, channel: channel, iterator: &iterator)
                         return
@@ -316,7 +340,7 @@ public final class HTTPSServer: Sendable {
     ///
     /// A client that sends anything more (it should not after `Connection: close`) is cut off; one that stays
     /// silent without closing is closed by the idle timeout.
-    private static func closeOutputThenWaitForClient(
+    static func closeOutputThenWaitForClient(
         channel: Channel, iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
         whenSent: () -> Void
     ) async throws {
@@ -338,12 +362,23 @@ public final class HTTPSServer: Sendable {
 
     /// Answers 413, stops sending, and discards (never buffers) what the client still sends for a while so
     /// that it reads the answer instead of a connection reset.
-    private static func refuseTooLarge(
+    static func refuseTooLarge(
         head: HTTPRequestHead, limit: Int, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
         channel: Channel, iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
     ) async throws {
-        var response = HTTPServerResponse.json(
+        let response = HTTPServerResponse.json(
             .payloadTooLarge, ["code": "body_too_large", "message": "request body exceeds the limit of \(limit) bytes"])
+        try await refuseAndClose(response, head: head, discardUpTo: limit, outbound: outbound, channel: channel, iterator: &iterator)
+    }
+
+    /// Answers `response` with `Connection: close`, stops sending, and discards what the client still sends (up
+    /// to a bound derived from `discardUpTo`) so that it reads the answer instead of a connection reset.
+    static func refuseAndClose(
+        _ response: HTTPServerResponse, head: HTTPRequestHead, discardUpTo limit: Int,
+        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, channel: Channel,
+        iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+    ) async throws {
+        var response = response
         response.headers.replaceOrAdd(name: "Connection", value: "close")
         try await write(response, for: head, keepAlive: false, outbound: outbound, channel: channel)
         try? await channel.close(mode: .output).get()
@@ -353,7 +388,7 @@ public final class HTTPSServer: Sendable {
         }
     }
 
-    private static func write(
+    static func write(
         _ response: HTTPServerResponse, for request: HTTPRequestHead, keepAlive: Bool,
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, channel: Channel
     ) async throws {

@@ -252,3 +252,16 @@ extension AgentStatus {
     /// whether the machine rebooted, so a coordinator must keep waiting.
     public var isBootIDKnown: Bool { !bootID.isEmpty && bootID != Self.unknownBootID }
 }
+
+/// `GET /v1/agent-binary/SHA256` (and a finished upload's answer): whether the node has that agent binary.
+public struct AgentBinaryPresence: Codable, Sendable, Hashable {
+    public var sha256: String
+    public var present: Bool
+    /// Where it is on the node (what `nk3-agent.nix` names), when present.
+    public var path: String?
+    public init(sha256: String, present: Bool, path: String?) {
+        self.sha256 = sha256
+        self.present = present
+        self.path = path
+    }
+}

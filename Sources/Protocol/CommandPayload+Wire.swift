@@ -37,6 +37,9 @@ extension CommandPayload {
         case .rollback(let r):
             files = []
             command = .rollback(r)
+        case .stageAgentBinary(let b):
+            files = []
+            command = .stageAgentBinary(b)
         }
         let header = WireHeader(
             version: version, node: node, serial: serial, issuedAt: issuedAt, expiresAt: expiresAt, command: command)
@@ -71,6 +74,7 @@ extension CommandPayload {
         case .confirm(let c): command = .confirm(c)
         case .reboot(let r): command = .reboot(r)
         case .rollback(let r): command = .rollback(r)
+        case .stageAgentBinary(let b): command = .stageAgentBinary(b)
         }
         if command.kind != "apply", !body.isEmpty {
             throw .malformed(
@@ -155,17 +159,18 @@ enum WireCommand: Codable {
     case confirm(ConfirmCommand)
     case reboot(RebootCommand)
     case rollback(RollbackCommand)
+    case stageAgentBinary(StageAgentBinaryCommand)
 
-    private enum CodingKeys: String, CodingKey { case kind, apply, confirm, reboot, rollback }
+    private enum CodingKeys: String, CodingKey { case kind, apply, confirm, reboot, rollback, stageAgentBinary }
 
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let kind = try c.decode(String.self, forKey: .kind)
         // The small commands' own Codable is lenient: their fields are checked here.
-        func fields(_ key: CodingKeys, _ only: String) throws {
+        func fields(_ key: CodingKeys, _ only: String...) throws {
             try decoder.refuseUnknownKeys { $0 == "kind" || $0 == key.stringValue }
             let nested = try c.nestedContainer(keyedBy: AnyCodingKey.self, forKey: key)
-            if let unknown = nested.allKeys.first(where: { $0.stringValue != only }) {
+            if let unknown = nested.allKeys.first(where: { !only.contains($0.stringValue) }) {
                 throw DecodingError.dataCorrupted(
                     DecodingError.Context(codingPath: c.codingPath + [key, unknown], debugDescription: "unknown field"))
             }
@@ -183,6 +188,9 @@ enum WireCommand: Codable {
         case "rollback":
             try fields(.rollback, "reason")
             self = .rollback(try c.decode(RollbackCommand.self, forKey: .rollback))
+        case "stageAgentBinary":
+            try fields(.stageAgentBinary, "sha256", "size")
+            self = .stageAgentBinary(try c.decode(StageAgentBinaryCommand.self, forKey: .stageAgentBinary))
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: c, debugDescription: "unknown command kind '\(kind)'")
@@ -204,6 +212,9 @@ enum WireCommand: Codable {
         case .rollback(let v):
             try c.encode("rollback", forKey: .kind)
             try c.encode(v, forKey: .rollback)
+        case .stageAgentBinary(let v):
+            try c.encode("stageAgentBinary", forKey: .kind)
+            try c.encode(v, forKey: .stageAgentBinary)
         }
     }
 }

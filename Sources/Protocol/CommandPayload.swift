@@ -34,6 +34,9 @@ public enum Command: Codable, Sendable, Hashable {
     case confirm(ConfirmCommand)
     case reboot(RebootCommand)
     case rollback(RollbackCommand)
+    /// Authorizes one upload of an agent binary (`PUT /v1/agent-binary/SHA256`); travels in that request's
+    /// header, never to `POST /v1/envelopes`.
+    case stageAgentBinary(StageAgentBinaryCommand)
 
     /// Short name used in logs, metrics and JSON output.
     public var kind: String {
@@ -42,10 +45,11 @@ public enum Command: Codable, Sendable, Hashable {
         case .confirm: return "confirm"
         case .reboot: return "reboot"
         case .rollback: return "rollback"
+        case .stageAgentBinary: return "stageAgentBinary"
         }
     }
 
-    private enum CodingKeys: String, CodingKey { case kind, apply, confirm, reboot, rollback }
+    private enum CodingKeys: String, CodingKey { case kind, apply, confirm, reboot, rollback, stageAgentBinary }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -55,6 +59,7 @@ public enum Command: Codable, Sendable, Hashable {
         case "confirm": self = .confirm(try c.decode(ConfirmCommand.self, forKey: .confirm))
         case "reboot": self = .reboot(try c.decode(RebootCommand.self, forKey: .reboot))
         case "rollback": self = .rollback(try c.decode(RollbackCommand.self, forKey: .rollback))
+        case "stageAgentBinary": self = .stageAgentBinary(try c.decode(StageAgentBinaryCommand.self, forKey: .stageAgentBinary))
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: c, debugDescription: "unknown command kind '\(kind)'")
@@ -69,6 +74,7 @@ public enum Command: Codable, Sendable, Hashable {
         case .confirm(let v): try c.encode(v, forKey: .confirm)
         case .reboot(let v): try c.encode(v, forKey: .reboot)
         case .rollback(let v): try c.encode(v, forKey: .rollback)
+        case .stageAgentBinary(let v): try c.encode(v, forKey: .stageAgentBinary)
         }
     }
 }
@@ -162,4 +168,31 @@ public struct RebootCommand: Codable, Sendable, Hashable {
 public struct RollbackCommand: Codable, Sendable, Hashable {
     public var reason: String
     public init(reason: String) { self.reason = reason }
+}
+
+/// Lets the coordinator upload one agent binary, named by its SHA-256, to the node's binary directory. The upload
+/// changes nothing by itself: the node runs it only once a signed bundle's `nk3-agent.nix` names the same digest
+/// (Nix refuses any other file for it), and through the usual apply with its rollback.
+public struct StageAgentBinaryCommand: Codable, Sendable, Hashable {
+    /// Lowercase hex SHA-256 of the binary (64 digits).
+    public var sha256: String
+    /// Its size in bytes.
+    public var size: Int
+    public init(sha256: String, size: Int) {
+        self.sha256 = sha256
+        self.size = size
+    }
+
+    /// The largest agent binary an agent takes (a release nk3-agent with the Swift runtime linked in is
+    /// about 100 MiB unstripped; the margin is for growth).
+    public static let maxSize = 512 * 1024 * 1024
+
+    /// What is wrong with the fields, or nil.
+    public var validationProblem: String? {
+        if sha256.count != 64 || !sha256.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) {
+            return "sha256 must be 64 lowercase hex digits"
+        }
+        if size <= 0 || size > Self.maxSize { return "size must be from 1 to \(Self.maxSize) bytes, not \(size)" }
+        return nil
+    }
 }

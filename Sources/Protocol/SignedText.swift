@@ -70,6 +70,7 @@ extension Command {
         case .confirm: nil
         case .reboot(let r): SignedText.problem(r.reason, field: "reboot reason", maxBytes: SignedText.maxReasonBytes)
         case .rollback(let r): SignedText.problem(r.reason, field: "rollback reason", maxBytes: SignedText.maxReasonBytes)
+        case .stageAgentBinary(let b): b.validationProblem
         }
     }
 }

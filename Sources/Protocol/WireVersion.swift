@@ -24,4 +24,7 @@ public enum NK3Wire {
     /// How far a serial may run ahead of an agent's clock (serials are milliseconds since 1970): a serial signed
     /// too far ahead would lock the agent out until its clock catches up, at most this long.
     public static let serialMargin: TimeInterval = 3600
+    /// The request header of `PUT /v1/agent-binary/SHA256` that carries its signed `stageAgentBinary` envelope
+    /// (base64 of the envelope's JSON).
+    public static let uploadEnvelopeHeader = "X-NK3-Envelope"
 }

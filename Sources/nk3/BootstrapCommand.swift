@@ -62,7 +62,7 @@ struct BootstrapCommand: AsyncParsableCommand {
     @Option(
         help: """
             Release nk3-agent binary to copy to /var/lib/nk3-agent/bin/nk3-agent on each node (the generated \
-            nk3-agent.nix wraps it). Default: the nk3-agent next to this nk3.
+            nk3-agent.nix wraps it). Default: the inventory's agent_binary, else the nk3-agent next to this nk3.
             """)
     var agentBinary: String?
 
@@ -137,7 +137,7 @@ struct BootstrapCommand: AsyncParsableCommand {
         settings.agentTimeout = .seconds(agentTimeout)
         settings.rebuildTimeout = .seconds(rebuildTimeout)
         if !noAgentBinary {
-            guard let binary = agentBinary ?? Self.siblingAgent() else {
+            guard let binary = agentBinary ?? session.inventory.agentBinaryPath ?? Self.siblingAgent() else {
                 throw ValidationError(
                     "no nk3-agent next to this nk3: pass --agent-binary PATH (a release build), or --no-agent-binary")
             }

@@ -209,6 +209,9 @@ actor RolloutFakeWorld {
             return EnvelopeReceipt(serial: n.serial, kind: "confirm", operationID: op.id, phase: .committed, message: "committed")
         case .rollback:
             throw WireError(.invalidState, "not modelled")
+        case .stageAgentBinary:
+            // As the real agent: an upload's envelope is refused on the command endpoint.
+            throw WireError(.malformed, "a stageAgentBinary envelope goes with PUT /v1/agent-binary/SHA256")
         }
     }
 

@@ -147,6 +147,9 @@ struct MaintenanceWindowTests {
         #expect(inv.operate.prometheus == PrometheusGateSettings(url: "http://127.0.0.1:9090", alertFilter: "Node.*"))
         #expect(inv.operate.rolloutLogDirectory == "/srv/c/logs")
         #expect(try Inventory.parse(yaml: base, file: "/srv/c/inventory.yaml").operate.rolloutLogDirectory == "/srv/c/.nk3/rollouts")
+        // `agent_binary` is resolved like the other paths; absent, nodes keep what bootstrap placed.
+        #expect(try Inventory.parse(yaml: base + "agent_binary: dist/nk3-agent\n", file: "/srv/c/inventory.yaml").agentBinaryPath == "/srv/c/dist/nk3-agent")
+        #expect(try Inventory.parse(yaml: base, file: "/srv/c/inventory.yaml").agentBinaryPath == nil)
         for (bad, says) in [
             ("window: {start: \"22:00\", end: \"4\"}\n", "window.end"),
             ("window: {start: \"22:00\", end: \"04:00\", timezone: Mars/Base}\n", "not an IANA time zone"),

@@ -230,6 +230,9 @@ public actor ApplyEngine: AgentEngine, Service {
             event = .rollbackRequested(reason: r.reason, now: now)
         case .reboot(let r):
             event = .rebootRequested(reason: r.reason, serial: payload.serial, now: now)
+        case .stageAgentBinary:
+            // The server refuses it on POST /v1/envelopes before the serial is taken; it only authorizes an upload.
+            throw WireError(.malformed, "a stageAgentBinary envelope goes with PUT /v1/agent-binary/SHA256")
         }
         let before = machine
         let actions = try machine.handle(event)
@@ -295,6 +298,8 @@ public actor ApplyEngine: AgentEngine, Service {
             return EnvelopeReceipt(
                 serial: payload.serial, kind: kind, operationID: nil, phase: machine.operationStatus?.phase,
                 message: "rebooting as soon as this answer is out (\(r.reason))")
+        case .stageAgentBinary(let b):
+            return EnvelopeReceipt(serial: payload.serial, kind: kind, operationID: nil, phase: nil, message: "upload of \(b.sha256)")
         }
     }
 

@@ -27,6 +27,8 @@ public final class AgentServer: Service, Sendable {
     public let serials: SerialStore
     private let engine: any AgentEngine
     private let verifier: EnvelopeVerifier
+    /// The uploaded agent binaries (`<stateDirectory>/bin`).
+    let binaries: AgentBinaryStore
     private let clientPolicy: PeerCertificatePolicy
     private let revocations: RevocationWatch
     private let tls: NIOSSLContext
@@ -47,6 +49,7 @@ public final class AgentServer: Service, Sendable {
         self.now = now
         self.tls = try config.makeTLSContext()
         self.verifier = try config.makeVerifier()
+        self.binaries = AgentBinaryStore(directory: config.stateDirectory + "/bin")
         self.clientPolicy = try config.makeClientPolicy()
         self.revocations = RevocationWatch(path: config.revocationFile, initial: clientPolicy.revoked, logger: logger)
         self.serials = try SerialStore(stateDirectory: config.stateDirectory)
@@ -70,7 +73,8 @@ public final class AgentServer: Service, Sendable {
     public func start() async throws -> Int {
         if let port { return port }
         let http = try await HTTPSServer.start(
-            host: config.host, port: config.port, tls: tls, limits: config.limits, logger: logger
+            host: config.host, port: config.port, tls: tls, limits: config.limits, logger: logger,
+            upload: { [self] request in await self.uploadDecision(for: request) }
         ) { [self] request in
             await self.respond(to: request)
         }
@@ -111,22 +115,18 @@ public final class AgentServer: Service, Sendable {
 
     /// Answers one request (exposed for tests that bypass sockets; `clientCertificate` must be the verified one).
     public func respond(to request: HTTPServerRequest) async -> HTTPServerResponse {
-        guard let certificate = request.clientCertificate else {
-            return refuse(WireError(.forbidden, "no client certificate"))
-        }
-        if let problem = clientPolicy.problem(with: certificate, revoked: revocations.current) {
-            logger.info("client certificate refused", metadata: ["agent.reason": "\(problem)"])
-            return refuse(WireError(.forbidden, problem))
-        }
-        guard let role = ClientRole.from(certificate: certificate) else {
-            return refuse(
-                WireError(
-                    .forbidden,
-                    "client certificate '\(certificate.subject)' carries no nk3 role (OU nk3-reader or nk3-operator); "
-                        + "issue one with `nk3 certs issue-client NAME --role reader|operator`"))
+        let role: ClientRole
+        switch authorize(request) {
+        case .success(let r): role = r
+        case .failure(let refusal): return refuse(refusal)
         }
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         switch (request.method, segments) {
+        case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "agent-binary":
+            return ok(
+                AgentBinaryPresence(
+                    sha256: s[2], present: binaries.has(sha256: s[2]),
+                    path: binaries.has(sha256: s[2]) ? binaries.path(sha256: s[2]) : nil))
         case (.GET, ["v1", "status"]):
             var status = await engine.status()
             status.lastAcceptedSerial = serials.current
@@ -170,12 +170,82 @@ public final class AgentServer: Service, Sendable {
             return await submit(request.body)
         case (_, ["v1", "status"]), (_, ["v1", "files"]), (_, ["metrics"]), (_, ["v1", "envelopes"]):
             return refuse(WireError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path)"))
-        case (_, let s) where s.count == 3 && s[0] == "v1" && s[1] == "operations":
+        case (_, let s) where s.count == 3 && s[0] == "v1" && (s[1] == "operations" || s[1] == "agent-binary"):
             return refuse(WireError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path)"))
         default:
             return refuse(WireError(.notFound, "no such endpoint: \(request.method) \(request.path)"))
         }
     }
+
+    /// The client certificate's role, or why it is refused (no certificate, revoked or not as issued, no role).
+    private func authorize(_ request: HTTPServerRequest) -> Result<ClientRole, WireError> {
+        guard let certificate = request.clientCertificate else {
+            return .failure(WireError(.forbidden, "no client certificate"))
+        }
+        if let problem = clientPolicy.problem(with: certificate, revoked: revocations.current) {
+            logger.info("client certificate refused", metadata: ["agent.reason": "\(problem)"])
+            return .failure(WireError(.forbidden, problem))
+        }
+        guard let role = ClientRole.from(certificate: certificate) else {
+            return .failure(
+                WireError(
+                    .forbidden,
+                    "client certificate '\(certificate.subject)' carries no nk3 role (OU nk3-reader or nk3-operator); "
+                        + "issue one with `nk3 certs issue-client NAME --role reader|operator`"))
+        }
+        return .success(role)
+    }
+
+    /// `PUT /v1/agent-binary/SHA256` streams the body to disk once its head is authorized: an operator certificate
+    /// and, in the `X-NK3-Envelope` header (base64 of the envelope's JSON), a signed `stageAgentBinary` envelope for
+    /// this node naming the same digest and the request's exact length. Its serial is taken like any command's, so
+    /// a captured request cannot be replayed. Every other request is read whole as usual.
+    public func uploadDecision(for request: HTTPServerRequest) async -> HTTPUploadDecision {
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard request.method == .PUT, segments.count == 3, segments[0] == "v1", segments[1] == "agent-binary" else {
+            return .buffer
+        }
+        switch authorize(request) {
+        case .success(.operator): break
+        case .success(let role):
+            return .refuse(refuse(WireError(.forbidden, "role '\(role.rawValue)' may not upload an agent binary (operators only)")))
+        case .failure(let refusal): return .refuse(refuse(refusal))
+        }
+        guard let header = request.headers.first(name: Self.envelopeHeader), let data = Data(base64Encoded: header) else {
+            return .refuse(countRefusal(WireError(.malformed, "an upload needs its signed envelope, base64, in \(Self.envelopeHeader)")))
+        }
+        let (verifier, now) = (self.verifier, self.now())
+        let length = request.headers.first(name: "content-length").flatMap(Int.init)
+        let command: StageAgentBinaryCommand
+        do {
+            command = try serials.accept { (last: UInt64?) throws(EnvelopeError) -> (StageAgentBinaryCommand, serial: UInt64) in
+                let p = try verifier.verify(envelopeJSON: data, lastAcceptedSerial: last, now: now)
+                guard case .stageAgentBinary(let c) = p.command else {
+                    throw .malformed("the envelope of an upload must be a stageAgentBinary command, not \(p.command.kind)")
+                }
+                guard c.sha256 == segments[2], c.size == length else {
+                    throw .malformed(
+                        "the envelope names \(c.sha256) (\(c.size) bytes); the request is for \(segments[2]) "
+                            + "(\(length.map(String.init) ?? "no") Content-Length)")
+                }
+                return (c, p.serial)
+            }
+        } catch {
+            logger.info("upload refused", metadata: ["agent.error": "\(error.code.rawValue)"])
+            return .refuse(countRefusal(error))
+        }
+        bump("accepted")
+        do throws(WireError) {
+            let upload = try binaries.begin(command)
+            logger.info("receiving an agent binary", metadata: ["agent.sha256": "\(command.sha256)", "agent.size": "\(command.size)"])
+            return .stream(maxBytes: command.size, consumer: upload)
+        } catch {
+            return .refuse(refuse(error))
+        }
+    }
+
+    /// The request header that carries an upload's signed envelope.
+    public static let envelopeHeader = NK3Wire.uploadEnvelopeHeader
 
     private func submit(_ body: ByteBuffer) async -> HTTPServerResponse {
         guard body.readableBytes <= NK3Wire.maxBodyBytes else {
@@ -189,6 +259,10 @@ public final class AgentServer: Service, Sendable {
         do {
             payload = try serials.accept { (last: UInt64?) throws(EnvelopeError) -> (CommandPayload, serial: UInt64) in
                 let p = try verifier.verify(envelopeJSON: data, lastAcceptedSerial: last, now: now)
+                if case .stageAgentBinary = p.command {
+                    // Refused before its serial is taken: it authorizes one upload and travels with it.
+                    throw .malformed("a stageAgentBinary envelope goes with PUT /v1/agent-binary/SHA256, not here")
+                }
                 return (p, p.serial)
             }
         } catch {

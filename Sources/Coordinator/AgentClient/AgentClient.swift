@@ -173,6 +173,31 @@ public struct AgentClient: Sendable {
         return try await call(.POST, "/v1/envelopes", body: ByteBuffer(bytes: data), as: EnvelopeReceipt.self)
     }
 
+    /// `GET /v1/agent-binary/SHA256`: whether the agent has that agent binary. An agent from before uploads
+    /// existed answers 404 (no such endpoint): `.wire` with `not_found`.
+    public func agentBinaryPresence(sha256: String) async throws(AgentClientError) -> AgentBinaryPresence {
+        try await call(.GET, "/v1/agent-binary/\(sha256)", as: AgentBinaryPresence.self)
+    }
+
+    /// `PUT /v1/agent-binary/SHA256`: uploads `binary`, authorized by `envelope` (a signed `stageAgentBinary` for
+    /// it). The timeout grows with the size: a minute, plus a second per MiB.
+    public func uploadAgentBinary(_ binary: Data, sha256: String, envelope: SignedEnvelope) async throws(AgentClientError)
+        -> AgentBinaryPresence
+    {
+        let ticket: String
+        do {
+            ticket = try CanonicalJSON.encode(envelope).base64EncodedString()
+        } catch {
+            throw AgentClientError(.configuration, endpoint: endpoint, "cannot encode envelope: \(error)")
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: NK3Wire.uploadEnvelopeHeader, value: ticket)
+        let response = try await send(
+            .PUT, "/v1/agent-binary/\(sha256)", body: ByteBuffer(bytes: binary), contentType: "application/octet-stream",
+            headers: headers, timeout: max(timeout, .seconds(60 + binary.count / (1 << 20))))
+        return try decode(response, method: .PUT, path: "/v1/agent-binary/\(sha256)", as: AgentBinaryPresence.self)
+    }
+
     /// Posts raw bytes to `/v1/envelopes` (for tests of the agent's input handling).
     public func submit(rawBody: ByteBuffer) async throws(AgentClientError) -> EnvelopeReceipt {
         try await call(.POST, "/v1/envelopes", body: rawBody, as: EnvelopeReceipt.self)
@@ -184,6 +209,12 @@ public struct AgentClient: Sendable {
         async throws(AgentClientError) -> T
     {
         let response = try await send(method, path, body: body)
+        return try decode(response, method: method, path: path, as: type)
+    }
+
+    private func decode<T: Decodable>(_ response: HTTPSOneShot.Response, method: HTTPMethod, path: String, as type: T.Type)
+        throws(AgentClientError) -> T
+    {
         do {
             return try CanonicalJSON.decode(T.self, from: Data(response.body.readableBytesView))
         } catch {
@@ -194,9 +225,10 @@ public struct AgentClient: Sendable {
         }
     }
 
-    private func send(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws(AgentClientError)
-        -> HTTPSOneShot.Response
-    {
+    private func send(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer?, contentType: String = "application/json",
+        headers: HTTPHeaders = [:], timeout requestTimeout: Duration? = nil
+    ) async throws(AgentClientError) -> HTTPSOneShot.Response {
         let serverHostname: String?
         if IPAddressBytes.parse(endpoint.expectedName) != nil {
             // NIOSSL checks the connected peer's IP against the certificate's IP SANs; so the expected IP
@@ -213,12 +245,12 @@ public struct AgentClient: Sendable {
         }
         let oneShot = HTTPSOneShot(
             host: endpoint.host, port: endpoint.port, serverHostname: serverHostname, tls: tls.context,
-            serverPolicy: tls.serverPolicy, timeout: TimeAmount(timeout),
+            serverPolicy: tls.serverPolicy, timeout: TimeAmount(requestTimeout ?? timeout),
             maxResponseBytes: 64 * 1024 * 1024, group: group, keptAlive: keptAlive)
         let response: HTTPSOneShot.Response
         do {
             response = try await oneShot.request(
-                method: method, path: path, body: body, contentType: body == nil ? nil : "application/json")
+                method: method, path: path, body: body, contentType: body == nil ? nil : contentType, headers: headers)
         } catch {
             throw map(error, method: method, path: path)
         }

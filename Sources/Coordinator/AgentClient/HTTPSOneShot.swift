@@ -50,14 +50,15 @@ struct HTTPSOneShot: Sendable {
     /// Sends the request and waits for the whole answer. Cancelling the calling task abandons the request
     /// at once (connecting or waiting) and closes the connection: a caller's own timeout must not be held
     /// up by a peer that never answers (a host that went down mid-request).
-    func request(method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String? = nil) async throws(Failure)
-        -> Response
-    {
+    func request(
+        method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String? = nil, headers extra: HTTPHeaders = [:]
+    ) async throws(Failure) -> Response {
         let keep = method == .GET && body == nil ? keptAlive : nil
         if let keep, let connection = keep.take() {
             do throws(Failure) {
                 let response = try await exchange(
-                    on: connection, method: method, path: path, body: body, contentType: contentType, keepAlive: true)
+                    on: connection, method: method, path: path, body: body, contentType: contentType, headers: extra,
+                    keepAlive: true)
                 keep.put(connection)
                 return response
             } catch {
@@ -69,7 +70,8 @@ struct HTTPSOneShot: Sendable {
         }
         let connection = try await connect()
         let response = try await exchange(
-            on: connection, method: method, path: path, body: body, contentType: contentType, keepAlive: keep != nil)
+            on: connection, method: method, path: path, body: body, contentType: contentType, headers: extra,
+            keepAlive: keep != nil)
         keep?.put(connection)
         return response
     }
@@ -184,7 +186,7 @@ struct HTTPSOneShot: Sendable {
     /// agreed), and always on a failure.
     private func exchange(
         on connection: Connection, method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String?,
-        keepAlive: Bool
+        headers extra: HTTPHeaders, keepAlive: Bool
     ) async throws(Failure) -> Response {
         let channel = connection.channel
         let promise = channel.eventLoop.makePromise(of: Response.self)
@@ -196,6 +198,7 @@ struct HTTPSOneShot: Sendable {
             headers.add(name: "Content-Length", value: "\(body.readableBytes)")
             if let contentType { headers.add(name: "Content-Type", value: contentType) }
         }
+        headers.add(contentsOf: extra)
         let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
         let router = connection.router
         let timeout = self.timeout

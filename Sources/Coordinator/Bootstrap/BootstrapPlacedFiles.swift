@@ -34,26 +34,13 @@ extension NodeBootstrapper {
     func placedContents(_ target: BootstrapTarget) async throws(BootstrapError) -> [PlacedContent] {
         var placed: [PlacedContent] = []
         if let path = settings.agentBinary {
-            let data: Data
+            let binary: LocalAgentBinary
             do {
-                data = try Data(contentsOf: URL(fileURLWithPath: path))
+                binary = try LocalAgentBinary(path: path)
             } catch {
-                throw BootstrapError(.materials, node: target.name, "cannot read the agent binary \(path): \(error)")
+                throw BootstrapError(.materials, node: target.name, error.message)
             }
-            // An ELF executable: the first bytes are 0x7f 'E' 'L' 'F' (the ELF specification's e_ident).
-            guard data.starts(with: [0x7f, 0x45, 0x4c, 0x46]) else {
-                throw BootstrapError(.materials, node: target.name, "\(path) is not an ELF executable (nk3-agent for Linux)")
-            }
-            // A debug build carries the kill -9 matrix's kill points (Sources/Agent/Engine/TestKillPoints.swift);
-            // only release builds, which have none, go to a node.
-            if data.range(of: Data("NK3_AGENT_TEST_KILL_AT".utf8)) != nil {
-                throw BootstrapError(
-                    .materials, node: target.name,
-                    "\(path) is a debug build of nk3-agent (it has test kill points); build one with "
-                        + "`swift build -c release --static-swift-stdlib --product nk3-agent` and pass it with --agent-binary")
-            }
-            placed.append(
-                PlacedContent(file: .agentBinary, source: .localFile(path), sha256: Hex.lowercase(SHA256.hash(data: data))))
+            placed.append(PlacedContent(file: .agentBinary, source: .localFile(path), sha256: binary.sha256))
         }
         let token: String?
         do {

@@ -19,8 +19,9 @@ public final class ClusterAgents: RolloutAgents {
     /// Makes the adapter. `validity` is how long each signed envelope stays valid.
     public init(
         clients: [String: AgentClient], signer: EnvelopeSigner, validity: TimeInterval = 300,
-        now: @escaping @Sendable () -> Date = { Date() }
+        agentBinary: LocalAgentBinary? = nil, now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.agentBinary = agentBinary
         self.clients = clients
         self.signer = signer
         self.validity = validity
@@ -51,6 +52,40 @@ public final class ClusterAgents: RolloutAgents {
 
     public func submit(node: String, command: Command) async throws -> EnvelopeReceipt {
         let c = try client(node)
+        if case .apply(let bundle) = command, let binary = agentBinary,
+            bundle.files[BundleFile.agent]?.contains(binary.sha256) == true
+        {
+            try await ensureAgentBinary(binary, on: node)
+        }
+        let envelope = try await sign(command, for: node)
+        return try await c.submit(envelope)
+    }
+
+    /// The agent binary the rendered `nk3-agent.nix` names (inventory `agent_binary`), uploaded to a node before
+    /// the first apply that names it; nil: none.
+    public let agentBinary: LocalAgentBinary?
+
+    /// Uploads `binary` to `node` unless the agent already has it.
+    public func ensureAgentBinary(_ binary: LocalAgentBinary, on node: String) async throws {
+        let c = try client(node)
+        let presence: AgentBinaryPresence
+        do {
+            presence = try await c.agentBinaryPresence(sha256: binary.sha256)
+        } catch {
+            guard error.wireError?.code == .notFound else { throw error }
+            throw CoordinatorError(
+                .invalidInput,
+                "the agent on \(node) cannot receive an agent binary (it predates uploads): place this one with "
+                    + "`nk3 bootstrap \(node) --agent-binary \(binary.path)`, then rerun")
+        }
+        if presence.present { return }
+        let envelope = try await sign(
+            .stageAgentBinary(StageAgentBinaryCommand(sha256: binary.sha256, size: binary.data.count)), for: node)
+        _ = try await c.uploadAgentBinary(binary.data, sha256: binary.sha256, envelope: envelope)
+    }
+
+    /// `command` signed for `node` with its next serial.
+    private func sign(_ command: Command, for node: String) async throws -> SignedEnvelope {
         if lastSerial.withLock({ $0[node] }) == nil {
             // First command to this node in this run: learn its last accepted serial.
             _ = try await status(node: node)
@@ -61,8 +96,7 @@ public final class ClusterAgents: RolloutAgents {
             m[node] = next
             return next
         }
-        let envelope = try signer.sign(command, node: node, serial: serial, now: t, validity: validity)
-        return try await c.submit(envelope)
+        return try signer.sign(command, node: node, serial: serial, now: t, validity: validity)
     }
 
     private func noteSerial(_ node: String, _ serial: UInt64) {

@@ -87,8 +87,12 @@ public struct ClusterSession: Sendable {
                 endpoint: AgentEndpoint(host: host, port: port, expectedName: node.address), tls: tls,
                 timeout: overrides.agentTimeout, logger: logger, keepReadsAlive: true)
         }
+        let agentBinary = try inventory.agentBinaryPath.map { path throws(CoordinatorError) in
+            try LocalAgentBinary(path: path)
+        }
         return ClusterSession(
-            inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer), clients: clients,
+            inventory: inventory, pki: pki, agents: ClusterAgents(clients: clients, signer: signer, agentBinary: agentBinary),
+            clients: clients,
             logger: logger, signingPublicKey: pub, kubeconfigPath: overrides.kubeconfig ?? inventory.kubeconfig,
             kubeContext: overrides.kubeContext ?? inventory.kubeContext, agentTimeout: overrides.agentTimeout,
             kubeOptions: overrides.kubeOptions, evictRetryDelay: overrides.evictRetryDelay)
@@ -122,7 +126,9 @@ public struct ClusterSession: Sendable {
     /// Renders every node's bundle (node → file → content).
     public func render() throws -> [String: [String: String]] {
         do {
-            return try BundleRenderer.load(inventory: inventory, signingPublicKeys: [signingPublicKey]).renderAll()
+            var renderer = try BundleRenderer.load(inventory: inventory, signingPublicKeys: [signingPublicKey])
+            if let binary = agents.agentBinary { renderer.agentBinary = binary.nixBinary }
+            return try renderer.renderAll()
         } catch {
             throw CoordinatorError(.invalidInput, "\(error)")
         }

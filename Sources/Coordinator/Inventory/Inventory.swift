@@ -62,6 +62,10 @@ public struct Inventory: Sendable {
     public var healthRule: WorkloadHealthRule = .available
     /// `rollout_log_dir`, `window`, `gates`: how a long rollout is operated.
     public var operate = OperateSettings()
+    /// `agent_binary`, resolved against `directory`: a release nk3-agent that every node runs. Rollouts upload it
+    /// to a node that lacks it and pin it in `nk3-agent.nix` by its SHA-256, so agents upgrade with the next
+    /// apply; nil: nodes keep the binary `nk3 bootstrap` placed.
+    public var agentBinaryPath: String?
 
     /// The node with this name or address, if any.
     public func node(_ nameOrAddress: String) -> InventoryNode? {

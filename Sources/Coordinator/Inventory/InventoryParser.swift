@@ -358,6 +358,9 @@ struct InventoryParser {
             kubeContext: kubeContext, disruptionBudget: budget, ceph: ceph, templatePath: template.map(resolve),
             timeouts: timeouts, topLevel: topLevel, vars: vars, healthRule: healthRule ?? .available)
         inventory.operate = operate
+        inventory.agentBinaryPath = try byKey["agent_binary"].map { v throws(InventoryError) in
+            resolve(try string(v.value, key: "agent_binary"))
+        }
         return inventory
     }
 

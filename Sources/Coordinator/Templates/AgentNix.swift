@@ -10,6 +10,10 @@ public enum AgentNix {
     /// builds it). The generated file packages it with `nk3-agent-binary.nix` (`nix/agent-binary.nix`).
     public static let binaryPath = "/var/lib/nk3-agent/bin/nk3-agent"
 
+    /// Where an agent keeps an uploaded binary (`PUT /v1/agent-binary/SHA256`, or placed by `nk3 bootstrap` when
+    /// the inventory names one): next to `binaryPath`, under its SHA-256.
+    public static func binaryPath(sha256: String) -> String { "\(binaryPath)-\(sha256)" }
+
     /// The prebuilt agent binary a node runs.
     public struct Binary: Sendable, Hashable {
         /// Absolute path of the unpatched binary on the node.

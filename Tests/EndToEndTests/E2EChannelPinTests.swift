@@ -51,6 +51,31 @@ struct E2EChannelPinTests {
         }
     }
 
+    @Test("budget 3 over three servers and two agents: the others wait for the first node's fetch, so the whole first batch is pinned too")
+    func aWideFirstBatchIsPinnedToo() async throws {
+        try await E2ECluster.with(nodes: 5, servers: 3) { c in
+            let sink = E2ESink()
+            sink.onEvent { event in
+                if event.message.contains(" fetched nixos-24.05.4100.f6e5d4c3b2a1") {
+                    c.sim.channels.publish("nixos-24.05", Self.newer)
+                }
+            }
+            let summary = try await c.rollout(.upgrade(.boot), budget: 3, sink: sink)
+            #expect(Set(summary.updated) == Set(c.names), "\(sink.transcript)")
+            let leader = try #require(
+                sink.messages.first { $0.contains(" fetched nixos-24.05.4100.f6e5d4c3b2a1") }?.split(separator: " ").first.map(String.init),
+                "\(sink.transcript)")
+            let after = try await c.statuses()
+            for n in c.names {
+                #expect(after[n]?.kernel == "6.6.46", "\(n) is on the leader's release, not 6.6.47: \(sink.transcript)")
+                #expect(after[n]?.channelRelease?.name == "nixos-24.05.4100.f6e5d4c3b2a1", "\(n)")
+            }
+            for n in c.names where n != leader {
+                #expect(after[n]?.channel == "https://releases.nixos.org/nixos/24.05/nixos-24.05.4100.f6e5d4c3b2a1", "\(n)")
+            }
+        }
+    }
+
     @Test("a channel that is not on nixos.org cannot be pinned: the rollout says so once and goes on")
     func unpinnableChannelWarns() async throws {
         try await E2ECluster.with { c in

@@ -238,6 +238,10 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         var pin = plan.isUpgrade ? resumedPin(plan, progress: progress, statuses: statuses) : nil
         var pinSettled = !plan.isUpgrade || pin != nil
         if let pin { emit(pin.notice) }
+        // Until the pin is settled, one node (the leader) fetches the channel; with a budget above 1 the other
+        // nodes the machine starts meanwhile wait here for their bundle, so that they too get the leader's release.
+        var pinLeader: String?
+        var heldForPin: [RolloutMachine.Action] = []
 
         return try await withThrowingTaskGroup(of: RolloutMachine.Input.self) { group in
             var deadlines: [String: Deadline] = [:]
@@ -246,8 +250,16 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
             while true {
                 for planned in actions {
                     var action = planned
-                    if case .sendBundle(let node, let bundle) = planned, let pin {
-                        action = .sendBundle(node: node, bundle: pin.apply(to: bundle))
+                    if case .sendBundle(let node, let bundle) = planned {
+                        if let pin {
+                            action = .sendBundle(node: node, bundle: pin.apply(to: bundle))
+                        } else if !pinSettled, bundle.upgrade {
+                            if let leader = pinLeader, leader != node {
+                                heldForPin.append(planned)
+                                continue
+                            }
+                            pinLeader = node
+                        }
                     }
                     switch action {
                     case .notify(let notice):
@@ -291,11 +303,20 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     throw fail(RolloutFailure(kind: .other, cause: "internal error: the rollout stalled with nothing to wait for"))
                 }
                 outstanding -= 1
+                var released: [RolloutMachine.Action] = []
+                if !pinSettled, case .rebuildFinished(let node, let outcome, _) = input, node == pinLeader, !outcome.fetchedChannel {
+                    // The leader fetched nothing (its rebuild failed): the next node to start leads instead.
+                    pinLeader = nil
+                    released = heldForPin
+                    heldForPin = []
+                }
                 if !pinSettled, case .rebuildFinished(let node, let outcome, _) = input, outcome.fetchedChannel,
                     let bundle = plan.nodes.first(where: { $0.name == node })?.bundle, bundle.upgrade,
                     let channel = bundle.nixChannel
                 {
                     pinSettled = true
+                    released = heldForPin
+                    heldForPin = []
                     do {
                         let status = try await withTimeout(configuration.timeouts.agentCall) { try await agents.status(node: node) }
                         switch ChannelPin.from(node: node, status: status, channel: channel) {
@@ -310,7 +331,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                         emit(ChannelPin.warning(.init(reason: "\(node)'s agent did not report its channel release (\(error))")))
                     }
                 }
-                actions = machine.handle(input)
+                actions = machine.handle(input) + released
             }
         }
     }

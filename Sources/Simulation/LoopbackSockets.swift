@@ -1,4 +1,5 @@
 import Foundation
+import NK3Common
 import Synchronization
 
 #if canImport(Glibc)
@@ -143,7 +144,13 @@ public enum LoopbackSockets {
         }
         var found: [String] = []
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            // Read with the EINTR-retrying loop: Foundation's file reading gives up on an interrupted read, and a
+            // process running children sees interrupted reads (a full-suite run under load found nothing here).
+            let fd = open(file, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            guard let data = try? SecureFiles.readAll(fd, path: file) else { continue }
+            let text = String(decoding: data, as: UTF8.self)
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard f.count > 9, let local = endpoint(f[1]), local.1 == port, let remote = endpoint(f[2]) else { continue }

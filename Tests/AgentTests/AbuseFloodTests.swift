@@ -74,8 +74,8 @@ struct AbuseFloodTests {
         let agent = try await AbuseAgent.start(handshakeTimeout: handshakeTimeout)
         defer { Task { await agent.server.shutdown() } }
         // The client's own timeout is a deadline with slack (the check on `worst` below is the bound): a full-suite run
-        // beside a build saw single requests over 10 s at quick size.
-        let client = agent.client(timeout: .seconds(Self.full ? 10 : 30))
+        // beside a build saw single requests over 10 s at quick size, one beside three builds over 30 s.
+        let client = agent.client(timeout: .seconds(Self.full ? 10 : 90))
         _ = try await client.status()  // warm up
         let rssBefore = abuseResidentBytes()
         let (plainTotal, plainConcurrent) = Self.full ? (20_000, 4_000) : (1_500, 600)
@@ -147,8 +147,9 @@ struct AbuseFloodTests {
         // bound carries slack (seen: 2.6 s worst with seven builds running; 7.4 s before refusals skipped the
         // accept loop).
         // At quick size this is a deadline with slack, not a speed target (the 2 s figure is for the full-size run
-        // and RELIABILITY.md): seen 10.5 s worst while the whole suite ran beside it on 2 cores.
-        #expect(worst < (Self.full ? .seconds(2) : .seconds(30)), "each operator request answered in time (worst \(worst))")
+        // and RELIABILITY.md): seen 10.5 s worst while the whole suite ran beside it on 2 cores, 31.9 s beside three
+        // builds.
+        #expect(worst < (Self.full ? .seconds(2) : .seconds(90)), "each operator request answered in time (worst \(worst))")
         #expect(requests >= 10)
         #expect(peakHandshaking <= 256, "the handshaking pool is capped")
         #expect((refusals["per_address"] ?? 0) > 0, "the per-address limit refused flood connections: \(refusals)")

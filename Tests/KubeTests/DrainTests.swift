@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NK3Kube
 import NK3Simulation
 import Testing
@@ -146,7 +147,10 @@ struct DrainTests {
             let s = server.state
             s.addPod(namespace: "old", name: "web-1", node: "n1")
             s.setNamespaceTerminating("old")
-            let drain = Task { try await client.drain(node: "n1", options: fast, clock: ContinuousClock(), logger: quietLogger) }
+            // Time enough for a full suite on a loaded two-core machine (tests there took 50 s where they take 1).
+            var patient = fast
+            patient.timeout = .seconds(300)
+            let drain = Task { try await client.drain(node: "n1", options: patient, clock: ContinuousClock(), logger: quietLogger) }
             #expect(try await eventually { (s.stats.byRoute["POST pods/{name}/eviction"] ?? 0) >= 2 })
             s.setNamespaceTerminating("old", false)
             let report = try await drain.value
@@ -162,9 +166,15 @@ struct DrainTests {
             s.injectFaults(.tooManyRequestsPlainText(retryAfterSeconds: 1), count: 1, pathPrefix: "/api/v1/namespaces/default/pods/web-1/eviction")
             var options = fast
             options.evictRetryDelay = .seconds(60)
-            options.timeout = .seconds(20)
-            let report = try await client.drain(node: "n1", options: options, clock: ContinuousClock(), logger: quietLogger)
+            options.timeout = .seconds(300)
+            // The clock records every wait the drain asks for: the one after the 429 is the API's 1 s, not 60 s.
+            // (Measuring elapsed time instead failed on a loaded machine.)
+            let clock = RecordingClock()
+            let report = try await client.drain(node: "n1", options: options, clock: clock, logger: quietLogger)
             #expect(report.evicted == ["default/web-1"])
+            let waits = clock.waits
+            #expect(waits.contains { $0 > .milliseconds(500) && $0 <= .seconds(1) }, "\(waits)")
+            #expect(!waits.contains { $0 > .seconds(1) }, "\(waits)")
         }
     }
 
@@ -202,5 +212,22 @@ struct DrainTests {
             #expect((server.state.stats.byRoute["GET pods/{name}"] ?? 0) <= 2)
             #expect((server.state.stats.byRoute["GET pods (watch, one namespace)"] ?? 0) >= 1)
         }
+    }
+}
+
+/// The continuous clock, recording how long each wait asked for was.
+final class RecordingClock: Clock, Sendable {
+    typealias Instant = ContinuousClock.Instant
+    private let base = ContinuousClock()
+    private let recorded = Mutex<[Duration]>([])
+
+    var now: Instant { base.now }
+    var minimumResolution: Duration { base.minimumResolution }
+    /// The waits asked for so far, in order.
+    var waits: [Duration] { recorded.withLock { $0 } }
+
+    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
+        recorded.withLock { $0.append(base.now.duration(to: deadline)) }
+        try await base.sleep(until: deadline, tolerance: tolerance)
     }
 }

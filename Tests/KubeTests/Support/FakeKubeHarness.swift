@@ -31,7 +31,7 @@ func withFakeKube<R: Sendable>(
 
 /// Polls `condition` every few milliseconds until it holds or `timeout` (generous) passes.
 func eventually(
-    timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool
+    timeout: Duration = .seconds(90), _ condition: @Sendable () async throws -> Bool
 ) async throws -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now.advanced(by: timeout)

@@ -130,6 +130,7 @@ let package = Package(
             name: "NK3Simulation",
             dependencies: [
                 "NK3Protocol", "NK3Common", "NK3Agent", "NK3Kube", "NK3Coordinator",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

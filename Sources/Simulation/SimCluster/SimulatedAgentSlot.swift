@@ -130,6 +130,7 @@ final class SimulatedAgentSlot: Sendable {
                 try fm.createDirectory(
                     atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
+            node.mountAgentState(stateDir)
             engine = try ApplyEngine(
                 system: node.agentProcess(alive: { alive.isAlive }), stateDir: stateDir, clock: clock,
                 rebootDelay: rebootDelay, logger: log)

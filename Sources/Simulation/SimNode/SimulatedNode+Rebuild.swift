@@ -1,3 +1,5 @@
+import Crypto
+import NK3Coordinator
 import Foundation
 import Logging
 import NK3Agent
@@ -56,6 +58,10 @@ extension SimulatedNode {
         }
 
         if let error = faults.rebuildEvaluationError {
+            for l in error { say(l) }
+            return finish(1)
+        }
+        if let error = try state.withLock({ s in try checkAlive(s, incarnation); return Self.agentBinaryEvaluationError(&s) }) {
             for l in error { say(l) }
             return finish(1)
         }
@@ -171,5 +177,58 @@ extension SimulatedNode {
         }
         for b in bytes { out.append(alphabet[Int(b) % 32]) }
         return out
+    }
+}
+
+extension SimulatedNode {
+    /// What evaluating `nk3-agent.nix`'s pinned agent binary does (`builtins.path { path; sha256; }`,
+    /// NixOS/nix src/libexpr/primops.cc, `addPath`): a digest already in the store is used without reading the
+    /// file; otherwise the file is copied in, and a missing file or other content is an evaluation error. A binary
+    /// named without a digest (the one `nk3 bootstrap` placed, which this simulation's install models as present)
+    /// is not checked. `agentState` is where the machine's /var/lib/nk3-agent is. Nil when evaluation goes on,
+    /// else Nix's error lines.
+    public static func agentBinaryEvaluation(
+        files: [String: String], agentState: String?, inStore: Set<String> = []
+    ) -> [String]? {
+        guard let (path, sha) = pinnedAgentBinary(files), !inStore.contains(sha) else { return nil }
+        let prefix = "/var/lib/nk3-agent/"
+        guard let root = agentState, path.hasPrefix(prefix) else { return nil }
+        let local = root + "/" + path.dropFirst(prefix.count)
+        guard let data = FileManager.default.contents(atPath: local) else {
+            return ["error: getting status of '\(path)': No such file or directory"]
+        }
+        guard Hex.lowercase(SHA256.hash(data: data)) == sha else {
+            return [
+                "error: store path mismatch in (possibly filtered) path added from '\(path)'",
+                "       … while evaluating the attribute 'services.nk3-agent.package'",
+            ]
+        }
+        return nil
+    }
+
+    /// `agentBinaryEvaluation` on the machine's state; a binary it copied in stays in the store.
+    static func agentBinaryEvaluationError(_ s: inout State) -> [String]? {
+        if let error = agentBinaryEvaluation(files: s.files, agentState: s.agentStateDirectory, inStore: s.agentBinariesInStore) {
+            return error
+        }
+        if let (_, sha) = pinnedAgentBinary(s.files) { s.agentBinariesInStore.insert(sha) }
+        return nil
+    }
+
+    /// The binary path and digest `nk3-agent.nix` pins, if it pins one.
+    private static func pinnedAgentBinary(_ files: [String: String]) -> (path: String, sha256: String)? {
+        guard let nix = files[BundleFile.agent],
+            let path = firstMatch(#"binary = (/[^;\s]+);"#, in: nix),
+            let sha = firstMatch(#"sha256 = "([0-9a-f]{64})";"#, in: nix)
+        else { return nil }
+        return (path, sha)
+    }
+
+    private static func firstMatch(_ pattern: String, in text: String) -> String? {
+        guard let re = try? NSRegularExpression(pattern: pattern),
+            let m = re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)), m.numberOfRanges > 1,
+            let r = Range(m.range(at: 1), in: text)
+        else { return nil }
+        return String(text[r])
     }
 }

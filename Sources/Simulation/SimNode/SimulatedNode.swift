@@ -167,6 +167,16 @@ public final class SimulatedNode: NodeSystem, Sendable {
         var listeners: [UUID: @Sendable (Event) -> Void] = [:]
         var tasks: [UUID: Task<Void, Never>] = [:]
         var isShutDown = false
+        /// Where the machine's /var/lib/nk3-agent is (the running agent's state directory), when known.
+        var agentStateDirectory: String?
+        /// SHA-256 digests of agent binaries already copied into the store by `builtins.path`.
+        var agentBinariesInStore: Set<String> = []
+    }
+
+    /// Mounts `directory` as the machine's /var/lib/nk3-agent (the simulated agent's state directory, which holds
+    /// the uploaded agent binaries `nk3-agent.nix` names).
+    public func mountAgentState(_ directory: String) {
+        state.withLock { $0.agentStateDirectory = directory }
     }
 
     /// Hostname (the Kubernetes node name).

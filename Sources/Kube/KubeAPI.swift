@@ -19,8 +19,10 @@ public protocol KubeAPI: Sendable {
     /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
     func getPod(namespace: String, name: String) async throws -> Pod
     /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (docs/UPSTREAM.md#eviction). A PDB refusal throws
-    /// `.tooManyRequests` with the API's Status (its cause names the budget).
-    func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws
+    /// `.tooManyRequests` with the API's Status (its cause names the budget). With `dryRun` the request carries
+    /// `?dryRun=All`: the API server runs admission and the PodDisruptionBudget check and answers as it would, but
+    /// evicts nothing (https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run).
+    func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?, dryRun: Bool) async throws
     /// `GET /api/v1/namespaces/{ns}/pods?watch=true&fieldSelector=metadata.name=…&resourceVersion=…`: one pod's
     /// changes after `resourceVersion` (docs/UPSTREAM.md#watch), until the server ends the stream or the caller cancels.
     func watchPod(namespace: String, name: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Pod>, any Error>
@@ -57,6 +59,11 @@ public protocol KubeAPI: Sendable {
 extension KubeAPI {
     /// One API server only: nowhere to move.
     public func moveOff(apiServer address: String) async -> URL? { nil }
+
+    /// A real eviction (not a dry run).
+    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {
+        try await evictPod(namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds, dryRun: false)
+    }
 }
 
 /// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons

@@ -193,11 +193,13 @@ public final class KubeClient: KubeAPI {
         try await get("/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))")
     }
 
-    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {
+    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?, dryRun: Bool) async throws {
         let body = Eviction(namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds)
         // apiserver pkg/endpoints/handlers/create.go: 201 with a Success Status (docs say 200): accept any 2xx.
+        // dryRun is a create option of the eviction subresource; "All" is its only value (docs/UPSTREAM.md#eviction).
         let _: JSONValue = try await send(
-            .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction", body: body)
+            .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction",
+            query: dryRun ? [("dryRun", "All")] : [], body: body)
     }
 
     public func watchPod(namespace: String, name: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Pod>, any Error> {

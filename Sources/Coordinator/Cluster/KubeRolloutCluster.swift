@@ -102,7 +102,15 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
             for ns in Set(pods.map { $0.metadata.namespace ?? "default" }).sorted() where budgets[ns] == nil {
                 budgets[ns] = try await kube.listPodDisruptionBudgets(namespace: ns)
             }
-            out += DrainPreflight.blockers(node: node, pods: pods, budgets: budgets.values.flatMap { $0 })
+            let all = budgets.values.flatMap { $0 }
+            let found = DrainPreflight.blockers(node: node, pods: pods, budgets: all)
+            out += found
+            // Each node against the cluster as it is now, as the first node's drain would meet it (a dry run decrements
+            // nothing, so the nodes do not see each other's evictions; docs/DEPLOYING.md "5. Changes").
+            for pod in DrainPreflight.dryRunCandidates(pods: pods, budgets: all, blocked: found) {
+                let answer = try await kube.dryRunEviction(namespace: pod.namespace, name: pod.name)
+                if let blocker = DrainPreflight.apiBlocker(node: node, pod: pod, answer: answer) { out.append(blocker) }
+            }
         }
         return out
     }

@@ -54,11 +54,18 @@ public protocol KubeAPI: Sendable {
     /// Returns the server moved to; nil when nothing moved (it was not in use, no other server answered, or this
     /// client has only one).
     func moveOff(apiServer address: String) async -> URL?
+    /// The API server's clock at the local instant `local`, from the `Date` header of its latest answer
+    /// (`HTTPDate`): times the cluster stamps (e.g. Rook's `status.ceph.lastChecked`) are compared on the cluster's
+    /// clock, not the workstation's.
+    func clusterTime(at local: Date) -> Date
 }
 
 extension KubeAPI {
     /// One API server only: nowhere to move.
     public func moveOff(apiServer address: String) async -> URL? { nil }
+
+    /// Without a server's `Date` to go by: the local clock.
+    public func clusterTime(at local: Date) -> Date { local }
 
     /// A real eviction (not a dry run).
     public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {

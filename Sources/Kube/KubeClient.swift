@@ -50,6 +50,8 @@ public final class KubeClient: KubeAPI {
     let endpoints: KubeEndpoints
     /// Every request (watches included) takes a token first.
     public let rateLimiter: KubeRateLimiter
+    /// The API server's clock, from its answers' `Date` headers.
+    private let serverClock = ServerClock()
     private let logger: Logger
 
     /// Makes a client (call `shutdown()` when done, or use `withClient`).
@@ -126,6 +128,8 @@ public final class KubeClient: KubeAPI {
         }
         return currentServer
     }
+
+    public func clusterTime(at local: Date) -> Date { serverClock.serverTime(at: local) }
 
     public func moveOff(apiServer address: String) async -> URL? {
         guard endpoints.all.count > 1,
@@ -362,6 +366,7 @@ public final class KubeClient: KubeAPI {
                     request.body = .bytes(ByteBuffer(bytes: body))
                 }
                 let response = try await endpoint.http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger)
+                serverClock.observe(dateHeader: response.headers.first(name: "Date"), receivedAt: Date())
                 let bytes = try await response.body.collect(upTo: options.maxBodyBytes)
                 endpoints.succeeded(i)
                 let code = Int(response.status.code)

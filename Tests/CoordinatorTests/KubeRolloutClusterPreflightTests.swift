@@ -20,7 +20,7 @@ extension KubeRolloutClusterTests {
             state.addPod(name: "free-1", node: "n2", labels: ["app": "free"])
             let before = state.stats.byRoute
             let found = try await cluster.drainBlockers(nodes: ["n1", "n2"])
-            #expect(found.map(\.pod) == ["default/solo", "default/web-1", "default/web-2"], "\(found)")
+            try #require(found.map(\.pod) == ["default/solo", "default/web-1", "default/web-2"], "\(found)")
             #expect(found.map(\.source) == [.rules, .apiDryRun, .apiDryRun])
             #expect(found[1].node == "n1" && found[2].node == "n2")
             #expect(found[1].reason.contains("PodDisruptionBudget default/web-pdb allows no disruption now (HTTP 429"), "\(found[1].reason)")

@@ -16,6 +16,9 @@ public protocol KubeAPI: Sendable {
     func patchNode(_ name: String, patch: JSONValue) async throws -> Node
     /// Pods bound to `node` (`fieldSelector=spec.nodeName=…`, all namespaces, docs/UPSTREAM.md#drain).
     func listPods(onNode node: String) async throws -> [Pod]
+    /// `GET /api/v1/pods`: every pod in every namespace (in pages), one list where a look at many nodes would
+    /// otherwise take a list per node.
+    func listAllPods() async throws -> [Pod]
     /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
     func getPod(namespace: String, name: String) async throws -> Pod
     /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (docs/UPSTREAM.md#eviction). A PDB refusal throws

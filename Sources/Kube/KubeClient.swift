@@ -193,6 +193,10 @@ public final class KubeClient: KubeAPI {
         try await list("/api/v1/pods", query: [("fieldSelector", "spec.nodeName=\(node)")])
     }
 
+    public func listAllPods() async throws -> [Pod] {
+        try await list("/api/v1/pods")
+    }
+
     public func getPod(namespace: String, name: String) async throws -> Pod {
         try await get("/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))")
     }

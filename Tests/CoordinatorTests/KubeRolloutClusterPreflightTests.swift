@@ -27,6 +27,8 @@ extension KubeRolloutClusterTests {
             let evictions = state.stats.byRoute.filter { $0.key.contains("eviction") }.values.reduce(0, +)
                 - before.filter { $0.key.contains("eviction") }.values.reduce(0, +)
             #expect(evictions == 2, "one dry run per pod under a budget: \(state.stats.byRoute)")
+            let podLists = (state.stats.byRoute["GET pods (list)"] ?? 0) - (before["GET pods (list)"] ?? 0)
+            #expect(podLists == 1, "one list of every pod for both nodes: \(state.stats.byRoute)")
             #expect(state.stats.evictions == 0 && state.pod(name: "web-1") != nil && state.pod(name: "web-2") != nil)
 
             // Healthy again: the API lets both go, and only the rules' blocker is left.

@@ -16,11 +16,16 @@ public protocol KubeAPI: Sendable {
     func patchNode(_ name: String, patch: JSONValue) async throws -> Node
     /// Pods bound to `node` (`fieldSelector=spec.nodeName=…`, all namespaces, docs/UPSTREAM.md#drain).
     func listPods(onNode node: String) async throws -> [Pod]
+    /// `GET /api/v1/pods`: every pod in every namespace (in pages), one list where a look at many nodes would
+    /// otherwise take a list per node.
+    func listAllPods() async throws -> [Pod]
     /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
     func getPod(namespace: String, name: String) async throws -> Pod
     /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (docs/UPSTREAM.md#eviction). A PDB refusal throws
-    /// `.tooManyRequests` with the API's Status (its cause names the budget).
-    func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws
+    /// `.tooManyRequests` with the API's Status (its cause names the budget). With `dryRun` the request carries
+    /// `?dryRun=All`: the API server runs admission and the PodDisruptionBudget check and answers as it would, but
+    /// evicts nothing (https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run).
+    func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?, dryRun: Bool) async throws
     /// `GET /api/v1/namespaces/{ns}/pods?watch=true&fieldSelector=metadata.name=…&resourceVersion=…`: one pod's
     /// changes after `resourceVersion` (docs/UPSTREAM.md#watch), until the server ends the stream or the caller cancels.
     func watchPod(namespace: String, name: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Pod>, any Error>
@@ -52,11 +57,23 @@ public protocol KubeAPI: Sendable {
     /// Returns the server moved to; nil when nothing moved (it was not in use, no other server answered, or this
     /// client has only one).
     func moveOff(apiServer address: String) async -> URL?
+    /// The API server's clock at the local instant `local`, from the `Date` header of its latest answer
+    /// (`HTTPDate`): times the cluster stamps (e.g. Rook's `status.ceph.lastChecked`) are compared on the cluster's
+    /// clock, not the workstation's.
+    func clusterTime(at local: Date) -> Date
 }
 
 extension KubeAPI {
     /// One API server only: nowhere to move.
     public func moveOff(apiServer address: String) async -> URL? { nil }
+
+    /// Without a server's `Date` to go by: the local clock.
+    public func clusterTime(at local: Date) -> Date { local }
+
+    /// A real eviction (not a dry run).
+    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {
+        try await evictPod(namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds, dryRun: false)
+    }
 }
 
 /// The annotations nk3 writes on the nodes it cordons, so it only ever undoes its own cordons

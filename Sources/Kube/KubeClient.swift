@@ -50,6 +50,8 @@ public final class KubeClient: KubeAPI {
     let endpoints: KubeEndpoints
     /// Every request (watches included) takes a token first.
     public let rateLimiter: KubeRateLimiter
+    /// The API server's clock, from its answers' `Date` headers.
+    private let serverClock = ServerClock()
     private let logger: Logger
 
     /// Makes a client (call `shutdown()` when done, or use `withClient`).
@@ -127,6 +129,8 @@ public final class KubeClient: KubeAPI {
         return currentServer
     }
 
+    public func clusterTime(at local: Date) -> Date { serverClock.serverTime(at: local) }
+
     public func moveOff(apiServer address: String) async -> URL? {
         guard endpoints.all.count > 1,
             let host = KubeEndpoints.urls(server: config.server, extra: [address]).last?.host
@@ -189,15 +193,21 @@ public final class KubeClient: KubeAPI {
         try await list("/api/v1/pods", query: [("fieldSelector", "spec.nodeName=\(node)")])
     }
 
+    public func listAllPods() async throws -> [Pod] {
+        try await list("/api/v1/pods")
+    }
+
     public func getPod(namespace: String, name: String) async throws -> Pod {
         try await get("/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))")
     }
 
-    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?) async throws {
+    public func evictPod(namespace: String, name: String, gracePeriodSeconds: Int?, dryRun: Bool) async throws {
         let body = Eviction(namespace: namespace, name: name, gracePeriodSeconds: gracePeriodSeconds)
         // apiserver pkg/endpoints/handlers/create.go: 201 with a Success Status (docs say 200): accept any 2xx.
+        // dryRun is a create option of the eviction subresource; "All" is its only value (docs/UPSTREAM.md#eviction).
         let _: JSONValue = try await send(
-            .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction", body: body)
+            .POST, "/api/v1/namespaces/\(seg(namespace))/pods/\(seg(name))/eviction",
+            query: dryRun ? [("dryRun", "All")] : [], body: body)
     }
 
     public func watchPod(namespace: String, name: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Pod>, any Error> {
@@ -360,6 +370,7 @@ public final class KubeClient: KubeAPI {
                     request.body = .bytes(ByteBuffer(bytes: body))
                 }
                 let response = try await endpoint.http.execute(request, timeout: TimeAmount(options.requestTimeout), logger: logger)
+                serverClock.observe(dateHeader: response.headers.first(name: "Date"), receivedAt: Date())
                 let bytes = try await response.body.collect(upTo: options.maxBodyBytes)
                 endpoints.succeeded(i)
                 let code = Int(response.status.code)

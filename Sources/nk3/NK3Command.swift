@@ -106,7 +106,7 @@ struct RolloutOptions: ParsableArguments {
     @Flag(help: "Also roll nodes someone else cordoned: they are drained and rebooted, and stay cordoned afterwards. Without it they are skipped and named at the end.")
     var includeCordoned = false
 
-    @Flag(help: "Do not check every node's pods against the drain rules and PodDisruptionBudgets before the first node (the check refuses, exit 2, naming each pod that would stop a drain).")
+    @Flag(help: "Do not check every node's pods against the drain rules and PodDisruptionBudgets, nor ask the API server with dry-run evictions, before the first node (the check refuses, exit 2, naming each pod that would stop a drain).")
     var skipDrainPreflight = false
 
     @Flag(help: "Outside the inventory's maintenance window, stop before the next node (exit 9) instead of waiting for the window to open; a rerun inside the window resumes.")

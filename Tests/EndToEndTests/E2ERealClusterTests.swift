@@ -91,3 +91,46 @@ extension E2E.E2ERealClusterTests {
         }
     }
 }
+
+extension E2E.E2ERealClusterTests {
+    @Test("a budget that allows no disruption now is found only by the API's dry-run eviction: exit 2, nothing touched")
+    func preflightDryRunFindsAHeldDrain() async throws {
+        try await E2ECluster.with(timeouts: ["drain": 30]) { c in
+            try c.editTemplate()
+            // minAvailable 1 over a Ready pod on sim-node-2 and an unready one elsewhere: desiredHealthy 1 < expectedPods 2,
+            // so nk3's own rules pass it (waiting could help), but disruptionsAllowed is 0 and the API refuses the eviction.
+            try await c.sim.inject(.pdbHoldsEviction, on: "sim-node-2")
+            let budgets = try #require(c.sim.kube.state.podDisruptionBudget(name: "held-sim-node-2")?.status)
+            #expect(budgets.desiredHealthy < budgets.expectedPods && budgets.disruptionsAllowed == 0)
+            let before = try await c.statuses()
+            let evictionsBefore = c.sim.kube.state.stats.evictions
+            let sink = E2ESink()
+            let failure = try #require(try await c.failingRollout(.apply(.boot), sink: sink))
+            #expect(failure.kind == .invalidInput && failure.exitCode == 2, "\(failure.message)")
+            #expect(failure.message.contains("nothing was changed"), "\(failure.message)")
+            #expect(
+                failure.message.contains(
+                    "sim-node-2: default/held-sim-node-2-0: the API server refuses its eviction (dry-run eviction): "
+                        + "PodDisruptionBudget default/held-sim-node-2 allows no disruption now (HTTP 429: The disruption "
+                        + "budget held-sim-node-2 needs 1 healthy pods and has 1 currently)"),
+                "\(failure.message)")
+            #expect(failure.message.contains("rerun once the budget's pods are healthy again"), "\(failure.message)")
+            #expect(c.cordoned().isEmpty, "no cordon")
+            #expect(c.sim.kube.state.stats.evictions == evictionsBefore, "no pod evicted")
+            #expect(c.sim.kube.state.pod(name: "held-sim-node-2-0") != nil)
+            let after = try await c.statuses()
+            for n in c.names {
+                #expect(after[n]?.bootID == before[n]?.bootID, "\(n) not rebooted")
+                #expect(after[n]?.configHash == before[n]?.configHash, "\(n): nothing shipped")
+                #expect(after[n]?.lastAcceptedSerial == before[n]?.lastAcceptedSerial, "\(n): no envelope sent")
+            }
+            #expect(!sink.messages.contains { $0.hasPrefix("Rebuilding NixOS on") || $0.hasPrefix("Draining") })
+            #expect(c.lease()?.spec.holderIdentity == nil)
+
+            // The same cluster once the budget's other pod is Ready: the dry run lets it through and the rollout runs.
+            try await c.sim.clear(.pdbHoldsEviction, on: "sim-node-2")
+            let summary = try await c.rollout(.apply(.boot), sink: E2ESink())
+            #expect(summary.updated == c.names)
+        }
+    }
+}

@@ -9,12 +9,25 @@ public struct DrainBlocker: Sendable, Hashable {
     public var pod: String
     /// Why its eviction would be refused.
     public var reason: String
+    /// Where the finding comes from.
+    public var source: Source
+
+    /// Where a blocker was found.
+    public enum Source: String, Sendable, Hashable {
+        /// nk3's drain rules over the pods and budgets it read (`DrainPreflight.blockers`): holds until the pod or
+        /// the budget changes.
+        case rules
+        /// The API server's answer to a dry-run eviction (`DrainPreflight.apiBlocker`): holds now, in the cluster's
+        /// current state.
+        case apiDryRun
+    }
 
     /// Makes a blocker.
-    public init(node: String, pod: String, reason: String) {
+    public init(node: String, pod: String, reason: String, source: Source = .rules) {
         self.node = node
         self.pod = pod
         self.reason = reason
+        self.source = source
     }
 }
 
@@ -68,6 +81,44 @@ public enum DrainPreflight {
             }
         }
         return out
+    }
+
+    /// The pods on a node worth a dry-run eviction (`?dryRun=All`), because there the API server knows more than
+    /// the rules above: a pod the drain would evict, not already a blocker, covered by exactly one budget, and one
+    /// the API server checks the budget for (not Pending, finished or being deleted: those it deletes without
+    /// looking at budgets, kubernetes/kubernetes pkg/registry/core/pod/storage/eviction.go `canIgnorePDB`). For
+    /// those it applies the budget's `disruptionsAllowed` as it stands, the pod's readiness and the budget's
+    /// `unhealthyPodEvictionPolicy`, and runs admission (RBAC, webhooks) — what a drain would meet right now.
+    /// Pods under no budget are not asked about: the rules cover them, and each question is a request.
+    public static func dryRunCandidates(pods: [Pod], budgets: [PodDisruptionBudget], blocked: [DrainBlocker]) -> [Pod] {
+        let already = Set(blocked.map(\.pod))
+        return pods.filter { pod in
+            guard case .evict = DrainPlanner.decide(pod, force: false), !already.contains(pod.qualifiedName),
+                pod.status?.phase == "Running", pod.metadata.deletionTimestamp == nil
+            else { return false }
+            return budgets.filter { covers($0, pod) }.count == 1
+        }
+    }
+
+    /// The blocker a dry-run eviction's answer makes, if any. A budget that allows no disruption now counts: the
+    /// drain of this node, were it drained first, would be refused until that budget's pods are healthy again,
+    /// so the rollout would cordon the node and then wait (up to the drain timeout) on a workload that is not
+    /// healthy. Answers a drain rides out by itself (a terminating namespace, a budget the controller has not
+    /// observed yet) do not.
+    public static func apiBlocker(node: String, pod: Pod, answer: EvictionDryRun) -> DrainBlocker? {
+        let said: String
+        switch answer {
+        case .allowed, .gone, .namespaceTerminating, .budgetNotObservedYet:
+            return nil
+        case .refusedByBudget(let budget, let detail):
+            let who = budget.map { "PodDisruptionBudget \(pod.namespace)/\($0)" } ?? "its PodDisruptionBudget"
+            said = "\(who) allows no disruption now (HTTP 429: \(detail))"
+        case .refused(let code, let message):
+            said = "HTTP \(code): \(message)"
+        }
+        return DrainBlocker(
+            node: node, pod: pod.qualifiedName, reason: "the API server refuses its eviction (dry-run eviction): \(said)",
+            source: .apiDryRun)
     }
 
     /// Whether `pdb` covers `pod`: same namespace and its selector matches the pod's labels. A budget without a

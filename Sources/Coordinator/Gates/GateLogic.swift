@@ -119,6 +119,16 @@ public enum GateLogic {
             failure: "deployments in \(namespace) not available: \(problems.joined(separator: "; "))", unrecoverable: final)
     }
 
+    /// The Ceph gate's answer when the API has no CephCluster `namespace/name` (404): unrecoverable, naming the
+    /// inventory keys that point there.
+    public static func cephClusterMissing(namespace: String, name: String, error: KubeError) -> GateResult {
+        GateResult(
+            passed: false, lines: [GateReport(status: .failed, message: "ceph state is unknown: no CephCluster \(namespace)/\(name)")],
+            failure: "the API has no CephCluster \(namespace)/\(name) (\(error.message)): set the inventory's ceph.namespace "
+                + "and ceph.name to Rook's CephCluster, or ceph.enabled: false on a cluster without Rook",
+            unrecoverable: true)
+    }
+
     /// Ceph is healthy per Rook's CephCluster status (docs/UPSTREAM.md#rook-cephcluster): HEALTH_OK, or HEALTH_WARN
     /// whose single check is in `tolerated` (passes, reported as a warning) — and only if `status.ceph.lastChecked`
     /// is not before `checkedAfter` (the moment the node came back): Rook refreshes about every 60 s, so an

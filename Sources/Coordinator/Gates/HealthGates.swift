@@ -31,16 +31,25 @@ public enum HealthGates {
         }
     }
 
-    /// Ceph healthy per Rook's CephCluster, checked after `checkedAfter`. Rook refreshes about once a
-    /// minute, so polling it faster than every 200 ms gains nothing.
+    /// Ceph healthy per Rook's CephCluster, checked after `checkedAfter` (a local time, compared on the cluster's
+    /// clock: `KubeAPI.clusterTime`). Rook refreshes about once a minute, so polling it faster than every 200 ms gains
+    /// nothing. A CephCluster the API does not have stops the gates at once.
     public static func ceph(
         _ kube: any KubeAPI, namespace: String = "rook-ceph", name: String = "rook-ceph", checkedAfter: Date?,
         tolerated: Set<String> = GateLogic.toleratedCephChecks, period: Duration = .milliseconds(200)
     ) -> HealthGate {
         HealthGate(name: "ceph health (CephCluster \(namespace)/\(name))", period: period) {
-            GateLogic.ceph(
-                try await kube.getCephCluster(namespace: namespace, name: name), checkedAfter: checkedAfter,
-                tolerated: tolerated)
+            let cluster: CephCluster
+            do {
+                cluster = try await kube.getCephCluster(namespace: namespace, name: name)
+            } catch let e as KubeError where e.code == .notFound {
+                // No such CephCluster (or no CephCluster resource at all: Rook's CRDs are not installed). Waiting does
+                // not create one, so the gate stops at once instead of retrying until its timeout.
+                return GateLogic.cephClusterMissing(namespace: namespace, name: name, error: e)
+            }
+            // Rook stamps lastChecked with the operator's clock, a cluster node's: compare on the API server's clock
+            // (its answers' Date header), not the workstation's, whose skew would make an old check look fresh.
+            return GateLogic.ceph(cluster, checkedAfter: checkedAfter.map { kube.clusterTime(at: $0) }, tolerated: tolerated)
         }
     }
 

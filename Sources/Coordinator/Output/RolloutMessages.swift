@@ -22,10 +22,15 @@ public enum RolloutMessages {
                 + "--allow-quorum-loss to roll servers one at a time anyway."
         case .drainBlocked(let blockers):
             let lines = blockers.map { "\($0.node): \($0.pod): \($0.reason)" }
-            return "rollout not started, nothing was changed: \(blockers.count) pod(s) would stop a drain:\n  "
+            var message = "rollout not started, nothing was changed: \(blockers.count) pod(s) would stop a drain:\n  "
                 + lines.joined(separator: "\n  ")
                 + "\nFix them (give the pod a controller, relax the budget or add replicas), or pass "
                 + "--skip-drain-preflight to meet them node by node."
+            if blockers.contains(where: { $0.source == .apiDryRun }) {
+                message += " The API server's dry-run refusals are the cluster's state now: rerun once the budget's "
+                    + "pods are healthy again."
+            }
+            return message
         case .agentRollingBack(let serial):
             let node = failure.node ?? "?"
             return "rollout not started: the agent on \(node) is rolling back apply \(serial) (its confirm deadline "

@@ -121,7 +121,9 @@ public struct RolloutMachine: Sendable {
             if let run = running[name] { return run.steps[run.index...].contains(.drain) }
             return schedule.pending.contains(name) && NodePipeline.full(kind: plan.kind, action: nodes[name]!.bundle?.action).reboots
         })
-        let blockers = s.drainBlockers.filter { draining.contains($0.node) }
+        // The API's dry-run refusals hold in the cluster's state now; while a resumed node is in flight that state
+        // includes its own evicted pods, not Ready elsewhere yet, so there its drains wait them out instead.
+        let blockers = s.drainBlockers.filter { draining.contains($0.node) && ($0.source == .rules || running.isEmpty) }
         if !blockers.isEmpty {
             return actions
                 + abort(

@@ -41,8 +41,9 @@ public protocol RolloutCluster: Sendable {
     /// annotations left on a node that is schedulable again (`kubectl uncordon` keeps annotations) are stale:
     /// they are removed, so that a later cordon by a person is never taken for nk3's.
     func cordons() async throws -> NodeCordons
-    /// Every pod on `nodes` that would stop a drain for good (`DrainPreflight`'s rules), read before anything
-    /// is touched.
+    /// Every pod on `nodes` that would stop a drain for good (`DrainPreflight`'s rules), and the pods under a
+    /// budget whose dry-run eviction the API server refuses now (`DrainPreflight.apiBlocker`), read before
+    /// anything is touched.
     func drainBlockers(nodes: [String]) async throws -> [DrainBlocker]
     /// Evicts the node's pods (Eviction API, PDB 429s retried with backoff, DaemonSet pods skipped) and
     /// returns when none are left; throws, naming the blocking PDB, when `timeout` passes.

@@ -104,6 +104,12 @@ public struct Eviction: Codable, Sendable, Hashable {
 public struct DeleteOptions: Codable, Sendable, Hashable {
     /// Grace period; omitted means the pod's own.
     public var gracePeriodSeconds: Int?
+    /// `["All"]` for a dry run (kubectl `drain --dry-run=server` sends it here, kubernetes/kubectl pkg/drain/drain.go
+    /// `makeDeleteOptions`); nk3 sends the `dryRun` query parameter instead.
+    public var dryRun: [String]?
     /// Makes options.
-    public init(gracePeriodSeconds: Int? = nil) { self.gracePeriodSeconds = gracePeriodSeconds }
+    public init(gracePeriodSeconds: Int? = nil, dryRun: [String]? = nil) {
+        self.gracePeriodSeconds = gracePeriodSeconds
+        self.dryRun = dryRun
+    }
 }

@@ -6,13 +6,15 @@ import NK3Kube
 /// The fake API's `pods/{name}/eviction` subresource — a SIMULATION of kubernetes/kubernetes
 /// pkg/registry/core/pod/storage/eviction.go (docs/UPSTREAM.md#eviction): PodDisruptionBudget accounting, 429 when a budget
 /// allows no disruption, 500 for a pod under several budgets, 404 for a missing pod, 403 NamespaceTerminating in a
-/// terminating namespace, and `?dryRun=All` (nothing deleted).
+/// terminating namespace, and dry runs (nothing deleted, no budget written) asked for by `?dryRun=All` or by the
+/// Eviction's `deleteOptions.dryRun`, answered with the same status and Status as the real eviction would get
+/// (https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run).
 extension FakeKubeRouter {
     func evict(_ route: Route, _ name: String, _ request: HTTPServerRequest) -> HTTPServerResponse {
         let ns = route.namespace ?? "default"
-        let dry: Bool
+        let queryDry: Bool
         switch FakeKubeStrict.dryRun(request, options: "CreateOptions") {
-        case .success(let d): dry = d
+        case .success(let d): queryDry = d
         case .failure(let refusal): return refusal.response
         }
         guard let eviction = try? JSONDecoder().decode(Eviction.self, from: Data(request.body.readableBytesView)) else {
@@ -21,6 +23,16 @@ extension FakeKubeRouter {
         if let bodyName = eviction.metadata.name, bodyName != name {
             return Self.status(400, reason: "BadRequest", message: "name in URL does not match name in Eviction object")
         }
+        // eviction.go `propagateDryRun`: the query's dryRun fills in the body's; both given and different is an error
+        // (a plain Go error, which the handler answers as a 500 Status with no reason); the delete then runs as a dry
+        // run when the body's list is non-empty (apiserver pkg/util/dryrun `IsDryRun`: any value).
+        let bodyDry = eviction.deleteOptions?.dryRun ?? []
+        if queryDry && !bodyDry.isEmpty && bodyDry != ["All"] {
+            let shown = "[" + bodyDry.joined(separator: " ") + "]"
+            return Self.json(
+                500, KubeStatus(message: "Non-matching dry-run options in request and content: [All] and \(shown)", code: 500))
+        }
+        let dry = queryDry || !bodyDry.isEmpty
         enum Outcome {
             case evicted(Pod, Duration, (@Sendable (Pod) -> Void)?), notFound, refused(KubeStatus), tooMany(KubeStatus)
             case namespaceTerminating

@@ -21,8 +21,15 @@ public struct FakeKubeRouter: Sendable {
         self.requireAuthentication = requireAuthentication
     }
 
-    /// Answers one request.
+    /// Answers one request, with the `Date` header every kube-apiserver answer carries (Go net/http sets it,
+    /// net/http/server.go), on the simulated cluster's clock (`FakeKubeState.setClockSkew`).
     public func handle(_ request: HTTPServerRequest) async -> HTTPServerResponse {
+        var response = await answer(request)
+        response.headers.replaceOrAdd(name: "Date", value: HTTPDate.format(state.clusterNow()))
+        return response
+    }
+
+    private func answer(_ request: HTTPServerRequest) async -> HTTPServerResponse {
         let (fault, authorized) = state.store.withLock { s -> (FakeKubeFault?, Bool) in
             s.stats.requests += 1
             var ok = request.clientCertificate != nil

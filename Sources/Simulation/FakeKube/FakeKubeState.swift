@@ -47,6 +47,8 @@ public final class FakeKubeState: Sendable {
         var tokens: Set<String> = []
         /// Namespaces being deleted (evictions in them are refused with 403 NamespaceTerminating).
         var terminatingNamespaces: Set<String> = []
+        /// The simulated cluster's clock minus the local one (`setClockSkew`).
+        var clockSkew: TimeInterval = 0
         /// Typed views of stored objects, per resource, key and Swift type; dropped when the object changes.
         /// (Decoding the same unchanged objects on every simulated controller pass was most of the
         /// simulation's CPU in `nk3 bench --scenario rollout`.)
@@ -351,6 +353,13 @@ public final class FakeKubeState: Sendable {
     }
 
     // MARK: - faults, auth, stats
+
+    /// Sets the cluster's clock (the API server's `Date` header) `seconds` ahead of this machine's (negative: behind),
+    /// as a workstation whose clock is off sees a real cluster.
+    public func setClockSkew(_ seconds: TimeInterval) { store.withLock { $0.clockSkew = seconds } }
+
+    /// The simulated cluster's time now.
+    public func clusterNow() -> Date { Date().addingTimeInterval(store.withLock { $0.clockSkew }) }
 
     /// The next `count` requests whose path starts with `pathPrefix` (all, if nil) get `fault`.
     public func injectFaults(_ fault: FakeKubeFault, count: Int, pathPrefix: String? = nil) {

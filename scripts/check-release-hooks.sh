@@ -25,11 +25,13 @@ needles=("NK3_AGENT_TEST_KILL_AT" "test kill point: SIGKILL")
 symbol="14TestKillPointsO6killAt"   # mangled NK3Agent.TestKillPoints.killAt
 
 found() {  # found BINARY → prints what of the kill points it carries
+    # grep reads to the end (no -q): with pipefail, `grep -q` quitting at the first match made strings/nm die of
+    # SIGPIPE on a large binary and the pipeline count as "not found".
     local bin=$1 n
     for n in "${needles[@]}"; do
-        if strings -a "$bin" | grep -qF "$n"; then echo "string '$n'"; fi
+        if strings -a "$bin" | grep -F -- "$n" >/dev/null; then echo "string '$n'"; fi
     done
-    if nm "$bin" 2>/dev/null | grep -q "$symbol"; then echo "symbol TestKillPoints.killAt"; fi
+    if nm "$bin" 2>/dev/null | grep -F -- "$symbol" >/dev/null; then echo "symbol TestKillPoints.killAt"; fi
 }
 
 if [ ! -x "$debug" ]; then

@@ -109,7 +109,7 @@ struct RolloutOptions: ParsableArguments {
     @Flag(help: "Do not check every node's pods against the drain rules and PodDisruptionBudgets before the first node (the check refuses, exit 2, naming each pod that would stop a drain).")
     var skipDrainPreflight = false
 
-    @Flag(help: "Outside the inventory's maintenance window, stop before the next node (exit 9) instead of waiting for the window to open; a rerun inside the window resumes.")
+    @Flag(help: "Outside the inventory's maintenance window, start no further node and stop (exit 9) once the nodes in flight have finished their whole sequence, instead of waiting for the window to open; a rerun inside the window resumes.")
     var noWait = false
 
     func validate() throws {

@@ -225,9 +225,18 @@ public enum RolloutMessages {
                 + (summary.alreadyDone.isEmpty ? "" : ", \(summary.alreadyDone.count) already done"))
     }
 
-    /// A failure, as the line that reports it.
+    /// A failure, as the line that reports it (a stop outside the maintenance window on the window's phase).
     static func failed(_ failure: RolloutFailure) -> RolloutNotice {
-        RolloutNotice(node: failure.node, phase: failure.step?.phase ?? .rollout, status: .failed, message: failure.message)
+        let phase = failure.kind == .outsideWindow ? .window : failure.step?.phase ?? .rollout
+        return RolloutNotice(node: failure.node, phase: phase, status: .failed, message: failure.message)
+    }
+
+    /// A start was refused (`cause`) while `inFlight` were in flight: they finish, no other node starts.
+    static func stoppingAfter(_ inFlight: [String], cause: String) -> RolloutNotice {
+        RolloutNotice(
+            node: nil, phase: .rollout, status: .warning,
+            message: "Stopping between nodes (\(cause)): no further node starts; waiting for \(inFlight.joined(separator: ", ")) "
+                + "in flight to finish")
     }
 }
 

@@ -212,6 +212,14 @@ public enum RolloutMessages {
                 + "while one is down")
     }
 
+    /// The coordinator confirmed the node's apply: its agent keeps the new generation (nk3's own line, after
+    /// the gates; the Python tool had no confirm).
+    static func confirmed(_ node: String, serial: UInt64?) -> RolloutNotice {
+        RolloutNotice(
+            node: node, phase: .confirm, status: .ok,
+            message: "Confirmed \(serial.map { "apply \($0)" } ?? "the apply") on \(node): its agent keeps the new generation")
+    }
+
     /// "Kernel upgraded from A to B on X" (the Python tool's line).
     static func kernelUpgraded(_ node: String, from: String, to: String) -> RolloutNotice {
         RolloutNotice(node: node, phase: .rollout, status: .ok, message: "Kernel upgraded from \(from) to \(to) on \(node)")

@@ -250,6 +250,8 @@ public struct RolloutMachine: Sendable {
 
         case .confirmed(let name):
             guard var run = expect(name, .confirm) else { return unexpected(input) }
+            // The event log's explicit end of the node's gates-and-confirm (RolloutTimeline, LiveProgress).
+            notes.append(.notify(RolloutMessages.confirmed(name, serial: run.applySerial)))
             run.confirmed = true
             run.advance()
             running[name] = run

@@ -66,12 +66,13 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// The sink of a rollout: on a terminal (human output), the live view above the plain lines; else `sink()`.
-    func rolloutSink(nodes: [String]) -> (sink: any RolloutEventSink, live: LiveProgressSink?) {
+    /// `nodes` in start order and `capacity` feed the live view's ETA.
+    func rolloutSink(nodes: [String], capacity: RolloutCapacity) -> (sink: any RolloutEventSink, live: LiveProgressSink?) {
         let out = FileDescriptorWriter(fd: 1)
         let env = ProcessInfo.processInfo.environment
         guard output == .human, out.isTerminal, env["TERM"] != "dumb" else { return (sink(), nil) }
         let lines = HumanEventSink(useColor: DiffColor.shouldColorStandardOutput(), out: { _ in }, err: { _ in })
-        let live = LiveProgressSink(nodes: nodes, line: { lines.render($0) }, write: { out.write($0) })
+        let live = LiveProgressSink(nodes: nodes, capacity: capacity, line: { lines.render($0) }, write: { out.write($0) })
         return (live, live)
     }
 
@@ -109,7 +110,7 @@ struct RolloutOptions: ParsableArguments {
     @Flag(help: "Do not check every node's pods against the drain rules and PodDisruptionBudgets, nor ask the API server with dry-run evictions, before the first node (the check refuses, exit 2, naming each pod that would stop a drain).")
     var skipDrainPreflight = false
 
-    @Flag(help: "Outside the inventory's maintenance window, stop before the next node (exit 9) instead of waiting for the window to open; a rerun inside the window resumes.")
+    @Flag(help: "Outside the inventory's maintenance window, start no further node and stop (exit 9) once the nodes in flight have finished their whole sequence, instead of waiting for the window to open; a rerun inside the window resumes.")
     var noWait = false
 
     func validate() throws {
@@ -130,7 +131,10 @@ extension RebuildAction: ExpressibleByArgument {}
 /// Runs a rollout and maps its outcome to the exit code.
 func runRollout(_ kind: ClusterSession.RolloutKind, global: GlobalOptions, options: RolloutOptions) async throws {
     let session = try global.session()
-    let (sink, live) = global.rolloutSink(nodes: session.nodeNames)
+    // Options that do not parse are reported below, where the rollout is asked for with them.
+    let layout: (nodes: [String], capacity: RolloutCapacity) =
+        (try? options.flags.planOptions(session.inventory)).map(session.inventory.liveViewLayout) ?? (session.nodeNames, RolloutCapacity())
+    let (sink, live) = global.rolloutSink(nodes: layout.nodes, capacity: layout.capacity)
     let ticker = live.map { l in Task { await l.runTicker() } }
     defer {
         ticker?.cancel()

@@ -67,4 +67,32 @@ import Testing
             #expect(sim.maxServersInFlight == 2, "seed \(seed)")
         }
     }
+
+    @Test(arguments: seeds) func aRefusedStartStopsBetweenNodesOnceTheNodesInFlightFinished(seed: UInt64) {
+        // Budget 2: a1 and a2 start together; the window closes before any further node starts (--no-wait).
+        for action in [RebuildAction.boot, .switch] {
+            let plan = RT.applyPlan(agents: ["a1", "a2", "a3", "a4", "a5"], bundle: RT.bundle(action: action), options: .init(disruptionBudget: 2))
+            let stop = RolloutFailure(kind: .outsideWindow, node: nil, cause: "outside the maintenance window", message: "stopped: outside the window")
+            var sim = MachineSim(plan: plan, seed: seed)
+            sim.override = { a, _ in
+                if case .sendBundle(let n, _) = a, !["a1", "a2"].contains(n) { return .startRefused(node: n, failure: stop) }
+                return nil
+            }
+            sim.run(RT.start(plan.nodes.map(\.name)))
+            #expect(sim.failure == stop, "\(action) seed \(seed)")
+            #expect(sim.messages.last == "stopped: outside the window")
+            // Both nodes in flight went all the way to their confirm; no other node took a step past its refused start.
+            let confirmed = sim.trace.compactMap { if case .confirm(let n, _) = $0 { return n } else { return nil } }
+            #expect(confirmed.sorted() == ["a1", "a2"])
+            let beyond = sim.trace.work.filter { a in
+                guard let n = a.node, !["a1", "a2"].contains(n) else { return false }
+                if case .sendBundle = a { return false }
+                return true
+            }
+            #expect(beyond.isEmpty, "\(beyond)")
+            // What a rerun finds: a1 and a2 done, nothing in flight.
+            #expect(sim.saves.last.map { Set($0.done.keys) } == ["a1", "a2"] && sim.saves.last?.inFlight.isEmpty == true)
+            #expect(sim.gatesWhileDisrupted == 0 && sim.maxInFlight <= 2)
+        }
+    }
 }

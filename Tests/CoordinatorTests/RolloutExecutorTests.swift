@@ -72,7 +72,7 @@ func failure(_ r: Result<RolloutSummary, any Error>) -> RolloutFailure? {
         let s2 = [
             "Rebuilding NixOS on s2", "Draining s2", "Rebooting s2", "s2 is reachable", "kubelet is ready on s2",
             "s2 uncordoned", "1 daemonsets healthy in namespace default", "ceph state is HEALTH_OK",
-            "Kernel upgraded from 6.6.45 to 6.6.46 on s2",
+            "Confirmed apply 1 on s2: its agent keeps the new generation", "Kernel upgraded from 6.6.45 to 6.6.46 on s2",
         ]
         let start = try #require(lines.firstIndex(of: "Rebuilding NixOS on s2"))
         #expect(Array(lines[start..<(start + s2.count)]) == s2)

@@ -71,6 +71,8 @@ import Testing
         #expect(a.saved.isEmpty)
 
         a = m.handle(.confirmed(node: "n1"))
+        let confirmed = "Confirmed apply 7 on n1: its agent keeps the new generation"  // an event of its own, phase confirm
+        #expect(a.first == .notify(.init(node: "n1", phase: .confirm, status: .ok, message: confirmed)))
         #expect(a.messages.contains("Kernel upgraded from 6.6.45 to 6.6.46 on n1"))
         #expect(a.summary?.updated == ["n1"])
         #expect(a.summary?.kernelChanges["n1"] == .init(from: "6.6.45", to: "6.6.46"))

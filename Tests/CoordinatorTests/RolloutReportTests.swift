@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// A rollout's events as the executor writes them: two nodes through a boot apply, a gate run that waits for a
-/// DaemonSet, the second node held by the maintenance window first.
+/// DaemonSet, n1's agent slow to answer its confirm (5 s), the second node held by the maintenance window first.
 enum ReportFixture {
     static let t0 = Date(timeIntervalSince1970: 1_714_564_800)
 
@@ -27,18 +27,23 @@ enum ReportFixture {
             e(123, nil, .gates, .waiting, "1 daemonsets recovering in namespace default"),
             e(124, "n2", .gates, .ok, "kubelet is ready on n2"),
             e(153, nil, .gates, .ok, "ceph state is HEALTH_OK"),
-            e(154, "n2", .rebuild, .started, "Rebuilding NixOS on n2"),
-            e(154, "n2", .window, .waiting, "n2 waits for the maintenance window"),
-            e(754, "n2", .rebuild, .started, "Hold lifted: n2 starts now"),
-            e(774, "n2", .drain, .started, "Draining n2"),
-            e(780, "n2", .reboot, .started, "Rebooting n2"),
-            e(830, "n2", .reachable, .ok, "n2 is reachable"),
-            e(835, "n2", .ready, .ok, "kubelet is ready on n2"),
-            e(836, "n2", .uncordon, .ok, "n2 uncordoned"),
-            e(837, nil, .gates, .ok, "ceph state is HEALTH_OK"),
-            e(838, nil, .rollout, .ok, "Rollout complete: 2 node(s) updated"),
+            e(158, "n1", .confirm, .ok, "Confirmed apply 1 on n1: its agent keeps the new generation"),
+            e(159, "n2", .rebuild, .started, "Rebuilding NixOS on n2"),
+            e(159, "n2", .window, .waiting, "n2 waits for the maintenance window"),
+            e(759, "n2", .rebuild, .started, "Hold lifted: n2 starts now"),
+            e(779, "n2", .drain, .started, "Draining n2"),
+            e(785, "n2", .reboot, .started, "Rebooting n2"),
+            e(835, "n2", .reachable, .ok, "n2 is reachable"),
+            e(840, "n2", .ready, .ok, "kubelet is ready on n2"),
+            e(841, "n2", .uncordon, .ok, "n2 uncordoned"),
+            e(842, nil, .gates, .ok, "ceph state is HEALTH_OK"),
+            e(843, "n2", .confirm, .ok, "Confirmed apply 1 on n2: its agent keeps the new generation"),
+            e(844, nil, .rollout, .ok, "Rollout complete: 2 node(s) updated"),
         ]
     }
+
+    /// The same rollout as a log written before nk3 logged its confirms has it.
+    static var legacy: [RolloutEvent] { events.filter { $0.phase != .confirm } }
 }
 
 /// Where Debian's chromium is, if installed (`.ci/run` installs it).
@@ -53,24 +58,45 @@ struct RolloutReportTests {
         #expect(t.rows == ["n1", "n2", RolloutTimeline.clusterRow])
         let n1 = t.bars.filter { $0.row == "n1" }
         #expect(n1.map(\.phase) == [.rebuild, .drain, .reboot, .ready, .uncordon, .gates])
-        #expect(n1.map { Int($0.duration.rounded()) } == [30, 10, 60, 20, 1, 31])
+        // The gates-and-confirm bar ends at the confirm (158), not when the gate run passed (153).
+        #expect(n1.map(\.duration) == [30, 10, 60, 20, 1, 36])
+        #expect(n1.last?.detail == ["1 daemonsets recovering in namespace default", "kubelet is ready on n2", "ceph state is HEALTH_OK",
+                                    "Confirmed apply 1 on n1: its agent keeps the new generation"])
         let n2 = t.bars.filter { $0.row == "n2" }
         // The hold comes before n2's rebuild: the step announced before the hold begins when the hold lifts.
         #expect(n2.map(\.phase) == [.window, .rebuild, .drain, .reboot, .ready, .uncordon, .gates])
-        #expect(n2.map { Int($0.duration.rounded()) } == [600, 20, 6, 50, 5, 1, 1])
+        #expect(n2.map(\.duration) == [600, 20, 6, 50, 5, 1, 2])
+        #expect(t.confirms.map(\.row) == ["n1", "n2"])
+        #expect(t.confirms.map { $0.at.timeIntervalSince(ReportFixture.t0) } == [158, 843])
         // Waiting: the first gate run from its first waiting line to its end, and n2's hold.
         #expect(t.waits.map { Int($0.duration.rounded()) }.sorted() == [30, 600])
         #expect(t.failures.isEmpty)
     }
 
+    @Test func aLogWithoutConfirmEventsStillRendersWithTheGateRunsEnd() {
+        let t = RolloutTimeline.build(ReportFixture.legacy)
+        #expect(t.confirms.isEmpty)
+        let n1 = t.bars.filter { $0.row == "n1" }
+        #expect(n1.map(\.phase) == [.rebuild, .drain, .reboot, .ready, .uncordon, .gates])
+        #expect(n1.map { Int($0.duration.rounded()) } == [30, 10, 60, 20, 1, 31])
+        #expect(t.bars.filter { $0.row == "n2" }.map { Int($0.duration.rounded()) } == [600, 20, 6, 50, 5, 1, 1])
+        let page = RolloutReport.html(events: ReportFixture.legacy, title: "old log")
+        #expect(page.components(separatedBy: "<rect class=\"bar\"").count - 1 == t.bars.count)
+        #expect(!page.contains("class=\"confirm\"") && !page.contains("confirmed</span>"))
+        // The current log marks each confirm once, with its message as the tooltip.
+        let current = RolloutReport.html(events: ReportFixture.events, title: "new log")
+        #expect(current.components(separatedBy: "<g class=\"confirm\" data-node=").count - 1 == 2)
+        #expect(current.contains("<title>Confirmed apply 1 on n2: its agent keeps the new generation</title>"))
+    }
+
     @Test func summaryNamesTheSlowestNodeAndTheTimeLostWaiting() {
         let events = ReportFixture.events
         let s = RolloutReport.summary(RolloutTimeline.build(events), events: events)
-        #expect(s.slowestNode == .init(name: "n2", seconds: 683))
+        #expect(s.slowestNode == .init(name: "n2", seconds: 684))
         #expect(s.waitingOnGates == 30)
         #expect(s.waitingOnWindow == 600)
         #expect(s.waitingOnAlerts == 0)
-        #expect(s.total == 838)
+        #expect(s.total == 844)
         let reboot = s.phases.first { $0.phase == .reboot }
         #expect(reboot?.count == 2 && reboot?.total == 110 && reboot?.longestNode == "n1")
         #expect(s.outcome == "Rollout complete: 2 node(s) updated")
@@ -182,6 +208,7 @@ struct RolloutReportTests {
             }
         }
         #expect(dom.components(separatedBy: "<rect class=\"bar\"").count - 1 == timeline.bars.count)
+        #expect(dom.components(separatedBy: "<g class=\"confirm\"").count - 1 == timeline.confirms.count && !timeline.confirms.isEmpty)
     }
 }
 

@@ -57,6 +57,59 @@ struct StartHoldTests {
         await rig.expectConverged()
     }
 
+    @Test func noWaitWithTwoNodesInFlightLetsBothFinishThenStopsBetweenNodes() async throws {
+        // Budget 2, four agents, 03:50 UTC: inside 22:00–04:00. a1 and a2 start together.
+        let rig = ExecutorRig(agents: ["a1", "a2", "a3", "a4"])
+        rig.clock.advance(by: .seconds(15 * 3600 + 50 * 60))
+        // a2 rebuilds until the test lets it finish: it is still in flight, mid-sequence, when a1 is done.
+        await rig.world.update("a2") { $0.rebuildPolls = .max }
+        // The window closes (04:05) when a1 drains: both nodes are in flight.
+        let clock = rig.clock
+        let closedWhileInFlight = Mutex<[String]?>(nil)
+        await rig.world.setHook { world, call in
+            guard call == "drain a1" else { return }
+            clock.advance(by: .seconds(15 * 60))
+            closedWhileInFlight.withLock { $0 = world.order.filter { n in world.calls.contains("submit apply \(n)") && !world.calls.contains("submit confirm \(n)") } }
+        }
+        let budget2 = RolloutPlan.Options(disruptionBudget: 2)
+        let run = Task { try await Self.executor(rig, policy: NodeStartPolicy(window: Self.night, noWait: true)).run(rig.plan(options: budget2)) }
+        // a1 finished and a3 was refused while a2 is still rebuilding: the rollout says it stops between nodes.
+        #expect(await Self.waitForMessage(rig, "Stopping between nodes (outside the maintenance window): no further node starts; waiting for a2 in flight to finish"), "\(rig.sink.messages)")
+        #expect(closedWhileInFlight.withLock { $0 } == ["a1", "a2"])
+        await rig.world.update("a2") { $0.rebuildPollsLeft = 0 }
+        let stopped: RolloutFailure? = await {
+            do {
+                _ = try await run.value
+                return nil
+            } catch { return error as? RolloutFailure }
+        }()
+        #expect(stopped?.kind == .outsideWindow)
+        #expect(stopped?.exitCode == 9)
+        #expect(stopped?.message == "stopped before a3: outside the maintenance window (daily 22:00–04:00 UTC); it opens at "
+            + "2024-05-02T22:00:00.000Z and --no-wait was given. Rerun nk3 inside the window to resume.")
+        #expect(rig.sink.events.last?.message == stopped?.message && rig.sink.events.last?.status == .failed)
+        // Both in-flight nodes went through their whole sequence and were confirmed; no third node started.
+        for n in ["a1", "a2"] {
+            let node = await rig.world.node(n)
+            #expect(node.confirmed == [1] && node.files == RT.files("new") && node.cordonedByNK3 == nil, "\(n)")
+        }
+        let calls = await rig.world.calls
+        for step in ["drain a2", "submit reboot a2", "uncordon a2", "submit confirm a2"] {
+            #expect(calls.contains(step), "\(step): \(calls)")
+        }
+        let touched = calls.filter { !$0.hasPrefix("status ") && ($0.hasSuffix(" a3") || $0.hasSuffix(" a4")) }
+        #expect(touched.isEmpty, "only probed: \(touched)")
+        #expect(await rig.world.lease == nil)
+        let saved = try #require(await rig.world.progress)
+        #expect(Set(saved.done.keys) == ["a1", "a2"] && saved.inFlight.isEmpty)
+
+        // The next night the same command resumes with the rest.
+        rig.clock.advance(by: .seconds(18 * 3600))
+        let summary = try await Self.executor(rig, policy: NodeStartPolicy(window: Self.night, noWait: true)).run(rig.plan(options: budget2))
+        #expect(summary.alreadyDone == ["a1", "a2"] && summary.updated.sorted() == ["a3", "a4"])
+        await rig.expectConverged()
+    }
+
     @Test func outsideTheWindowTheRolloutWaitsSayingUntilWhenThenStarts() async throws {
         let rig = ExecutorRig(agents: ["a1"])
         rig.clock.advance(by: .seconds(9 * 3600 + 59 * 60))  // 21:59 UTC

@@ -3,20 +3,26 @@ import Foundation
 /// The executor's start-of-node point: a node about to start waits here while `NodeStartPolicy` says no.
 extension RolloutExecutor {
     /// Whether `action` starts a node (its first step of this run): the bundle is sent, or — in a reboot
-    /// rollout, which sends none — the drain begins. `started` remembers the nodes seen.
-    func startsNode(_ action: RolloutMachine.Action, kind: RolloutPlan.Kind, started: inout Set<String>) -> String? {
+    /// rollout, which sends none — the drain begins, of a node the machine started afresh (`fresh`; a resumed
+    /// node is in flight already and finishes). `started` remembers the nodes seen.
+    func startsNode(
+        _ action: RolloutMachine.Action, kind: RolloutPlan.Kind, fresh: (String) -> Bool, started: inout Set<String>
+    ) -> String? {
         let node: String
         switch action {
         case .sendBundle(let n, _): node = n
         case .drain(let n) where kind == .reboot: node = n
         default: return nil
         }
+        guard fresh(node) else { return nil }
         return started.insert(node).inserted ? node : nil
     }
 
     /// Waits until `node` may start under `policy`, telling the operator once per reason why it waits and
-    /// until when. Throws a `RolloutFailure` (`.outsideWindow`) under `--no-wait` when the window is closed.
-    func awaitStart(_ node: String, policy: NodeStartPolicy, resumes phase: RolloutPhase) async throws {
+    /// until when. Returns nil when it may start; under `--no-wait` with the window closed, returns at once the
+    /// `RolloutFailure` (`.outsideWindow`, exit 9) the rollout stops with — the machine stops between nodes,
+    /// letting the nodes in flight finish (`RolloutMachine.Input.startRefused`).
+    func awaitStart(_ node: String, policy: NodeStartPolicy, resumes phase: RolloutPhase) async throws -> RolloutFailure? {
         var held = false
         var lastSaid: NodeStartPolicy.Decision?
         while true {
@@ -34,18 +40,16 @@ extension RolloutExecutor {
                 if held {
                     emit(.init(node: node, phase: phase, status: .started, message: "Hold lifted: \(node) starts now"))
                 }
-                return
+                return nil
             case .closed(let opens):
                 if policy.noWait {
                     let window = policy.window.map(\.description) ?? "?"
-                    let failure = RolloutFailure(
+                    return RolloutFailure(
                         kind: .outsideWindow, node: node, step: nil,
                         cause: "outside the maintenance window",
                         message: "stopped before \(node): outside the maintenance window (\(window))"
                             + (opens.map { "; it opens at \(RolloutTimestamp.format($0))" } ?? "")
                             + " and --no-wait was given. Rerun nk3 inside the window to resume.")
-                    emit(.init(node: node, phase: .window, status: .failed, message: failure.message))
-                    throw failure
                 }
                 if decision != lastSaid {
                     let until = opens.map { "until \(RolloutTimestamp.format($0)) (\(policy.window!.local($0)))" } ?? "(it never opens: no days)"

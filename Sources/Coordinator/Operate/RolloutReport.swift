@@ -1,8 +1,8 @@
 import Foundation
 
 /// `nk3 report`: one self-contained HTML page (inline CSS and SVG, no scripts, no external assets) from a
-/// rollout's event log: a timeline with one row per node and one bar per phase, gate waits hatched and failures
-/// marked in red, and a summary table (per-phase durations, the slowest node, time lost waiting).
+/// rollout's event log: a timeline with one row per node and one bar per phase, gate waits hatched, each confirm
+/// a dark tick at the end of its node's gates-and-confirm bar and failures marked in red, and a summary table (per-phase durations, the slowest node, time lost waiting).
 public enum RolloutReport {
     /// What the summary table says, computed from the timeline (tested on its own).
     public struct Summary: Sendable, Hashable {
@@ -102,6 +102,7 @@ public enum RolloutReport {
             s += "<span><i class=\"swatch\" style=\"background:\(colour(p))\"></i>\(p.rawValue)</span>"
         }
         s += "<span><i class=\"swatch\" style=\"background:repeating-linear-gradient(45deg,#555 0 3px,#fff 3px 6px)\"></i>waiting (hatched)</span>"
+        if !t.confirms.isEmpty { s += "<span><i class=\"swatch\" style=\"background:#222;width:3px\"></i>confirmed</span>" }
         s += "<span><i class=\"swatch\" style=\"background:#d00\"></i>failure</span></p>\n"
         return s
     }
@@ -141,6 +142,11 @@ public enum RolloutReport {
                 s += "<rect class=\"wait\" data-phase=\"\(wait.phase.rawValue)\" x=\"\(f(x0))\" y=\"\(f(y + 3))\" "
                     + "width=\"\(f(max(x(wait.end) - x0, 2)))\" height=\"\(f(rowHeight - 6))\" fill=\"url(#hatch)\">"
                     + "<title>waiting \(esc(duration(wait.duration)))</title></rect>\n"
+            }
+            for confirm in t.confirms where confirm.row == row {  // the end of the node's gates-and-confirm bar
+                let px = x(confirm.at)
+                s += "<g class=\"confirm\" data-node=\"\(esc(row))\"><line x1=\"\(f(px))\" y1=\"\(f(y + 1))\" x2=\"\(f(px))\" "
+                    + "y2=\"\(f(y + rowHeight - 1))\" stroke=\"#222\" stroke-width=\"3\"/><title>\(esc(confirm.message))</title></g>\n"
             }
             for failure in t.failures where failure.row == row {
                 let px = x(failure.at)

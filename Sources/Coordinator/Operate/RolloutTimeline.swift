@@ -7,8 +7,9 @@ import Foundation
 ///
 /// A node's events mark the edges of its phases: a `started` event opens its phase ("Draining X" opens
 /// `drain`), any other event closes the phase it names ("X is reachable" closes the wait for the agent after
-/// the reboot, `reachable`). What follows a node's last event until the next gate run has passed is its
-/// `gates` (and confirm) phase.
+/// the reboot, `reachable`). What follows until the node's `confirm` event ("Confirmed apply N on X") is its
+/// gates-and-confirm bar (`gates`), and the confirm is marked at its end. Logs written before nk3 logged the
+/// confirm have no such event: there the bar ends when the next gate run has passed.
 public struct RolloutTimeline: Sendable, Hashable {
     /// One bar: a row (node, or `clusterRow`), a phase, and when.
     public struct Bar: Sendable, Hashable {
@@ -26,12 +27,14 @@ public struct RolloutTimeline: Sendable, Hashable {
         public var duration: TimeInterval { end.timeIntervalSince(start) }
     }
 
-    /// A failure at one instant.
-    public struct Failure: Sendable, Hashable {
+    /// Something at one instant on a row: a failure, a confirm.
+    public struct Mark: Sendable, Hashable {
         public var row: String
         public var at: Date
         public var message: String
     }
+    /// A failure at one instant.
+    public typealias Failure = Mark
 
     /// The row of events about no node (the health gates).
     public static let clusterRow = "cluster gates"
@@ -49,6 +52,8 @@ public struct RolloutTimeline: Sendable, Hashable {
     public var waits: [Bar]
     /// Failures.
     public var failures: [Failure]
+    /// The coordinator's confirms of nodes' applies (none in a log written before they were logged).
+    public var confirms: [Mark] = []
 
     /// The bars drawn for the nodes (not the cluster row).
     public var nodeBars: [Bar] { bars.filter { $0.row != Self.clusterRow } }
@@ -70,18 +75,28 @@ public struct RolloutTimeline: Sendable, Hashable {
         let gates = gateRuns(events)
         var bars: [Bar] = []
         var waits: [Bar] = []
+        var confirms: [Mark] = []
         for node in rows {
             let list = byNode[node]!
             var nodeBars: [Bar] = []
             for (a, b) in zip(list, list.dropFirst()) {
                 // A node's first step is announced before the start hold: the step begins when the hold lifts.
                 if a.status == .started && b.status == .waiting && waitPhases.contains(b.phase) { continue }
+                if isConfirm(b) {
+                    // Gates and confirm: from the node's last step to the confirm, with the gate runs in between.
+                    let runs = gates.filter { $0.end >= a.timestamp && $0.start <= b.timestamp }
+                    append(&nodeBars, Bar(row: node, phase: .gates, start: a.timestamp, end: b.timestamp, failed: false,
+                                          detail: runs.flatMap(\.detail) + [b.message]))
+                    confirms.append(Mark(row: node, at: b.timestamp, message: b.message))
+                    continue
+                }
                 let phase = a.status == .started || a.status == .waiting && waitPhases.contains(a.phase) ? a.phase : b.phase
                 append(&nodeBars, Bar(row: node, phase: phase, start: a.timestamp, end: b.timestamp, failed: b.status == .failed, detail: [b.message]))
                 if waitPhases.contains(phase) { waits.append(nodeBars.last!) }
             }
-            // After its last event the node waits for the next gate run to pass, then is confirmed.
-            if let last = list.last, last.status != .failed, !(waitPhases.contains(last.phase) && list.count == 1) {
+            // A log without the node's confirm (written before nk3 logged it, or a rollout that ended first):
+            // after its last event the node waits for the next gate run to pass.
+            if let last = list.last, last.status != .failed, !isConfirm(last), !(waitPhases.contains(last.phase) && list.count == 1) {
                 if let run = gates.first(where: { $0.start >= last.timestamp }) {
                     append(&nodeBars, Bar(row: node, phase: .gates, start: last.timestamp, end: run.end, failed: run.failed, detail: run.detail))
                 } else if last.phase != .rollout {
@@ -96,8 +111,11 @@ public struct RolloutTimeline: Sendable, Hashable {
             bars += gates
             waits += gates.compactMap(\.waited)
         }
-        return RolloutTimeline(start: t0, end: t1, rows: rows, bars: bars, waits: waits, failures: failures)
+        return RolloutTimeline(start: t0, end: t1, rows: rows, bars: bars, waits: waits, failures: failures, confirms: confirms)
     }
+
+    /// The coordinator's confirm of a node's apply (`RolloutMessages.confirmed`).
+    static func isConfirm(_ e: RolloutEvent) -> Bool { e.node != nil && e.phase == .confirm && e.status == .ok }
 
     /// Phases drawn on a node's row.
     static func isNodePhase(_ p: RolloutPhase) -> Bool {

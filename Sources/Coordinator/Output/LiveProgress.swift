@@ -2,7 +2,9 @@ import Foundation
 
 /// The live view of a rollout on a terminal, as a pure function of the events so far: nodes done of total,
 /// each in-flight node's phase and time in it, what the rollout is waiting on (health gates, the maintenance
-/// window, firing alerts), and an ETA from the phase durations measured so far (`RolloutTimeline`).
+/// window, firing alerts), and an ETA from the node times measured so far and how many nodes may be in flight
+/// (`RolloutETA`, `RolloutCapacity`). A node's time runs from its start (after any hold for the window or an
+/// alert) to its confirm event, or to the gate run that let it go where no confirm follows (a reboot rollout).
 /// `LiveProgressSink` redraws it in place; everything it shows is computed here.
 public enum LiveProgress {
     /// What the view shows, before it is turned into lines.
@@ -29,8 +31,11 @@ public enum LiveProgress {
         public var finished: Bool
     }
 
-    /// The snapshot after `events`, for a rollout of `nodes`, at `now`.
-    public static func snapshot(events: [RolloutEvent], nodes: [String], now: Date) -> Snapshot {
+    /// The snapshot after `events`, for a rollout of `nodes` (in start order) that may have `capacity` in
+    /// flight, at `now`.
+    public static func snapshot(
+        events: [RolloutEvent], nodes: [String], now: Date, capacity: RolloutCapacity = RolloutCapacity()
+    ) -> Snapshot {
         var done: Set<String> = []
         var current: [String: (phase: String, since: Date)] = [:]
         var atGates: Set<String> = []
@@ -39,11 +44,14 @@ public enum LiveProgress {
         var inGateRun = false
         var finished = false
         var nodeStart: [String: Date] = [:]
-        var nodeTimes: [TimeInterval] = []
+        var held: Set<String> = []
+        var ships: Set<String> = []
+        var nodeTimes: [String: TimeInterval] = [:]
         func finish(_ node: String, at t: Date) {
-            if done.insert(node).inserted, let s = nodeStart[node] { nodeTimes.append(t.timeIntervalSince(s)) }
+            if done.insert(node).inserted, let s = nodeStart[node] { nodeTimes[node] = t.timeIntervalSince(s) }
             current[node] = nil
             holds[node] = nil
+            atGates.remove(node)
         }
         for e in events {
             if e.phase == .gates {  // a gate run's lines, also those naming a node
@@ -51,26 +59,33 @@ public enum LiveProgress {
                 if e.status == .waiting || e.status == .warning { gateWaits = [e.message] }
                 continue
             }
-            if inGateRun {  // the gate run before this event passed: nodes waiting on it are confirmed
+            if inGateRun {  // the gate run before this event passed: nodes waiting on it are confirmed next
                 inGateRun = false
                 gateWaits = []
-                for n in atGates { finish(n, at: e.timestamp) }
+                for n in atGates {
+                    if ships.contains(n) { current[n] = (RolloutPhase.confirm.rawValue, e.timestamp) } else { finish(n, at: e.timestamp) }
+                }
                 atGates = []
             }
             if e.phase == .rollout && e.node == nil && (e.status == .ok || e.status == .failed) {
                 finished = true
                 for n in atGates { finish(n, at: e.timestamp) }
-                atGates = []
+                for (n, c) in current where c.phase == RolloutPhase.confirm.rawValue { finish(n, at: e.timestamp) }
             }
             guard let node = e.node else { continue }
             if e.phase == .rollout && (e.status == .skipped) { finish(node, at: e.timestamp); continue }
+            if RolloutTimeline.isConfirm(e) { finish(node, at: e.timestamp); continue }
             guard RolloutTimeline.isNodePhase(e.phase) else { continue }
-            if nodeStart[node] == nil { nodeStart[node] = e.timestamp }
+            if e.phase == .rebuild || e.phase == .send { ships.insert(node) }
             if e.phase == .window || e.phase == .alerts {
+                // Held before its start: the node's time starts when the hold lifts.
                 if e.status == .waiting { holds[node] = e.message }
+                held.insert(node)
+                if nodeStart[node] == nil { nodeStart[node] = e.timestamp }
                 current[node] = (e.phase.rawValue, current[node]?.phase == e.phase.rawValue ? current[node]!.since : e.timestamp)
                 continue
             }
+            if nodeStart[node] == nil || held.remove(node) != nil { nodeStart[node] = e.timestamp }
             holds[node] = nil
             let label = e.status == .started ? e.phase.rawValue : next(after: e.phase)
             if current[node]?.phase != label { current[node] = (label, e.timestamp) }
@@ -81,13 +96,12 @@ public enum LiveProgress {
             .sorted { ($0.since, $0.node) < ($1.since, $1.node) }
         let doneCount = done.count
         var eta: TimeInterval?
-        if !nodeTimes.isEmpty && !finished {
-            let mean = nodeTimes.reduce(0, +) / Double(nodeTimes.count)
-            let remainingNodes = max(nodes.count - doneCount - inFlight.count, 0)
-            let inFlightLeft = inFlight.reduce(0.0) { acc, f in
-                acc + max(mean - now.timeIntervalSince(nodeStart[f.node] ?? now), 0)
+        if !finished {
+            let running = inFlight.map { f in
+                (node: f.node, elapsed: held.contains(f.node) ? 0 : now.timeIntervalSince(nodeStart[f.node] ?? now))
             }
-            eta = Double(remainingNodes) * mean + inFlightLeft
+            let pending = nodes.filter { !done.contains($0) && current[$0] == nil }
+            eta = RolloutETA.remaining(inFlight: running, pending: pending, measured: nodeTimes, capacity: capacity)
         }
         return Snapshot(
             total: max(nodes.count, doneCount + inFlight.count), done: doneCount, inFlight: inFlight,

@@ -14,19 +14,22 @@ public final class LiveProgressSink: RolloutEventSink {
 
     private let state = Mutex(State())
     private let nodes: [String]
+    private let capacity: RolloutCapacity
     private let line: @Sendable (RolloutEvent) -> String
     private let write: @Sendable (String) -> Void
     private let now: @Sendable () -> Date
     private let width: Int
 
-    /// A live view of a rollout of `nodes`; `line` renders an event's line(s) (newline included), `write`
-    /// writes to the terminal, `width` is the terminal's width in columns (block lines are cut to fit).
+    /// A live view of a rollout of `nodes` (in start order) with `capacity` in flight at most; `line` renders an
+    /// event's line(s) (newline included), `write` writes to the terminal, `width` is the terminal's width in
+    /// columns (block lines are cut to fit).
     public init(
-        nodes: [String], width: Int = LiveProgressSink.terminalWidth(fd: 1),
+        nodes: [String], capacity: RolloutCapacity = RolloutCapacity(), width: Int = LiveProgressSink.terminalWidth(fd: 1),
         line: @escaping @Sendable (RolloutEvent) -> String, write: @escaping @Sendable (String) -> Void,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.nodes = nodes
+        self.capacity = capacity
         self.width = max(width, 20)
         self.line = line
         self.write = write
@@ -70,7 +73,7 @@ public final class LiveProgressSink: RolloutEventSink {
 
     private func block(_ s: inout State) -> String {
         let t = now()
-        let lines = LiveProgress.render(LiveProgress.snapshot(events: s.events, nodes: nodes, now: t), now: t)
+        let lines = LiveProgress.render(LiveProgress.snapshot(events: s.events, nodes: nodes, now: t, capacity: capacity), now: t)
             .map { $0.count > width - 1 ? String($0.prefix(width - 2)) + "…" : $0 }
         s.drawn = lines.count
         return lines.map { "\u{1B}[7m" + $0 + "\u{1B}[0m\n" }.joined()

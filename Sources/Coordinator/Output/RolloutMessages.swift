@@ -217,6 +217,14 @@ public enum RolloutMessages {
                 + "while one is down")
     }
 
+    /// The coordinator confirmed the node's apply: its agent keeps the new generation (nk3's own line, after
+    /// the gates; the Python tool had no confirm).
+    static func confirmed(_ node: String, serial: UInt64?) -> RolloutNotice {
+        RolloutNotice(
+            node: node, phase: .confirm, status: .ok,
+            message: "Confirmed \(serial.map { "apply \($0)" } ?? "the apply") on \(node): its agent keeps the new generation")
+    }
+
     /// "Kernel upgraded from A to B on X" (the Python tool's line).
     static func kernelUpgraded(_ node: String, from: String, to: String) -> RolloutNotice {
         RolloutNotice(node: node, phase: .rollout, status: .ok, message: "Kernel upgraded from \(from) to \(to) on \(node)")
@@ -230,9 +238,18 @@ public enum RolloutMessages {
                 + (summary.alreadyDone.isEmpty ? "" : ", \(summary.alreadyDone.count) already done"))
     }
 
-    /// A failure, as the line that reports it.
+    /// A failure, as the line that reports it (a stop outside the maintenance window on the window's phase).
     static func failed(_ failure: RolloutFailure) -> RolloutNotice {
-        RolloutNotice(node: failure.node, phase: failure.step?.phase ?? .rollout, status: .failed, message: failure.message)
+        let phase = failure.kind == .outsideWindow ? .window : failure.step?.phase ?? .rollout
+        return RolloutNotice(node: failure.node, phase: phase, status: .failed, message: failure.message)
+    }
+
+    /// A start was refused (`cause`) while `inFlight` were in flight: they finish, no other node starts.
+    static func stoppingAfter(_ inFlight: [String], cause: String) -> RolloutNotice {
+        RolloutNotice(
+            node: nil, phase: .rollout, status: .warning,
+            message: "Stopping between nodes (\(cause)): no further node starts; waiting for \(inFlight.joined(separator: ", ")) "
+                + "in flight to finish")
     }
 }
 

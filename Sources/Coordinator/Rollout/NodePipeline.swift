@@ -79,6 +79,9 @@ struct NodeRun: Sendable, Hashable {
     var trialBoot = false
     var cordonedByUs = false
     var confirmed = false
+    /// Started by this run from its first step (not resumed or brought back): its first action starts it,
+    /// and only such a node waits for the maintenance window and the alert gate.
+    var fresh = false
 
     /// A run of `node` through `steps` (set later when nil).
     init(node: RolloutPlan.Node, steps: [RolloutStep] = []) {

@@ -288,11 +288,14 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                         let wait = self.deadline(for: action, in: &deadlines)
                         outstanding += 1
                         // A node about to start waits for the window and the alert gate (RolloutExecutor+StartHold).
-                        let starting = startsNode(action, kind: plan.kind, started: &startedNodes)
+                        let starting = startsNode(action, kind: plan.kind, fresh: machine.startsFresh, started: &startedNodes)
                         let policy = configuration.startPolicy
                         group.addTask {
-                            if let starting, let policy, policy.holdsAnything {
-                                try await self.awaitStart(starting, policy: policy, resumes: plan.kind == .reboot ? .drain : .rebuild)
+                            if let starting, let policy, policy.holdsAnything,
+                                let stop = try await self.awaitStart(starting, policy: policy, resumes: plan.kind == .reboot ? .drain : .rebuild)
+                            {
+                                // --no-wait outside the window: the node does not start; the machine stops between nodes.
+                                return .startRefused(node: starting, failure: stop)
                             }
                             return try await self.perform(action, wait: wait)
                         }

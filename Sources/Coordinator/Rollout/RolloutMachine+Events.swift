@@ -54,6 +54,10 @@ extension RolloutMachine {
         case uncordoned(node: String, wasOurs: Bool, at: Date)
         case gatesPassed(at: Date)
         case confirmed(node: String)
+        /// A node's first step was not carried out: the start policy refused it (`--no-wait` outside the
+        /// maintenance window). The node goes back to waiting, no other node starts, and once the nodes in
+        /// flight have finished the rollout stops with `failure`.
+        case startRefused(node: String, failure: RolloutFailure)
         /// A step failed (node nil for gates).
         case failed(node: String?, step: RolloutStep, kind: RolloutFailure.Kind, cause: String)
         /// A wait ran out (node nil for gates).

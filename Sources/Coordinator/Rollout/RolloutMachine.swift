@@ -32,6 +32,8 @@ public struct RolloutMachine: Sendable {
     private var lastSaved: RolloutProgress?
     private var summary = RolloutSummary()
     private var fingerprint = ""
+    /// Why the rollout stops between nodes once the nodes in flight have finished (a refused start).
+    private var stopping: RolloutFailure?
 
     /// A machine for `plan`; call `start` first.
     public init(plan: RolloutPlan) { self.plan = plan }
@@ -41,6 +43,13 @@ public struct RolloutMachine: Sendable {
 
     /// Nodes currently in flight, in start order (for tests and status output).
     public var nodesInFlight: [String] { schedule.inFlight }
+
+    /// Whether `node`'s next action is the first step of a node this run starts (not a resumed node's, nor one
+    /// brought back): the executor holds only such a node for the maintenance window and the alert gate.
+    public func startsFresh(_ node: String) -> Bool {
+        guard let run = running[node] else { return false }
+        return run.fresh && run.index == 0
+    }
 
     // MARK: - Start
 
@@ -243,9 +252,22 @@ public struct RolloutMachine: Sendable {
 
         case .confirmed(let name):
             guard var run = expect(name, .confirm) else { return unexpected(input) }
+            // The event log's explicit end of the node's gates-and-confirm (RolloutTimeline, LiveProgress).
+            notes.append(.notify(RolloutMessages.confirmed(name, serial: run.applySerial)))
             run.confirmed = true
             run.advance()
             running[name] = run
+
+        case .startRefused(let name, let failure):
+            guard let run = running[name], run.fresh, run.index == 0, run.issued else { return unexpected(input) }
+            running[name] = nil
+            schedule.stopStarting(unstarting: name)
+            if stopping == nil {
+                stopping = failure
+                // The nodes underway (not those whose start is still being decided) finish first.
+                let others = schedule.inFlight.filter { running[$0].map { !($0.fresh && $0.index == 0) } ?? false }
+                if !others.isEmpty { notes.append(.notify(RolloutMessages.stoppingAfter(others, cause: failure.cause))) }
+            }
 
         case .failed(let name, let step, let kind, let cause):
             if let name, let run = running[name] {
@@ -293,7 +315,9 @@ public struct RolloutMachine: Sendable {
             // Start new nodes (all that may start now, before any of them disrupts and clears `verified`).
             while let next = schedule.startNext() {
                 let node = nodes[next]!
-                running[next] = NodeRun(node: node, steps: NodePipeline.full(kind: plan.kind, action: node.bundle?.action).steps)
+                var run = NodeRun(node: node, steps: NodePipeline.full(kind: plan.kind, action: node.bundle?.action).steps)
+                run.fresh = true
+                running[next] = run
                 progressed = true
             }
             // Issue every step that may run.
@@ -320,6 +344,10 @@ public struct RolloutMachine: Sendable {
             }
         }
         guard phase == .running else { return actions }
+        // A refused start: stop between nodes, once every node in flight has finished its whole sequence.
+        if let stopping, schedule.inFlight.isEmpty, !schedule.gatesRunning {
+            return actions + abort(stopping)
+        }
         // Gates: only with nothing disrupted, when something needs them.
         let waiting = schedule.inFlight.filter { running[$0]?.current == .gates }
         if schedule.startGates(waiting: waiting, anyInDisruption: running.values.contains { $0.inDisruption }) {

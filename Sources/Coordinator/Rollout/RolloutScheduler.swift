@@ -10,6 +10,8 @@ import Foundation
 ///   since (so "gates before each new node" holds with any budget);
 /// - gates run only while no node is disrupted, and a node enters disruption only while no gate run is due
 ///   or running — so a gate run never sees a node nk3 is still taking down, and never starves.
+/// - once a start is refused (`--no-wait` outside the maintenance window) no node starts any more; the nodes in
+///   flight finish, and the rollout stops between nodes.
 struct RolloutScheduler: Sendable, Hashable {
     /// The processing order (`RolloutPlan.order()`).
     let order: [String]
@@ -31,6 +33,8 @@ struct RolloutScheduler: Sendable, Hashable {
     private(set) var gatesRunning = false
     /// The nodes waiting on the running gate run.
     private(set) var gateNodes: [String] = []
+    /// No node starts any more (the rollout stops once the nodes in flight have finished).
+    private(set) var stopped = false
 
     /// A scheduler for `order`; every node starts neither pending nor in flight.
     init(order: [String], budget: Int, servers: Set<String>, serverLimit: Int) {
@@ -57,7 +61,7 @@ struct RolloutScheduler: Sendable, Hashable {
 
     /// The next node that may start now, if any; it is then in flight.
     mutating func startNext() -> String? {
-        guard !pending.isEmpty, verified, !gatesRunning, !initialGatesPending, inFlight.count < budget else {
+        guard !stopped, !pending.isEmpty, verified, !gatesRunning, !initialGatesPending, inFlight.count < budget else {
             return nil
         }
         let serversInFlight = inFlight.filter(servers.contains).count
@@ -71,6 +75,13 @@ struct RolloutScheduler: Sendable, Hashable {
     /// `name` left the pipeline.
     mutating func finished(_ name: String) { inFlight.removeAll { $0 == name } }
 
+    /// `name` was started but did not take its first step: it waits again, and no node starts from now on.
+    mutating func stopStarting(unstarting name: String) {
+        inFlight.removeAll { $0 == name }
+        pending.insert(name)
+        stopped = true
+    }
+
     /// Whether a node may enter disruption now (no gate run is due or running). `nodesAtGates`: some node
     /// in flight waits at its gates step.
     func mayEnterDisruption(nodesAtGates: Bool) -> Bool { !(gatesRunning || initialGatesPending || nodesAtGates) }
@@ -80,7 +91,7 @@ struct RolloutScheduler: Sendable, Hashable {
 
     /// Whether to start a gate run now, for the nodes `waiting` at their gates step; it is then running.
     mutating func startGates(waiting: [String], anyInDisruption: Bool) -> Bool {
-        let wantStart = !verified && !pending.isEmpty && inFlight.count < budget
+        let wantStart = !stopped && !verified && !pending.isEmpty && inFlight.count < budget
         guard !gatesRunning, !anyInDisruption, initialGatesPending || !waiting.isEmpty || wantStart else { return false }
         gatesRunning = true
         gateNodes = waiting

@@ -96,7 +96,9 @@ public struct DemoRunner: Sendable {
 
     private func step(cluster: SimulatedCluster) async throws {
         let inventory = cluster.inventoryPath
-        let sink = makeSink(nodes: try Inventory.load(path: inventory).nodes.map(\.name))
+        let inv = try Inventory.load(path: inventory)
+        let layout = inv.liveViewLayout(options: try RolloutFlags().planOptions(inv))
+        let sink = makeSink(nodes: layout.nodes, capacity: layout.capacity)
 
         banner("$ nk3 status -i \(inventory)")
         try await printStatus(inventory: inventory)
@@ -165,7 +167,7 @@ public struct DemoRunner: Sendable {
         for line in StatusTable.render(rows).split(separator: "\n") { out(String(line)) }
     }
 
-    private func makeSink(nodes: [String]) -> any RolloutEventSink {
+    private func makeSink(nodes: [String], capacity: RolloutCapacity) -> any RolloutEventSink {
         // The sinks end every line with a newline; `out`/`err` take lines without one.
         let out = self.out
         let err = self.err
@@ -176,7 +178,7 @@ public struct DemoRunner: Sendable {
             let human = HumanEventSink(useColor: options.useColor, out: { out(strip($0)) }, err: { err(strip($0)) })
             guard options.live else { return human }
             // On a terminal: the live view (LiveProgress) redrawn below the lines.
-            return LiveProgressSink(nodes: nodes, line: { human.render($0) }, write: { out(strip($0)) })
+            return LiveProgressSink(nodes: nodes, capacity: capacity, line: { human.render($0) }, write: { out(strip($0)) })
         }
     }
 

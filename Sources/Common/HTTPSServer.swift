@@ -23,6 +23,8 @@ public final class HTTPSServer: Sendable {
     private let connections: Connections
     private let admission: ConnectionAdmission
     private let isTLS: Bool
+    /// Trims the allocator after connection bursts (TLS servers: the agent).
+    private let memoryReturn: Task<Void, Never>?
     /// The bound port (useful with port 0).
     public let port: Int
     /// The bound host.
@@ -33,6 +35,7 @@ public final class HTTPSServer: Sendable {
         admission: ConnectionAdmission, isTLS: Bool, host: String, port: Int
     ) {
         self.isTLS = isTLS
+        self.memoryReturn = isTLS ? MemoryReturn.watch(admission) : nil
         self.serverChannel = serverChannel
         self.runTask = runTask
         self.connections = connections
@@ -219,6 +222,7 @@ public final class HTTPSServer: Sendable {
     /// Stops accepting, closes every connection (ending handlers' connections and streams in progress) and
     /// waits until all of them are done. Never cancels the accept loop (see `Connections`).
     public func shutdown() async {
+        memoryReturn?.cancel()
         connections.stop()
         try? await serverChannel.channel.close()
         connections.stop()  // any accepted between the first stop and the close

@@ -307,31 +307,37 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                 }
                 outstanding -= 1
                 var released: [RolloutMachine.Action] = []
-                if !pinSettled, case .rebuildFinished(let node, let outcome, _) = input, node == pinLeader, !outcome.fetchedChannel {
-                    // The leader fetched nothing (its rebuild failed): the next node to start leads instead.
+                if !pinSettled, case .startRefused(let node, _) = input, node == pinLeader {
+                    // The leader never started (outside the window): the held nodes go on, the next one leads.
                     pinLeader = nil
                     released = heldForPin
                     heldForPin = []
                 }
-                if !pinSettled, case .rebuildFinished(let node, let outcome, _) = input, outcome.fetchedChannel,
-                    let bundle = plan.nodes.first(where: { $0.name == node })?.bundle, bundle.upgrade,
-                    let channel = bundle.nixChannel
-                {
-                    pinSettled = true
+                if !pinSettled, case .rebuildFinished(let node, let outcome, _) = input, pinLeader == nil || node == pinLeader {
+                    // The leader's rebuild is over: the held nodes go on (pinned, when a pin could be taken).
                     released = heldForPin
                     heldForPin = []
-                    do {
-                        let status = try await withTimeout(configuration.timeouts.agentCall) { try await agents.status(node: node) }
-                        switch ChannelPin.from(node: node, status: status, channel: channel) {
-                        case .success(let p):
-                            pin = p
-                            emit(p.notice)
-                        case .failure(let why):
-                            emit(ChannelPin.warning(why))
+                    if !outcome.fetchedChannel {
+                        pinLeader = nil  // it fetched nothing (its rebuild failed): the next node to start leads
+                    } else {
+                        pinSettled = true
+                        if let bundle = plan.nodes.first(where: { $0.name == node })?.bundle, bundle.upgrade,
+                            let channel = bundle.nixChannel
+                        {
+                            do {
+                                let status = try await withTimeout(configuration.timeouts.agentCall) { try await agents.status(node: node) }
+                                switch ChannelPin.from(node: node, status: status, channel: channel) {
+                                case .success(let p):
+                                    pin = p
+                                    emit(p.notice)
+                                case .failure(let why):
+                                    emit(ChannelPin.warning(why))
+                                }
+                            } catch {
+                                try rethrowCancellation(error)
+                                emit(ChannelPin.warning(.init(reason: "\(node)'s agent did not report its channel release (\(error))")))
+                            }
                         }
-                    } catch {
-                        try rethrowCancellation(error)
-                        emit(ChannelPin.warning(.init(reason: "\(node)'s agent did not report its channel release (\(error))")))
                     }
                 }
                 actions = machine.handle(input) + released

@@ -38,6 +38,10 @@ struct ChannelAgentBinaryTests {
         let data = Self.binary()
         let sha = Self.sha(data)
         #expect(try await client.agentBinaryPresence(sha256: sha).present == false)
+        // Only a digest names a binary.
+        await #expect {
+            _ = try await client.agentBinaryPresence(sha256: "..")
+        } throws: { ($0 as? AgentClientError)?.wireError?.code == .malformed }
 
         let env = try envelope(fixture, sha256: sha, size: data.count, serial: 1_000_001)
         let answer = try await client.uploadAgentBinary(data, sha256: sha, envelope: env)

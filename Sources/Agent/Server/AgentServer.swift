@@ -123,6 +123,9 @@ public final class AgentServer: Service, Sendable {
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         switch (request.method, segments) {
         case (.GET, let s) where s.count == 3 && s[0] == "v1" && s[1] == "agent-binary":
+            if let problem = StageAgentBinaryCommand(sha256: s[2], size: 1).validationProblem {
+                return refuse(WireError(.malformed, "GET /v1/agent-binary/SHA256: \(problem)"))
+            }
             return ok(
                 AgentBinaryPresence(
                     sha256: s[2], present: binaries.has(sha256: s[2]),

@@ -28,6 +28,14 @@ final class Evaluator {
     /// Macro calls, includes and recursive loops nested deeper than this are a `RecursionError` (Python's
     /// default recursion limit stops Jinja2 at a similar depth).
     static let maxDepth = 100
+    /// Frames that hold a macro defined in them (each macro holds its frame in turn): emptied after the render.
+    var macroFrames: [Frame] = []
+
+    /// Breaks the macro ↔ frame cycles once the render is over.
+    func releaseMacroFrames() {
+        for f in macroFrames { f.vars = [:] }
+        macroFrames = []
+    }
 
     init(loader: (any TemplateLoader)?) {
         self.loader = loader
@@ -83,6 +91,7 @@ final class Evaluator {
             try locate(loc) { () throws(JinjaError) in try assign(target, v, frame) }
         case .macro(let m):
             frame.vars[m.name] = .callable(makeMacro(m.name, m.parameters, m.body, m, closure: frame))
+            macroFrames.append(frame)
         case .callBlock(let call, let params, let body, let loc):
             let callerDef = MacroDef(
                 name: "caller", parameters: params, body: body, usesVarargs: false, usesKwargs: false,

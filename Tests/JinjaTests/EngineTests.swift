@@ -129,3 +129,22 @@ struct EngineTests {
         #expect(try render("{{ v }}", ["v": .from(["b": 1, "a": [true, nil] as [Any?]])]) == "{'a': [True, None], 'b': 1}")
     }
 }
+
+/// A macro holds the frame it was defined in and the frame holds the macro; the render must not leave that cycle
+/// behind (found by LeakSanitizer through the `jinja` fuzz target: Fuzz/regressions/jinja/macro-frame-cycle.j2).
+@Suite("Jinja: macros do not outlive the render")
+struct JinjaMacroLifetimeTests {
+    @Test func macroFramesAreFreedAfterTheRender() throws {
+        let t = try Template(
+            source: "{% macro nixlist(xs) %}[ {% for x in xs %}\"{{ x }}\" {% endfor %}]{% endmacro %}{{ nixlist(words) }}",
+            name: "t")
+        let ev = Evaluator(loader: nil)
+        #expect(try ev.renderTemplate(t, context: ["words": .list([.string("a")])]) == "[ \"a\" ]")
+        weak let frame = ev.macroFrames.first
+        #expect(frame != nil, "the macro's frame is alive while the evaluator may still call it")
+        ev.releaseMacroFrames()
+        #expect(frame == nil, "released: the macro and its frame are freed")
+        // Template.render releases them itself, and renders the same text.
+        #expect(try t.render(["words": .list([.string("a")])]) == "[ \"a\" ]")
+    }
+}

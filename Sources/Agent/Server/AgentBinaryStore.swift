@@ -128,11 +128,7 @@ final class AgentBinaryUpload: HTTPBodyConsumer {
             unlink(temp)
             return Self.refusal(WireError(.internalError, "cannot place \(final): \(String(cString: strerror(e)))"))
         }
-        let dir = open(store.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
-        }
+        try? SecureFiles.syncDirectory(store.directory)
         store.prune(keeping: final)
         return .json(.ok, AgentBinaryPresence(sha256: command.sha256, present: true, path: final), encoder: CanonicalJSON.encoder())
     }

@@ -126,10 +126,8 @@ public final class AgentServer: Service, Sendable {
             if let problem = StageAgentBinaryCommand(sha256: s[2], size: 1).validationProblem {
                 return refuse(WireError(.malformed, "GET /v1/agent-binary/SHA256: \(problem)"))
             }
-            return ok(
-                AgentBinaryPresence(
-                    sha256: s[2], present: binaries.has(sha256: s[2]),
-                    path: binaries.has(sha256: s[2]) ? binaries.path(sha256: s[2]) : nil))
+            let present = binaries.has(sha256: s[2])
+            return ok(AgentBinaryPresence(sha256: s[2], present: present, path: present ? binaries.path(sha256: s[2]) : nil))
         case (.GET, ["v1", "status"]):
             var status = await engine.status()
             status.lastAcceptedSerial = serials.current

@@ -61,12 +61,25 @@ struct E2ETrialBootTests {
             #expect(again.node == "sim-node-2")
             #expect(again.message.contains("previous generation"), "\(again.message)")
             #expect(again.message.contains("trial boot failed"), "\(again.message)")
+            // The node that rolled back stays cordoned: it is out of service until someone has looked at it.
+            #expect(c.cordoned() == ["sim-node-2"], "\(again.message)")
 
             // Node 3: never touched.
             let s3 = try await c.sim.agentClient(for: "sim-node-3").status()
             #expect(s3.lastAcceptedSerial == before["sim-node-3"]?.lastAcceptedSerial)
             #expect(s3.profileGeneration == 1)
             #expect(try await c.files(on: "sim-node-3") == oldNode3)
+
+            // How the operator brings it back (docs/RELIABILITY.md#trial-boot): revert the change and rerun. Node 2
+            // already runs the old files, so nk3 recovers it (Ready, uncordon, gates); node 1 gets the old files.
+            try c.restoreTemplate()
+            let reverted = E2ESink()
+            _ = try await c.rollout(.apply(.boot), sink: reverted)
+            #expect(c.cordoned().isEmpty, "\(reverted.transcript)")
+            #expect(try await c.files(on: "sim-node-2") == oldFiles)
+            let revertedRender = try c.rendered()
+            #expect(revertedRender["sim-node-1"] != rendered["sim-node-1"], "the revert changes node 1's files")
+            #expect(try await c.files(on: "sim-node-1") == revertedRender["sim-node-1"])
         }
     }
 }

@@ -124,6 +124,12 @@ public actor ApplyEngine: AgentEngine, Service {
     // MARK: AgentEngine
 
     public func status() async -> AgentStatus {
+        // The machine's own record first, then the system: this actor runs other work at each `await` below, so
+        // reading the record last could pair a result that says "rolled back" with generations read before the
+        // rollback moved the profile. Read in this order, everything a result reports done is in the facts.
+        let operation = machine.operationStatus
+        let lastResult = machine.state.lastResult
+        let pendingReboot = machine.state.pendingReboot
         let facts = (try? await system.facts()) ?? NodeFacts(
             hostname: "unknown", kernel: "unknown", nixosVersion: nil, bootID: AgentStatus.unknownBootID, uptimeSeconds: 0)
         let gens = try? await system.generations()
@@ -139,9 +145,9 @@ public actor ApplyEngine: AgentEngine, Service {
             profileKernel: gens?.profileGeneration.flatMap { gens?.kernels[$0] }, bootID: facts.bootID,
             uptimeSeconds: facts.uptimeSeconds, configHash: ConfigFiles.hash(files: files),
             files: ConfigFiles.digests(files), channel: channel?.url(named: "nixos"), lastAcceptedSerial: nil,
-            operation: machine.operationStatus, lastResult: machine.state.lastResult, kubelet: kubelet,
+            operation: operation, lastResult: lastResult, kubelet: kubelet,
             rollbackMode: await system.trialBootLoader() == nil ? "dead-man" : "trial-boot",
-            pendingReboot: machine.state.pendingReboot.flatMap { p in
+            pendingReboot: pendingReboot.flatMap { p in
                 // Still this boot: accepted, not carried out yet.
                 p.bootID == facts.bootID
                     ? PendingRebootStatus(bootID: p.bootID, reason: p.reason, serial: p.serial, requestedAt: p.requestedAt)

@@ -114,6 +114,12 @@ final class E2ECluster: Sendable {
 
     /// Edits the template exactly like `DemoRunner` does: the default template plus one line, saved next to
     /// the inventory and named by `template:`.
+    /// Puts the template back to the default (after `editTemplate`): what an operator does to revert a change.
+    func restoreTemplate() throws {
+        try DefaultTemplate.source.write(
+            toFile: directory.appendingPathComponent("template.nix.j2").path, atomically: true, encoding: .utf8)
+    }
+
     func editTemplate(adding line: String = E2ECluster.changedLine) throws {
         let templatePath = directory.appendingPathComponent("template.nix.j2").path
         let anchor = "  boot.kernelModules = [ \"rbd\" ];\n"

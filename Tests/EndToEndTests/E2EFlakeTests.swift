@@ -1,0 +1,85 @@
+import Foundation
+import NK3Coordinator
+import NK3Protocol
+import NK3Simulation
+import Testing
+
+/// Flake mode (`flake: true`): the bundle carries flake.nix and flake.lock, the agent builds the flake, and
+/// `nk3 upgrade` updates the lock once, on the first node, then ships that lock to every other node.
+@Suite("E2E: flake mode (simulation)", .timeLimit(.minutes(5)))
+struct E2EFlakeTests {
+    static let first = SimulatedChannels.Release(nixosVersion: "24.05.4000.a1b2c3d4e5f6", kernel: "6.6.45")
+    static let second = SimulatedChannels.Release(nixosVersion: "24.05.4100.f6e5d4c3b2a1", kernel: "6.6.46")
+    static let newer = SimulatedChannels.Release(nixosVersion: "24.05.4200.0badc0ffee00", kernel: "6.6.47")
+
+    /// Turns flake mode on, with a flake.lock pinned to `release` in the inventory's directory (nil: none).
+    static func useFlakes(_ c: E2ECluster, lockedTo release: SimulatedChannels.Release?) throws {
+        var yaml = try String(contentsOfFile: c.inventoryPath, encoding: .utf8)
+        yaml += (yaml.hasSuffix("\n") ? "" : "\n") + "flake: true\n"
+        try yaml.write(toFile: c.inventoryPath, atomically: true, encoding: .utf8)
+        let lock = c.directory.appendingPathComponent("flake.lock").path
+        if let release {
+            try SimulatedChannels.flakeLock(branch: "nixos-24.05", release: release)
+                .write(toFile: lock, atomically: true, encoding: .utf8)
+        } else {
+            try? FileManager.default.removeItem(atPath: lock)
+        }
+    }
+
+    static func rev(_ r: SimulatedChannels.Release) -> String { r.channelRelease.gitRevision! }
+
+    @Test("nk3 apply in flake mode: every node lands flake.nix and the inventory's flake.lock and builds its nixpkgs")
+    func applyBuildsTheLockedNixpkgs() async throws {
+        try await E2ECluster.with { c in
+            try Self.useFlakes(c, lockedTo: Self.first)
+            let sink = E2ESink()
+            let summary = try await c.rollout(.apply(.boot), sink: sink)
+            #expect(summary.updated == c.names, "\(sink.transcript)")
+            for (n, s) in try await c.statuses() {
+                #expect(s.flakeLock?.nixpkgsRevision == Self.rev(Self.first), "\(n)")
+                #expect(s.files[FlakeLock.flakeFile] != nil, "\(n)")
+                #expect(s.kernel == "6.6.45", "\(n)")
+            }
+        }
+    }
+
+    @Test("nk3 upgrade in flake mode: nixpkgs moves on after the first node's lock update, and every node still ends on that node's lock")
+    func upgradeShipsTheLeadersLock() async throws {
+        try await E2ECluster.with { c in
+            try Self.useFlakes(c, lockedTo: Self.first)
+            let sink = E2ESink()
+            sink.onEvent { event in
+                // Right after the first node updated its lock: nixpkgs moves on.
+                if event.message.contains(" updated flake.lock to nixpkgs ") {
+                    c.sim.channels.publish("nixos-24.05", Self.newer)
+                }
+            }
+            let summary = try await c.rollout(.upgrade(.boot), sink: sink)
+            #expect(summary.updated == c.names, "\(sink.transcript)")
+            #expect(c.sim.channels.latest(SimulatedChannels.url(of: "nixos-24.05")) == Self.newer, "nixpkgs did move on")
+            let leader = c.names[0]
+            #expect(sink.messages.contains { $0.hasPrefix("\(leader) updated flake.lock to nixpkgs \(Self.rev(Self.second).prefix(12))") },
+                    "\(sink.transcript)")
+            let after = try await c.statuses()
+            let leaderLock = try #require(after[leader]?.flakeLock)
+            for n in c.names {
+                #expect(after[n]?.flakeLock == leaderLock, "\(n) holds the leader's lock, byte for byte")
+                #expect(after[n]?.flakeLock?.nixpkgsRevision == Self.rev(Self.second), "\(n): not the newer nixpkgs")
+                #expect(after[n]?.kernel == "6.6.46", "\(n)")
+            }
+            // Only the leader updated the lock.
+            let updates = try c.names.filter { try c.sim.member($0).node.snapshot.flakeLockUpdates > 0 }
+            #expect(updates == [leader], "\(updates)")
+        }
+    }
+
+    @Test("flake mode without any flake.lock is refused before anything is touched: a node never locks nixpkgs by itself")
+    func noLockIsRefused() async throws {
+        try await E2ECluster.with { c in
+            try Self.useFlakes(c, lockedTo: nil)
+            let sink = E2ESink()
+            await #expect(throws: (any Error).self) { _ = try await c.rollout(.apply(.boot), sink: sink) }
+            for (n, s) in try await c.statuses() { #expect(s.flakeLock == nil, "\(n)") }
+        }
+    }
+}

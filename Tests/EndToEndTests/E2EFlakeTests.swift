@@ -82,4 +82,83 @@ struct E2EFlakeTests {
             for (n, s) in try await c.statuses() { #expect(s.flakeLock == nil, "\(n)") }
         }
     }
+
+    @Test("nk3 status in flake mode: a FLAKE LOCK column with each node's locked nixpkgs, and MIXED when the locks differ")
+    func statusShowsTheLocks() async throws {
+        try await E2ECluster.with { c in
+            try Self.useFlakes(c, lockedTo: Self.first)
+            _ = try await c.rollout(.apply(.boot), sink: E2ESink())
+            let session = try ClusterSession.load(inventoryPath: c.inventoryPath, overrides: c.sim.sessionOverrides, logger: E2ECluster.quiet)
+            var rows = await session.probeAll().map { NodeStatusRow(probe: $0, rendered: nil, cordoned: nil) }
+            for r in rows { #expect(r.flakeLock == String(Self.rev(Self.first).prefix(12)), "\(r.node)") }
+            let table = StatusTable.render(rows)
+            #expect(table.split(separator: "\n").first?.contains("FLAKE LOCK") == true, "\(table)")
+            #expect(StatusTable.mixedFlakeLocks(rows) == nil)
+            rows[0].flakeLock = "0badc0ffee00"
+            #expect(StatusTable.render(rows).contains("MIXED: the nodes hold 2 flake locks (0badc0ffee00 on \(rows[0].node); "), "\(StatusTable.render(rows))")
+        }
+    }
+}
+
+/// The simulated node's flake evaluation, as real Nix behaves (see `SimulatedNode.flakeInputs`).
+@Suite("SimulatedNode flake mode (simulation)", .timeLimit(.minutes(1)))
+struct SimulatedNodeFlakeTests {
+    static let flake = """
+        {
+          inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.05";
+          outputs = { self, nixpkgs }: { nixosConfigurations."node1" = nixpkgs.lib.nixosSystem { modules = [ ./configuration.nix ]; }; };
+        }
+        """
+
+    func node(lock: SimulatedChannels.Release?) async throws -> SimulatedNode {
+        let n = try SimulatedNode(
+            hostname: "node1", files: SimulatedNodeTests.files, unmanagedFiles: [:], channelURL: SimulatedNodeTests.channel,
+            speed: .instant, logger: SimulatedNodeTests.quiet)
+        var files = SimulatedNodeTests.files
+        files["flake.nix"] = Self.flake
+        if let lock { files["flake.lock"] = SimulatedChannels.flakeLock(branch: "nixos-24.05", release: lock) }
+        try await n.replaceConfigFiles(with: files)
+        return n
+    }
+
+    @Test("the locked revision is built; without a lock Nix locks the newest nixpkgs in memory and only warns")
+    func lockedAndUnlocked() async throws {
+        let locked = try await node(lock: E2EFlakeTests.first)
+        let out = try await locked.rebuild(.boot, upgrade: false, flake: "node1") { _ in }
+        #expect(out.exitCode == 0, "\(out.output)")
+        #expect(try await locked.generations().profileSystem?.hasSuffix("24.05.4000.a1b2c3d4e5f6") == true)
+
+        let unlocked = try await node(lock: nil)
+        let o2 = try await unlocked.rebuild(.boot, upgrade: false, flake: "node1") { _ in }
+        #expect(o2.exitCode == 0)
+        #expect(o2.output.contains("warning: not writing modified lock file of flake 'path:/etc/nixos':"), "\(o2.output)")
+        #expect(try await unlocked.generations().profileSystem?.hasSuffix("24.05.4100.f6e5d4c3b2a1") == true, "the newest")
+        #expect(try await unlocked.readConfigFiles()["flake.lock"] == nil, "nothing written")
+    }
+
+    @Test("upgrade writes the newest lock; an unknown revision, a missing attribute or a missing flake.nix fail as Nix does")
+    func upgradeAndFailures() async throws {
+        let n = try await node(lock: E2EFlakeTests.first)
+        let up = try await n.rebuild(.boot, upgrade: true, flake: "node1") { _ in }
+        #expect(up.exitCode == 0)
+        #expect(try await n.readConfigFiles()["flake.lock"].flatMap { FlakeLock.locked($0)?.revision } == E2EFlakeTests.rev(E2EFlakeTests.second))
+        #expect(n.snapshot.flakeLockUpdates == 1)
+
+        let other = try await n.rebuild(.boot, upgrade: false, flake: "node2") { _ in }
+        #expect(other.exitCode == 1)
+        #expect(other.output.contains("does not provide attribute"), "\(other.output)")
+
+        var files = try await n.readConfigFiles()
+        files["flake.lock"] = SimulatedChannels.flakeLock(branch: "nixos-24.05", release: E2EFlakeTests.newer)
+        try await n.replaceConfigFiles(with: files)
+        let unknown = try await n.rebuild(.boot, upgrade: false, flake: "node1") { _ in }
+        #expect(unknown.exitCode == 1)
+        #expect(unknown.output.contains("HTTP error 404"), "\(unknown.output)")
+
+        files["flake.nix"] = nil
+        try await n.replaceConfigFiles(with: files)
+        let none = try await n.rebuild(.boot, upgrade: false, flake: "node1") { _ in }
+        #expect(none.exitCode == 1)
+        #expect(none.output.contains("does not contain a '/flake.nix' file"))
+    }
 }

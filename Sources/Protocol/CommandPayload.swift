@@ -144,6 +144,11 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
             if files[FlakeLock.lockFile] == nil { return "a flake bundle has no flake.lock" }
             if nixChannel != nil { return "a flake bundle names no channel (its flake.lock pins nixpkgs)" }
         }
+        if flake == nil, files[FlakeLock.flakeFile] != nil {
+            // nixos-rebuild without --flake takes /etc/nixos/flake.nix as an implied `--flake` (nixpkgs
+            // pkgs/os-specific/linux/nixos-rebuild), unlocked: a flake is only built as one, with `flake` set.
+            return "a bundle with flake.nix must name the flake attribute to build (flake)"
+        }
         if let ch = nixChannel {
             // `nix-channel --add URL` writes "URL NAME" as one line of ~/.nix-channels and reads it back split at
             // whitespace (nix: src/nix-channel/nix-channel.cc, readChannels): a space or a line break in the URL

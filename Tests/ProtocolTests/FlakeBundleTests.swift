@@ -48,6 +48,7 @@ struct FlakeBundleTests {
         noFlake["flake.nix"] = nil
         #expect(ApplyBundle(files: noFlake, action: .boot, flake: "n").validationProblem()?.contains("no flake.nix") == true)
         #expect(ApplyBundle(files: Self.files, action: .boot, nixChannel: "https://x/y", flake: "n").validationProblem() != nil)
+        #expect(ApplyBundle(files: Self.files, action: .boot).validationProblem()?.contains("must name the flake attribute") == true)
         for bad in ["", "a.b", "1node", "-x", "a b", "a\"b", "x'", String(repeating: "a", count: 64)] {
             #expect(!ApplyBundle.isValidFlakeAttribute(bad), "\(bad)")
             #expect(ApplyBundle(files: Self.files, action: .boot, flake: bad).validationProblem() != nil, "\(bad)")

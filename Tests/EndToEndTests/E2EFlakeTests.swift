@@ -73,13 +73,44 @@ struct E2EFlakeTests {
         }
     }
 
+    @Test("budget 3 over three servers and two agents: the others wait for the first node's lock update, so the whole first batch gets its lock")
+    func aWideFirstBatchGetsTheLeadersLock() async throws {
+        try await E2ECluster.with(nodes: 5, servers: 3) { c in
+            try Self.useFlakes(c, lockedTo: Self.first)
+            let sink = E2ESink()
+            sink.onEvent { event in
+                if event.message.contains(" updated flake.lock to nixpkgs ") { c.sim.channels.publish("nixos-24.05", Self.newer) }
+            }
+            let summary = try await c.rollout(.upgrade(.boot), budget: 3, sink: sink)
+            #expect(Set(summary.updated) == Set(c.names), "\(sink.transcript)")
+            let leader = try #require(
+                sink.messages.first { $0.contains(" updated flake.lock to nixpkgs ") }?.split(separator: " ").first.map(String.init),
+                "\(sink.transcript)")
+            let after = try await c.statuses()
+            for n in c.names {
+                #expect(after[n]?.flakeLock?.nixpkgsRevision == Self.rev(Self.second), "\(n): \(sink.transcript)")
+                #expect(after[n]?.kernel == "6.6.46", "\(n)")
+            }
+            let updates = try c.names.filter { try c.sim.member($0).node.snapshot.flakeLockUpdates > 0 }
+            #expect(updates == [leader], "\(updates)")
+        }
+    }
+
     @Test("flake mode without any flake.lock is refused before anything is touched: a node never locks nixpkgs by itself")
     func noLockIsRefused() async throws {
         try await E2ECluster.with { c in
             try Self.useFlakes(c, lockedTo: nil)
             let sink = E2ESink()
-            await #expect(throws: (any Error).self) { _ = try await c.rollout(.apply(.boot), sink: sink) }
-            for (n, s) in try await c.statuses() { #expect(s.flakeLock == nil, "\(n)") }
+            do {
+                let summary = try await c.rollout(.apply(.boot), sink: sink)
+                Issue.record("the rollout ran: \(summary)")
+            } catch {
+                #expect("\(error)".contains("flake mode: no flake.lock for \(c.names.joined(separator: ", "))"), "\(error)")
+            }
+            for (n, s) in try await c.statuses() {
+                #expect(s.flakeLock == nil, "\(n)")
+                #expect(s.lastResult == nil, "\(n): nothing was sent")
+            }
         }
     }
 

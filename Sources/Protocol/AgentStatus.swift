@@ -36,6 +36,9 @@ public struct AgentStatus: Codable, Sendable, Hashable {
     /// The exact release the `nixos` channel holds (from the unpacked channel's `.version` files), if known.
     /// Absent from agents that predate it.
     public var channelRelease: ChannelRelease?
+    /// Flake mode: the managed `flake.lock` (its digest, the nixpkgs revision it pins and, when small, the file).
+    /// Absent on a channel node and from agents that predate flakes.
+    public var flakeLock: FlakeLockReport?
     public var lastAcceptedSerial: UInt64?
     /// The operation in progress (apply awaiting confirm, rebuilding, rolling back), if any.
     public var operation: OperationStatus?
@@ -57,8 +60,9 @@ public struct AgentStatus: Codable, Sendable, Hashable {
         configHash: String, files: [String: String], channel: String?, lastAcceptedSerial: UInt64?,
         operation: OperationStatus?, lastResult: OperationResult?, kubelet: KubeletState,
         rollbackMode: String = "dead-man", pendingReboot: PendingRebootStatus? = nil,
-        channelRelease: ChannelRelease? = nil
+        channelRelease: ChannelRelease? = nil, flakeLock: FlakeLockReport? = nil
     ) {
+        self.flakeLock = flakeLock
         self.channelRelease = channelRelease
         self.hostname = hostname
         self.agentVersion = agentVersion

@@ -27,7 +27,7 @@ extension CommandPayload {
                 WireApply(
                     files: files.map { WireFile(name: $0.name, size: $0.content.utf8.count) }, action: bundle.action,
                     upgrade: bundle.upgrade, nixChannel: bundle.nixChannel,
-                    confirmTimeoutSeconds: bundle.confirmTimeoutSeconds))
+                    confirmTimeoutSeconds: bundle.confirmTimeoutSeconds, flake: bundle.flake))
         case .confirm(let c):
             files = []
             command = .confirm(c)
@@ -70,7 +70,7 @@ extension CommandPayload {
             command = .apply(
                 ApplyBundle(
                     files: try Self.files(apply.files, in: body), action: apply.action, upgrade: apply.upgrade,
-                    nixChannel: apply.nixChannel, confirmTimeoutSeconds: apply.confirmTimeoutSeconds))
+                    nixChannel: apply.nixChannel, confirmTimeoutSeconds: apply.confirmTimeoutSeconds, flake: apply.flake))
         case .confirm(let c): command = .confirm(c)
         case .reboot(let r): command = .reboot(r)
         case .rollback(let r): command = .rollback(r)
@@ -226,12 +226,18 @@ struct WireApply: Codable {
     var upgrade: Bool
     var nixChannel: String?
     var confirmTimeoutSeconds: Int
+    /// Absent (not null) for a channel bundle, so its header is what it was before flakes.
+    var flake: String?
 
     private enum CodingKeys: String, CodingKey {
-        case files, action, upgrade, nixChannel, confirmTimeoutSeconds
+        case files, action, upgrade, nixChannel, confirmTimeoutSeconds, flake
     }
 
-    init(files: [WireFile], action: RebuildAction, upgrade: Bool, nixChannel: String?, confirmTimeoutSeconds: Int) {
+    init(
+        files: [WireFile], action: RebuildAction, upgrade: Bool, nixChannel: String?, confirmTimeoutSeconds: Int,
+        flake: String?
+    ) {
+        self.flake = flake
         self.files = files
         self.action = action
         self.upgrade = upgrade
@@ -247,6 +253,7 @@ struct WireApply: Codable {
         upgrade = try c.decode(Bool.self, forKey: .upgrade)
         nixChannel = try c.decodeIfPresent(String.self, forKey: .nixChannel)
         confirmTimeoutSeconds = try c.decode(Int.self, forKey: .confirmTimeoutSeconds)
+        flake = try c.decodeIfPresent(String.self, forKey: .flake)
     }
 }
 

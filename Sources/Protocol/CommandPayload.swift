@@ -100,11 +100,16 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
     public var nixChannel: String?
     /// Seconds the agent waits for a signed confirm before rolling back by itself.
     public var confirmTimeoutSeconds: Int
+    /// Flake mode: the `nixosConfigurations` attribute to build from the configuration directory's `flake.nix`
+    /// (`nixos-rebuild ACTION --flake path:/etc/nixos#NAME --no-write-lock-file`); nil builds `configuration.nix`
+    /// through the channels. In flake mode `upgrade` updates the lock's `nixpkgs` input instead of a channel.
+    public var flake: String?
 
     public init(
         files: [String: String], action: RebuildAction, upgrade: Bool = false, nixChannel: String? = nil,
-        confirmTimeoutSeconds: Int = 600
+        confirmTimeoutSeconds: Int = 600, flake: String? = nil
     ) {
+        self.flake = flake
         self.files = files
         self.action = action
         self.upgrade = upgrade
@@ -126,6 +131,24 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
             return "confirmTimeoutSeconds \(confirmTimeoutSeconds) out of range "
                 + "\(AgentLimits.confirmTimeoutSeconds.lowerBound)…\(AgentLimits.confirmTimeoutSeconds.upperBound)"
         }
+        if let attribute = flake {
+            if !ApplyBundle.isValidFlakeAttribute(attribute) {
+                return "invalid flake attribute '\(SignedText.quoted(attribute))': only [A-Za-z0-9_-], starting with "
+                    + "neither a dash nor a digit, at most 63 characters"
+            }
+            if files[FlakeLock.flakeFile] == nil { return "a flake bundle has no flake.nix" }
+            // With --no-write-lock-file and no (or an incomplete) lock, Nix locks the inputs afresh in memory, to
+            // whatever they point at now, and only warns "not writing modified lock file" (NixOS/nix
+            // src/libflake/flake.cc, lockFlake): the node would build a nixpkgs nobody chose. An upgrade carries
+            // one too: the lock it updates is then a managed file, restored by a rollback.
+            if files[FlakeLock.lockFile] == nil { return "a flake bundle has no flake.lock" }
+            if nixChannel != nil { return "a flake bundle names no channel (its flake.lock pins nixpkgs)" }
+        }
+        if flake == nil, files[FlakeLock.flakeFile] != nil {
+            // nixos-rebuild without --flake takes /etc/nixos/flake.nix as an implied `--flake` (nixpkgs
+            // pkgs/os-specific/linux/nixos-rebuild), unlocked: a flake is only built as one, with `flake` set.
+            return "a bundle with flake.nix must name the flake attribute to build (flake)"
+        }
         if let ch = nixChannel {
             // `nix-channel --add URL` writes "URL NAME" as one line of ~/.nix-channels and reads it back split at
             // whitespace (nix: src/nix-channel/nix-channel.cc, readChannels): a space or a line break in the URL
@@ -140,6 +163,16 @@ public struct ApplyBundle: Codable, Sendable, Hashable {
             }
         }
         return nil
+    }
+
+    /// Flake attribute names an agent builds: a hostname-like name, `[A-Za-z_][A-Za-z0-9_-]*`, at most 63 bytes —
+    /// a Nix identifier (the Nix manual, "Identifiers") without `'`, so it reads the same quoted or bare in
+    /// `nixosConfigurations.NAME` and in the `#NAME` fragment of a flake reference, where a `.` would split it.
+    public static func isValidFlakeAttribute(_ name: String) -> Bool {
+        let u = Array(name.utf8)
+        guard let first = u.first, u.count <= 63 else { return false }
+        func letter(_ c: UInt8) -> Bool { (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F }
+        return letter(first) && u.allSatisfy { letter($0) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
     }
 
     /// Longest file name an agent accepts.

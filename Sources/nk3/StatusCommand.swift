@@ -35,7 +35,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     static func rows(_ session: ClusterSession, noKube: Bool) async -> [NodeStatusRow] {
         let probes = await session.probeAll()
-        let rendered = try? session.render()
+        let rendered = try? session.render(statuses: probes.reduce(into: [:]) { $0[$1.node] = try? $1.result.get() })
         let cordoned = noKube ? [:] : await session.cordonStates()
         return probes.map { NodeStatusRow(probe: $0, rendered: rendered?[$0.node], cordoned: cordoned[$0.node]) }
     }

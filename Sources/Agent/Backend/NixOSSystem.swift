@@ -25,6 +25,8 @@ public struct NixOSSystem: NodeSystem {
         public var managedFilesRecord: String = "/var/lib/nk3-agent/managed-files.json"
         public var nixosRebuild: String = "nixos-rebuild"
         public var nixChannel: String = "nix-channel"
+        /// `nix` (flake mode: `nix flake lock` on an upgrade).
+        public var nix: String = "nix"
         public var nixEnv: String = "nix-env"
         public var systemctl: String = "systemctl"
         public var currentSystem: String = "/run/current-system"
@@ -82,11 +84,41 @@ public struct NixOSSystem: NodeSystem {
     // MARK: rebuild
 
     public func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+        _ action: RebuildAction, upgrade: Bool, flake: String?, output: @escaping @Sendable (String) -> Void
     ) async throws -> RebuildResult {
         var args = [action.rawValue]
-        if upgrade { args.append("--upgrade") }
-        if options.configDir != "/etc/nixos" || !options.root.isEmpty {
+        if let flake {
+            // A `path:` reference copies the whole directory: a bare `/etc/nixos` that is a git checkout is read
+            // as `git+file:`, which sees only files git tracks (the Nix manual, `nix flake`, "Flake references":
+            // path-like syntax, the `path` and `git` types), so an untracked file the bundle landed (or the
+            // machine's hardware-configuration.nix) would be missing from the build.
+            let reference = "path:\(configDir)"
+            if upgrade {
+                // `nix flake lock --update-input nixpkgs FLAKE` rewrites the nixpkgs entry of flake.lock only. It
+                // works on every Nix NixOS has shipped with flakes (2.4 on): `nix flake update INPUT` only came in
+                // Nix 2.19, and an older `nix flake update` takes the flake, not inputs (the Nix manual, `nix flake
+                // lock` and the 2.19 release notes).
+                let lock = try await runChecked(
+                    options.nix,
+                    ["--extra-experimental-features", "nix-command flakes", "flake", "lock", "--update-input",
+                     "nixpkgs", reference],
+                    timeout: options.rebuildTimeout, allowFailure: true, onLine: output)
+                if lock.exitCode != 0 || lock.timedOut {
+                    var text = lock.output
+                    if lock.timedOut { text += "\nnk3-agent: nix flake lock timed out and was stopped" }
+                    return RebuildResult(exitCode: lock.exitCode == 0 ? 1 : lock.exitCode, output: text)
+                }
+            }
+            // --no-write-lock-file: the node never changes the lock behind nk3's back; nixos-rebuild passes it on
+            // to nix with the other lock flags (nixpkgs pkgs/os-specific/linux/nixos-rebuild: `lockFlags`). The
+            // agent only builds bundles that carry a lock (ApplyBundle.validationProblem). --impure (passed on the
+            // same way): nk3-agent.nix packages the agent binary the node holds outside the flake
+            // (/var/lib/nk3-agent/bin), which pure evaluation may not read; that file is pinned by its SHA-256.
+            args += ["--flake", "\(reference)#\(flake)", "--no-write-lock-file", "--impure"]
+        } else if upgrade {
+            args.append("--upgrade")
+        }
+        if flake == nil, options.configDir != "/etc/nixos" || !options.root.isEmpty {
             // nixos-rebuild builds <nixos-config> (docs/UPSTREAM.md#nixos-rebuild); point it at our directory.
             args += ["-I", "nixos-config=\(configDir)/configuration.nix"]
         }

@@ -28,10 +28,12 @@ public protocol NodeSystem: Sendable {
     /// not list are left alone. Idempotent (the engine repeats it after a crash).
     func restoreConfigFiles(_ snapshot: ConfigSnapshot) async throws
 
-    /// Runs `nixos-rebuild <action> [--upgrade]`, streaming combined output lines to `output`.
+    /// Runs `nixos-rebuild <action> [--upgrade]`, streaming combined output lines to `output`; with `flake` (an
+    /// attribute of the configuration directory's flake), `nixos-rebuild <action> --flake path:DIR#ATTR
+    /// --no-write-lock-file`, after updating the lock's nixpkgs input when `upgrade`.
     /// Returns the outcome whatever the exit code; throws only if the tool could not run (or timed out).
     func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+        _ action: RebuildAction, upgrade: Bool, flake: String?, output: @escaping @Sendable (String) -> Void
     ) async throws -> RebuildResult
 
     /// The channel list file and channel profile generation, saved before an apply changes them.
@@ -67,6 +69,15 @@ public protocol NodeSystem: Sendable {
     func facts() async throws -> NodeFacts
     /// `systemctl is-active UNIT` and the kubelet healthz on loopback (docs/UPSTREAM.md#k3s-on-nixos).
     func kubelet(unit: String) async -> KubeletState
+}
+
+extension NodeSystem {
+    /// A channel rebuild (`configuration.nix` through `<nixos-config>`).
+    public func rebuild(
+        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+    ) async throws -> RebuildResult {
+        try await rebuild(action, upgrade: upgrade, flake: nil, output: output)
+    }
 }
 
 /// A boot loader with a "boot this entry once" mechanism (docs/RELIABILITY.md#trial-boot).

@@ -152,7 +152,7 @@ public actor ApplyEngine: AgentEngine, Service {
                 p.bootID == facts.bootID
                     ? PendingRebootStatus(bootID: p.bootID, reason: p.reason, serial: p.serial, requestedAt: p.requestedAt)
                     : nil
-            }, channelRelease: channel?.release)
+            }, channelRelease: channel?.release, flakeLock: files[FlakeLock.lockFile].map(FlakeLock.report))
     }
 
     public func landedFiles() async -> [String: String] {
@@ -285,7 +285,8 @@ public actor ApplyEngine: AgentEngine, Service {
             return EnvelopeReceipt(
                 serial: payload.serial, kind: kind, operationID: id, phase: machine.operationStatus?.phase ?? .received,
                 message: "apply accepted: staging \(b.files.count) file(s), then nixos-rebuild \(b.action.rawValue)"
-                    + "\(b.upgrade ? " --upgrade" : ""); poll /v1/operations/\(id)")
+                    + (b.flake.map { " --flake path:…#\($0)" } ?? "")
+                    + "\(b.upgrade ? (b.flake == nil ? " --upgrade" : " after updating the flake lock") : ""); poll /v1/operations/\(id)")
         case .confirm(let c):
             return EnvelopeReceipt(
                 serial: payload.serial, kind: kind, operationID: "apply-\(c.applySerial)",
@@ -423,8 +424,14 @@ public actor ApplyEngine: AgentEngine, Service {
             log("nk3-agent: landing \(files.count) file(s)")
             try await system.replaceConfigFiles(with: files)
         case .rebuild(let action, let upgrade):
-            log("nk3-agent: nixos-rebuild \(action.rawValue)\(upgrade ? " --upgrade" : "")")
-            let outcome = try await system.rebuild(action, upgrade: upgrade, output: log)
+            let flake = machine.state.apply?.bundle.flake
+            if let flake {
+                log("nk3-agent: \(upgrade ? "updating the flake lock's nixpkgs input, then " : "")nixos-rebuild "
+                    + "\(action.rawValue) --flake path:…#\(flake) --no-write-lock-file")
+            } else {
+                log("nk3-agent: nixos-rebuild \(action.rawValue)\(upgrade ? " --upgrade" : "")")
+            }
+            let outcome = try await system.rebuild(action, upgrade: upgrade, flake: flake, output: log)
             log("nk3-agent: nixos-rebuild exited \(outcome.exitCode)")
             let after = try await system.generations()
             return .rebuildFinished(outcome, after: after, now: clock.now())

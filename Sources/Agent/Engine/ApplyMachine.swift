@@ -166,9 +166,11 @@ public struct ApplyMachine: Sendable {
             // failure (docs/UPSTREAM.md#nixos-rebuild: bash passes nix's 100, ng passes switch-to-configuration's 100).
             let rebootNeeded = outcome.exitCode == 100 && action != .test && profileMoved
             guard outcome.exitCode == 0 || rebootNeeded else {
-                a.failure =
-                    "nixos-rebuild \(action.rawValue)\(a.bundle.upgrade ? " --upgrade" : "") failed (exit \(outcome.exitCode)): "
-                    + Self.errorText(outcome.output)
+                let command =
+                    a.bundle.flake.map { "\(a.bundle.upgrade ? "nix flake lock --update-input nixpkgs, then " : "")nixos-rebuild "
+                        + "\(action.rawValue) --flake path:…#\($0)" }
+                    ?? "nixos-rebuild \(action.rawValue)\(a.bundle.upgrade ? " --upgrade" : "")"
+                a.failure = "\(command) failed (exit \(outcome.exitCode)): " + Self.errorText(outcome.output)
                 state.apply = a
                 return startRevert()
             }

@@ -1,5 +1,6 @@
 import Foundation
 import NK3Common
+import NK3Protocol
 
 /// Bootstrap's inputs taken from a loaded cluster: agent certificates from the cluster PKI (issued on first
 /// use, then reused, so a re-run ships identical files), and each node's bundle from the inventory's template.
@@ -55,9 +56,14 @@ public struct SessionBootstrapMaterials: BootstrapMaterialSource {
         } catch {
             throw BootstrapError(.materials, node: target.name, "cannot render the node's configuration: \(error)")
         }
-        guard let files = rendered[target.name] else {
+        guard var files = rendered[target.name] else {
             throw BootstrapError(.invalidInput, node: target.name, "\(target.name) is not in the inventory")
         }
+        // Enrolment rebuilds with a plain `nixos-rebuild switch`, which would take an /etc/nixos/flake.nix as an
+        // implied `--flake /etc/nixos` (nixpkgs pkgs/os-specific/linux/nixos-rebuild), unlocked and unpinned: flake
+        // mode starts with the first `nk3 apply`, whose agent builds the flake with its lock.
+        files[FlakeLock.flakeFile] = nil
+        files[FlakeLock.lockFile] = nil
         return files
     }
 

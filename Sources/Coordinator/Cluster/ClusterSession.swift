@@ -123,11 +123,13 @@ public struct ClusterSession: Sendable {
         }
     }
 
-    /// Renders every node's bundle (node → file → content).
-    public func render() throws -> [String: [String: String]] {
+    /// Renders every node's bundle (node → file → content). Flake mode: a node gets the inventory directory's
+    /// `flake.lock`, or else the one its agent reports in `statuses`.
+    public func render(statuses: [String: AgentStatus] = [:]) throws -> [String: [String: String]] {
         do {
             var renderer = try BundleRenderer.load(inventory: inventory, signingPublicKeys: [signingPublicKey])
             if let binary = agents.agentBinary { renderer.agentBinary = binary.nixBinary }
+            renderer.reportedFlakeLocks = statuses.compactMapValues { $0.flakeLock?.content }
             return try renderer.renderAll()
         } catch {
             throw CoordinatorError(.invalidInput, "\(error)")
@@ -196,7 +198,17 @@ public struct ClusterSession: Sendable {
     /// Renders every node's files and diffs them against what each agent has landed. Fetches file contents
     /// only for nodes whose hash differs.
     public func plan(statuses: [String: AgentStatus]) async throws -> (rendered: [String: [String: String]], plans: [NodePlan]) {
-        let rendered = try render()
+        let rendered = try render(statuses: statuses)
+        if let flake = inventory.flake {
+            let unlocked = nodeNames.filter { rendered[$0]?[FlakeLock.lockFile] == nil }
+            if !unlocked.isEmpty {
+                throw CoordinatorError(
+                    .invalidInput,
+                    "flake mode: no flake.lock for \(unlocked.joined(separator: ", ")): nk3 ships a lock with every "
+                        + "flake (a node never locks nixpkgs by itself). Put one at \(flake.lockPath): `nk3 render` "
+                        + "writes each node's flake.nix, and `nix flake lock` beside one writes the lock")
+            }
+        }
         var landed: [String: [String: String]] = [:]
         var fetch: [String] = []
         for node in nodeNames {
@@ -263,7 +275,9 @@ public struct ClusterSession: Sendable {
             case .reboot:
                 nodes.append(.init(name: n.name, isServer: n.isServer, bundle: nil))
             case .apply(let action):
-                let bundle = ApplyBundle(files: rendered[n.name] ?? [:], action: action, confirmTimeoutSeconds: confirm)
+                let bundle = ApplyBundle(
+                    files: rendered[n.name] ?? [:], action: action, confirmTimeoutSeconds: confirm,
+                    flake: inventory.flake == nil ? nil : n.name)
                 nodes.append(.init(name: n.name, isServer: n.isServer, bundle: bundle))
             case .upgrade(let action):
                 nodes.append(
@@ -271,7 +285,8 @@ public struct ClusterSession: Sendable {
                         name: n.name, isServer: n.isServer,
                         bundle: ApplyBundle(
                             files: rendered[n.name] ?? [:], action: action, upgrade: true,
-                            nixChannel: Self.channelURL(inventory.nixChannel), confirmTimeoutSeconds: confirm)))
+                            nixChannel: inventory.flake == nil ? Self.channelURL(inventory.nixChannel) : nil,
+                            confirmTimeoutSeconds: confirm, flake: inventory.flake == nil ? nil : n.name)))
             }
         }
         return RolloutPlan(kind: kind == .reboot ? .reboot : .apply, nodes: nodes, options: options)

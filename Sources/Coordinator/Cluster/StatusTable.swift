@@ -21,6 +21,9 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
     public var nixpkgs: String?
     /// How the node's agent undoes a boot apply: "trial-boot" (the boot loader's one-shot) or "dead-man".
     public var rollbackMode: String?
+    /// Flake mode: the nixpkgs commit the node's flake.lock pins (12 digits), or the lock's digest
+    /// (`sha256:` and 12 digits) when it pins none; nil on a channel node.
+    public var flakeLock: String?
 
     /// Builds a row from a probe, the node's rendered files and its cordon state.
     public init(probe: ClusterSession.Probe, rendered: [String: String]?, cordoned: Bool?) {
@@ -36,6 +39,7 @@ public struct NodeStatusRow: Codable, Sendable, Hashable {
             kernel = s.kernel
             nixpkgs = s.nixosVersion.map { String($0.prefix { $0 != " " }) }
             rollbackMode = s.rollbackMode
+            flakeLock = s.flakeLock.map { l in l.nixpkgsRevision.map { String($0.prefix(12)) } ?? "sha256:\(l.sha256.prefix(12))" }
             generation = "\(s.currentGeneration.map(String.init) ?? "?")/\(s.bootedGeneration.map(String.init) ?? "?")"
             inSync = rendered.map { Plan.isLanded(rendered: $0, status: s) }
             let k = s.kubelet
@@ -58,12 +62,18 @@ public enum StatusTable {
 
     /// The table, one line per node after a header.
     public static func render(_ rows: [NodeStatusRow]) -> String {
+        // Flake mode adds a FLAKE LOCK column after NIXPKGS (what the node's lock pins; NIXPKGS is what it runs).
+        let flakes = rows.contains { $0.flakeLock != nil }
+        var header = header
+        if flakes { header.insert("FLAKE LOCK", at: 5) }
         let cells: [[String]] = [header] + rows.map { r in
-            [
+            var row = [
                 r.node, r.address, r.reachable ? "yes" : "NO", r.kernel ?? "-", r.nixpkgs ?? "-", r.generation ?? "-",
                 r.rollbackMode ?? "-", r.inSync.map { $0 ? "in sync" : "differs" } ?? "-", r.kubelet ?? "-",
                 r.cordoned.map { $0 ? "yes" : "no" } ?? "?", r.operation ?? (r.error.map { "error: \($0)" } ?? "-"),
             ]
+            if flakes { row.insert(r.flakeLock ?? "-", at: 5) }
+            return row
         }
         var widths = [Int](repeating: 0, count: header.count)
         for row in cells { for (i, c) in row.enumerated() where i < header.count - 1 { widths[i] = max(widths[i], c.count) } }
@@ -71,7 +81,17 @@ public enum StatusTable {
             row.enumerated().map { i, c in i < header.count - 1 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }
                 .joined(separator: "  ")
         }
-        return (table + (mixedReleases(rows).map { [$0] } ?? [])).joined(separator: "\n")
+        return (table + [mixedReleases(rows), mixedFlakeLocks(rows)].compactMap { $0 }).joined(separator: "\n")
+    }
+
+    /// A line naming each flake lock and its nodes when the reachable nodes hold more than one, nil otherwise.
+    public static func mixedFlakeLocks(_ rows: [NodeStatusRow]) -> String? {
+        var byLock: [String: [String]] = [:]
+        for r in rows { if let v = r.flakeLock { byLock[v, default: []].append(r.node) } }
+        guard byLock.count > 1 else { return nil }
+        let parts = byLock.sorted { $0.key < $1.key }.map { "\($0.key) on \($0.value.joined(separator: ", "))" }
+        return "MIXED: the nodes hold \(byLock.count) flake locks (\(parts.joined(separator: "; "))); "
+            + "`nk3 upgrade` brings them to one (every node gets the lock the first node writes)"
     }
 
     /// A line naming each release and its nodes when the reachable nodes run more than one nixpkgs release (nodes

@@ -66,6 +66,17 @@ public struct Inventory: Sendable {
     /// to a node that lacks it and pin it in `nk3-agent.nix` by its SHA-256, so agents upgrade with the next
     /// apply; nil: nodes keep the binary `nk3 bootstrap` placed.
     public var agentBinaryPath: String?
+    /// `flake`: nodes build a flake (`flake.nix` and `flake.lock` beside configuration.nix) instead of the
+    /// channel; nil: the channel flow.
+    public var flake: FlakeMode?
+
+    /// Flake mode's files on the coordinator.
+    public struct FlakeMode: Sendable, Hashable {
+        /// The `flake.nix` template (`flake: PATH`, resolved against `directory`); nil: `DefaultFlakeTemplate`.
+        public var templatePath: String?
+        /// `flake.lock` in the inventory's directory: when present, the lock every node gets.
+        public var lockPath: String
+    }
 
     /// The node with this name or address, if any.
     public func node(_ nameOrAddress: String) -> InventoryNode? {

@@ -8,7 +8,7 @@ public enum InventoryKeys {
     public static let nk3 = [
         "cluster_name", "agent_port", "pki_dir", "kubeconfig", "kube_context", "disruption_budget", "ceph",
         "template", "timeouts", "servers", "order", "vars", "health_rule", "state_version",
-        "rollout_log_dir", "window", "gates", "agent_binary",
+        "rollout_log_dir", "window", "gates", "agent_binary", "flake",
     ]
     /// Top-level keys accepted as template extras without `vars:` (Python-tool templates read such keys
     /// from `cluster`). Anything else unknown is an error; put new template variables under `vars:`.

@@ -361,6 +361,16 @@ struct InventoryParser {
         inventory.agentBinaryPath = try byKey["agent_binary"].map { v throws(InventoryError) in
             resolve(try string(v.value, key: "agent_binary"))
         }
+        if let v = byKey["flake"] {
+            // `flake: true` (the default flake template), `flake: false`, or `flake: PATH` (a flake.nix template).
+            let lock = resolve("flake.lock")
+            if case .scalar(let s) = v.value, case .bool(let on) = convertScalar(s) {
+                inventory.flake = on ? Inventory.FlakeMode(templatePath: nil, lockPath: lock) : nil
+            } else {
+                let path = try string(v.value, key: "flake")
+                inventory.flake = Inventory.FlakeMode(templatePath: resolve(path), lockPath: lock)
+            }
+        }
         return inventory
     }
 

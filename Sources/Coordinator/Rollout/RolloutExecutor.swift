@@ -234,7 +234,8 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                 statuses: statuses, unreachable: unreachable, cordonedByNK3: cordons.byNK3,
                 cordonedByOthers: cordons.byOthers, progress: progress, at: now(), drainBlockers: blockers))
 
-        // One nixpkgs release per upgrade (ChannelPin): a rerun keeps the release the nodes it finished fetched.
+        // One nixpkgs release per upgrade (ChannelPin, or in flake mode FlakeLockPin): a rerun keeps the release (or
+        // lock) the nodes it finished fetched.
         var pin = plan.isUpgrade ? resumedPin(plan, progress: progress, statuses: statuses) : nil
         var pinSettled = !plan.isUpgrade || pin != nil
         if let pin { emit(pin.notice) }
@@ -322,13 +323,29 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                     } else {
                         pinSettled = true
                         if let bundle = plan.nodes.first(where: { $0.name == node })?.bundle, bundle.upgrade,
+                            bundle.flake != nil
+                        {
+                            do {
+                                let status = try await withTimeout(configuration.timeouts.agentCall) { try await agents.status(node: node) }
+                                switch FlakeLockPin.from(node: node, status: status) {
+                                case .success(let p):
+                                    pin = .flake(p)
+                                    emit(p.notice)
+                                case .failure(let why):
+                                    emit(FlakeLockPin.warning(why))
+                                }
+                            } catch {
+                                try rethrowCancellation(error)
+                                emit(FlakeLockPin.warning(.init(reason: "\(node)'s agent did not report its flake.lock (\(error))")))
+                            }
+                        } else if let bundle = plan.nodes.first(where: { $0.name == node })?.bundle, bundle.upgrade,
                             let channel = bundle.nixChannel
                         {
                             do {
                                 let status = try await withTimeout(configuration.timeouts.agentCall) { try await agents.status(node: node) }
                                 switch ChannelPin.from(node: node, status: status, channel: channel) {
                                 case .success(let p):
-                                    pin = p
+                                    pin = .channel(p)
                                     emit(p.notice)
                                 case .failure(let why):
                                     emit(ChannelPin.warning(why))
@@ -426,13 +443,18 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// On a rerun of the same upgrade, the release a node it already finished fetched.
-    private func resumedPin(_ plan: RolloutPlan, progress: RolloutProgress?, statuses: [String: AgentStatus]) -> ChannelPin? {
+    private func resumedPin(_ plan: RolloutPlan, progress: RolloutProgress?, statuses: [String: AgentStatus]) -> UpgradePin? {
         guard let progress, progress.planFingerprint == plan.fingerprint else { return nil }
         for name in progress.done.keys.sorted() {
-            guard let channel = plan.nodes.first(where: { $0.name == name })?.bundle?.nixChannel,
-                let status = statuses[name], case .success(let pin) = ChannelPin.from(node: name, status: status, channel: channel)
+            guard let bundle = plan.nodes.first(where: { $0.name == name })?.bundle, let status = statuses[name] else { continue }
+            if bundle.flake != nil {
+                if case .success(let pin) = FlakeLockPin.from(node: name, status: status) { return .flake(pin) }
+                continue
+            }
+            guard let channel = bundle.nixChannel,
+                case .success(let pin) = ChannelPin.from(node: name, status: status, channel: channel)
             else { continue }
-            return pin
+            return .channel(pin)
         }
         return nil
     }

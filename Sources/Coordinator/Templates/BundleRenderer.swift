@@ -1,5 +1,6 @@
 import Foundation
 import NK3Jinja
+import NK3Protocol
 
 /// Renders each node's bundle: `configuration.nix` from the (Jinja2-dialect) template, `nk3-agent.nix` generated,
 /// `nk3-agent-module.nix` verbatim — and refuses a configuration that would drop the agent.
@@ -22,6 +23,13 @@ public struct BundleRenderer: Sendable {
     public var signingPublicKeys: [String]
     /// The prebuilt agent binary the generated `nk3-agent.nix` packages (nil: the template sets the package).
     public var agentBinary: AgentNix.Binary? = AgentNix.Binary()
+    /// Flake mode (`inventory.flake`): the `flake.nix` template (nil: channel mode, no flake files).
+    public var flakeTemplate: JinjaTemplate?
+    /// Flake mode: the inventory directory's `flake.lock`, which every node gets; nil: each node keeps the lock
+    /// it reports (`reportedFlakeLocks`).
+    public var flakeLock: String?
+    /// Flake mode: the `flake.lock` each node's agent reports holding (node name → file).
+    public var reportedFlakeLocks: [String: String] = [:]
 
     /// A renderer with an explicit template (nil: `DefaultTemplate`).
     public init(inventory: Inventory, template: JinjaTemplate?, signingPublicKeys: [String]) {
@@ -29,24 +37,41 @@ public struct BundleRenderer: Sendable {
         self.template = template ?? JinjaTemplate(source: DefaultTemplate.source, name: "(default template)")
         self.usesDefaultTemplate = template == nil
         self.signingPublicKeys = signingPublicKeys
+        if inventory.flake != nil {
+            flakeTemplate = JinjaTemplate(source: DefaultFlakeTemplate.source, name: "(default flake template)")
+        }
     }
 
     /// A renderer with the inventory's `template:` file, or the default template when it names none.
     public static func load(inventory: Inventory, signingPublicKeys: [String]) throws(BundleError) -> BundleRenderer {
-        guard let path = inventory.templatePath else {
-            return BundleRenderer(inventory: inventory, template: nil, signingPublicKeys: signingPublicKeys)
+        var renderer = BundleRenderer(
+            inventory: inventory, template: try inventory.templatePath.map { p throws(BundleError) in
+                try readTemplate(p, key: "template", inventory: inventory)
+            }, signingPublicKeys: signingPublicKeys)
+        if let flake = inventory.flake {
+            if let path = flake.templatePath { renderer.flakeTemplate = try readTemplate(path, key: "flake", inventory: inventory) }
+            if FileManager.default.fileExists(atPath: flake.lockPath) {
+                do {
+                    renderer.flakeLock = try String(contentsOfFile: flake.lockPath, encoding: .utf8)
+                } catch {
+                    throw BundleError(
+                        code: .template, node: nil,
+                        message: "cannot read \(flake.lockPath): \(error.localizedDescription)")
+                }
+            }
         }
+        return renderer
+    }
+
+    static func readTemplate(_ path: String, key: String, inventory: Inventory) throws(BundleError) -> JinjaTemplate {
         do {
             let text = try String(contentsOfFile: path, encoding: .utf8)
             let directory = (path as NSString).deletingLastPathComponent
-            return BundleRenderer(
-                inventory: inventory,
-                template: JinjaTemplate(source: text, name: path, directory: directory.isEmpty ? "." : directory),
-                signingPublicKeys: signingPublicKeys)
+            return JinjaTemplate(source: text, name: path, directory: directory.isEmpty ? "." : directory)
         } catch {
             throw BundleError(
                 code: .template, node: nil,
-                message: "cannot read the template '\(path)' named by 'template:' in \(inventory.file): "
+                message: "cannot read the template '\(path)' named by '\(key):' in \(inventory.file): "
                     + "\(error.localizedDescription)")
         }
     }
@@ -88,7 +113,7 @@ public struct BundleRenderer: Sendable {
         try Self.checkKeepsAgent(configuration, node: node.name, template: template.name)
         let confirm = Int((Double(inventory.timeouts.confirm.components.seconds)
             + Double(inventory.timeouts.confirm.components.attoseconds) / 1e18).rounded(.up))
-        return [
+        var files = [
             BundleFile.configuration: configuration,
             BundleFile.agent: AgentNix.render(
                 nodeName: node.name, port: node.agentPort, signingPublicKeys: signingPublicKeys,
@@ -96,6 +121,48 @@ public struct BundleRenderer: Sendable {
             BundleFile.agentModule: NixAgentModule.source,
             BundleFile.agentBinary: NixAgentModule.binaryDerivation,
         ]
+        if let flakeTemplate {
+            guard ApplyBundle.isValidFlakeAttribute(node.name) else {
+                throw BundleError(
+                    code: .template, node: node.name,
+                    message: "node name '\(node.name)' cannot name a flake's NixOS configuration (flake: in "
+                        + "\(inventory.file)): it must be [A-Za-z_][A-Za-z0-9_-]* (no dots), at most 63 characters; "
+                        + "set a 'hostname' hostvar")
+            }
+            var context = context(for: node, nodeMaps: nodeMaps)
+            context["flake"] = .dict(PyDict([
+                ("attribute", .string(node.name)),
+                ("nixpkgs_url", .string("github:NixOS/nixpkgs/\(Self.nixpkgsBranch(inventory.nixChannel))")),
+                ("system", .string(node[hostvar: "system"]?.stringValue ?? "x86_64-linux")),
+            ]))
+            let flake: String
+            do {
+                flake = try flakeTemplate.render(context)
+            } catch {
+                throw BundleError(code: .template, node: node.name, message: error.description)
+            }
+            // The flake builds configuration.nix, which keeps the agent (checkKeepsAgent); a flake that does not
+            // would build a system without it.
+            let code = NixText.strippingComments(flake)
+            if code.range(of: #"\./configuration\.nix(?![A-Za-z0-9._+-])"#, options: .regularExpression) == nil {
+                throw BundleError(
+                    code: .agentMissing, node: node.name,
+                    message: "refusing to ship flake.nix for \(node.name): it does not use ./configuration.nix, which "
+                        + "imports ./nk3-agent.nix, so the node could lose nk3-agent. Add ./configuration.nix to the "
+                        + "modules of nixosConfigurations.\"\(node.name)\" in \(flakeTemplate.name)")
+            }
+            files[FlakeLock.flakeFile] = flake
+            if let lock = flakeLock ?? reportedFlakeLocks[node.name] { files[FlakeLock.lockFile] = lock }
+        }
+        return files
+    }
+
+    /// The nixpkgs branch of `nix_channel`: its last path component (`nixos-24.05` for `nixos-24.05` or
+    /// `https://nixos.org/channels/nixos-24.05`); NixOS channels are named after the nixpkgs branches they follow.
+    static func nixpkgsBranch(_ channel: String) -> String {
+        var c = Substring(channel)
+        while c.hasSuffix("/") { c = c.dropLast() }
+        return c.split(separator: "/").last.map(String.init) ?? String(c)
     }
 
     /// The template variables for `node` (see the type's documentation).

@@ -31,10 +31,10 @@ struct SimulatedAgentProcess: NodeSystem {
         try node.restoreConfigFiles(snapshot, incarnation: incarnation)
     }
     func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+        _ action: RebuildAction, upgrade: Bool, flake: String?, output: @escaping @Sendable (String) -> Void
     ) async throws -> RebuildResult {
         try live()
-        return try await node.rebuild(action, upgrade: upgrade, output: output, incarnation: incarnation)
+        return try await node.rebuild(action, upgrade: upgrade, flake: flake, output: output, incarnation: incarnation)
     }
     func channelState() async throws -> ChannelState {
         try live()

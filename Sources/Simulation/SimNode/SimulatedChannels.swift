@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NK3Protocol
 import Synchronization
@@ -68,6 +69,51 @@ public final class SimulatedChannels: Sendable {
     /// The newest release of `url`, or nil if the server does not know it (HTTP 404).
     public func latest(_ url: String) -> Release? {
         releases.withLock { $0[Self.normalize(url)]?.last }
+    }
+
+    /// The release whose nixpkgs commit is `gitRevision` (what a flake lock pins), or nil: fetching a commit that
+    /// does not exist fails with HTTP 404, as GitHub's tarball endpoint answers.
+    public func release(gitRevision: String) -> Release? {
+        releases.withLock { r in r.values.lazy.flatMap { $0 }.first { $0.channelRelease.gitRevision == gitRevision } }
+    }
+
+    /// A `flake.lock` (version 7, as Nix writes it: the Nix manual, `nix flake`, "Lock files") whose `nixpkgs`
+    /// input is `github:NixOS/nixpkgs/BRANCH` locked to `release`. [simulation] `narHash` and `lastModified` are
+    /// made up from the revision.
+    public static func flakeLock(branch: String, release: Release) -> String {
+        let rev = release.channelRelease.gitRevision ?? String(repeating: "0", count: 40)
+        let count = Int64(release.nixosVersion.split(separator: ".").dropFirst(2).first ?? "") ?? 0
+        let nar = Data(SHA256.hash(data: Data(rev.utf8))).base64EncodedString()
+        return """
+            {
+              "nodes": {
+                "nixpkgs": {
+                  "locked": {
+                    "lastModified": \(1_700_000_000 + count * 3600),
+                    "narHash": "sha256-\(nar)",
+                    "owner": "NixOS",
+                    "repo": "nixpkgs",
+                    "rev": "\(rev)",
+                    "type": "github"
+                  },
+                  "original": {
+                    "owner": "NixOS",
+                    "ref": "\(branch)",
+                    "repo": "nixpkgs",
+                    "type": "github"
+                  }
+                },
+                "root": {
+                  "inputs": {
+                    "nixpkgs": "nixpkgs"
+                  }
+                }
+              },
+              "root": "root",
+              "version": 7
+            }
+
+            """
     }
 
     /// The oldest release of `url` (what a freshly installed node has), or nil.

@@ -10,7 +10,8 @@ import Synchronization
 // activation. A SIMULATION.
 extension SimulatedNode {
     func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void, incarnation: Int?
+        _ action: RebuildAction, upgrade: Bool, flake: String? = nil, output: @escaping @Sendable (String) -> Void,
+        incarnation: Int?
     ) async throws -> RebuildResult {
         var lines: [String] = []
         func say(_ line: String) {
@@ -27,10 +28,17 @@ extension SimulatedNode {
             s.rebuilds += 1
             return s.faults
         }
-        logger.info("[simulation] nixos-rebuild \(action.rawValue)\(upgrade ? " --upgrade" : "")")
+        logger.info("[simulation] nixos-rebuild \(action.rawValue)\(upgrade ? " --upgrade" : "")\(flake.map { " --flake path:/etc/nixos#\($0)" } ?? "")")
+        var flakeRelease: SimulatedChannels.Release?
+        if let flake {
+            switch try await flakeInputs(flake, upgrade: upgrade, say: say, incarnation: incarnation) {
+            case .success(let release): flakeRelease = release
+            case .failure: return finish(1)
+            }
+        }
         say("building the system configuration...")
 
-        if upgrade {
+        if upgrade && flake == nil {
             // docs/UPSTREAM.md#nixos-rebuild: --upgrade runs `nix-channel --update nixos` first; bash aborts if it
             // fails.
             let url = try state.withLock { s in
@@ -77,7 +85,7 @@ extension SimulatedNode {
             try checkAlive(s, incarnation)
             guard s.files["configuration.nix"] != nil else { return nil }
             let release =
-                s.channelProfileGeneration.flatMap { s.channelGenerations[$0]?.release }
+                flakeRelease ?? s.channelProfileGeneration.flatMap { s.channelGenerations[$0]?.release }
                 ?? SimulatedChannels.Release(nixosVersion: "24.05.0.0000000", kernel: s.runningKernel)
             let path = Self.storePath(host: hostname, files: s.files, release: release)
             let kernelIsNew = !s.store.values.contains { $0.kernel == release.kernel }
@@ -142,6 +150,90 @@ extension SimulatedNode {
         }
         emit(.systemChanged)
         return finish(0, derivations: derivations, paths: fetched)
+    }
+
+    struct FlakeFailed: Error {}
+
+    /// Flake mode (`--flake path:/etc/nixos#ATTR --no-write-lock-file`, and on an upgrade `nix flake lock
+    /// --update-input nixpkgs` first): the nixpkgs release the flake builds with, or a failure whose lines are said.
+    /// Nix with `--no-write-lock-file` and no lock (or one that does not lock nixpkgs) locks the input afresh in
+    /// memory, to whatever the branch points at now, and only warns (NixOS/nix src/libflake/flake.cc, lockFlake:
+    /// "not writing modified lock file of flake"); so does this node. [simulation] The nixpkgs input must be
+    /// `github:NixOS/nixpkgs/BRANCH`, served by the simulated channel server as channel BRANCH.
+    func flakeInputs(
+        _ attribute: String, upgrade: Bool, say: (String) -> Void, incarnation: Int?
+    ) async throws -> Result<SimulatedChannels.Release, FlakeFailed> {
+        let (flakeText, lockText) = try state.withLock { s in
+            try checkAlive(s, incarnation)
+            return (s.files[FlakeLock.flakeFile], s.files[FlakeLock.lockFile])
+        }
+        guard let flakeText else {
+            // NixOS/nix src/libflake/flake.cc (getFlake): the source tree must hold flake.nix.
+            say("error: source tree referenced by 'path:/etc/nixos' does not contain a '/flake.nix' file")
+            return .failure(FlakeFailed())
+        }
+        guard let branch = Self.nixpkgsBranch(ofFlake: flakeText) else {
+            say("error: [simulation] this simulated node only knows a nixpkgs input of github:NixOS/nixpkgs/BRANCH")
+            return .failure(FlakeFailed())
+        }
+        let upstream = SimulatedChannels.url(of: branch)
+        var lock = lockText
+        if upgrade {
+            try await speed.sleep(timings.channelUpdate, on: clock)
+            guard let latest = channels.latest(upstream) else {
+                say("error: unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/\(branch)': HTTP error 404")
+                return .failure(FlakeFailed())
+            }
+            let updated = SimulatedChannels.flakeLock(branch: branch, release: latest)
+            if updated != lockText {
+                say("warning: updating lock file '/etc/nixos/flake.lock':")
+                say("• Updated input 'nixpkgs':")
+                say("    'github:NixOS/nixpkgs/\(lockText.flatMap { FlakeLock.locked($0)?.revision } ?? "?")'")
+                say("  → 'github:NixOS/nixpkgs/\(latest.channelRelease.gitRevision ?? "?")'")
+                try state.withLock { s in
+                    try checkAlive(s, incarnation)
+                    s.files[FlakeLock.lockFile] = updated
+                    s.flakeLockUpdates += 1
+                }
+            }
+            lock = updated
+        }
+        let release: SimulatedChannels.Release
+        if let rev = lock.flatMap({ FlakeLock.locked($0)?.revision }) {
+            guard let pinned = channels.release(gitRevision: rev) else {
+                say("error: unable to download 'https://github.com/NixOS/nixpkgs/archive/\(rev).tar.gz': HTTP error 404")
+                return .failure(FlakeFailed())
+            }
+            release = pinned
+        } else {
+            guard let latest = channels.latest(upstream) else {
+                say("error: unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/\(branch)': HTTP error 404")
+                return .failure(FlakeFailed())
+            }
+            say("warning: not writing modified lock file of flake 'path:/etc/nixos':")
+            say("• Added input 'nixpkgs':")
+            say("    'github:NixOS/nixpkgs/\(latest.channelRelease.gitRevision ?? "?")'")
+            release = latest
+        }
+        // nixos-rebuild builds `nixosConfigurations."ATTR".config.system.build.toplevel`; a flake without it fails
+        // evaluation (NixOS/nix src/nix/installable-flake.cc: "does not provide attribute"). [simulation] Looked for
+        // as text: `"ATTR"` or `ATTR =`.
+        if !flakeText.contains("\"\(attribute)\"") && !flakeText.contains("\(attribute) =") {
+            say("error: flake 'path:/etc/nixos' does not provide attribute 'packages.x86_64-linux.nixosConfigurations."
+                + "\"\(attribute)\".config.system.build.toplevel', 'legacyPackages.x86_64-linux.nixosConfigurations."
+                + "\"\(attribute)\".config.system.build.toplevel' or 'nixosConfigurations.\"\(attribute)\".config.system.build.toplevel'")
+            return .failure(FlakeFailed())
+        }
+        return .success(release)
+    }
+
+    /// `BRANCH` of a flake's `nixpkgs.url = "github:NixOS/nixpkgs/BRANCH"` (owner in any case, as GitHub takes it).
+    static func nixpkgsBranch(ofFlake text: String) -> String? {
+        let pattern = #"nixpkgs\.url\s*=\s*"github:[Nn][Ii][Xx][Oo][Ss]/nixpkgs/([A-Za-z0-9._-]+)""#
+        guard let r = text.range(of: pattern, options: .regularExpression) else { return nil }
+        let match = text[r]
+        guard let slash = match.range(of: "nixpkgs/", options: .backwards) else { return nil }
+        return String(match[slash.upperBound...].dropLast())
     }
 
     /// `URL NAME` lines → name → URL.

@@ -125,6 +125,8 @@ public final class SimulatedNode: NodeSystem, Sendable {
         public var failedBoots: Int
         /// NixOS version of the current system.
         public var nixosVersion: String?
+        /// Times `nix flake lock --update-input nixpkgs` changed this node's flake.lock.
+        public var flakeLockUpdates: Int = 0
         /// The profile generation's kernel (what the next boot runs).
         public var profileKernel: String? { generations[profileGeneration]?.kernel }
     }
@@ -160,6 +162,7 @@ public final class SimulatedNode: NodeSystem, Sendable {
         var faults = Faults()
         var boots = 1
         var rebuilds = 0
+        var flakeLockUpdates = 0
         var bootDefault = 1
         var bootOnce: Int?
         var unbootable: [String: BootFailure] = [:]
@@ -245,7 +248,8 @@ public final class SimulatedNode: NodeSystem, Sendable {
                 generations: s.generations, channelList: s.channelList, channelProfileGeneration: s.channelProfileGeneration,
                 files: s.files, kubeletActive: s.kubeletActive, kubeletReady: s.kubeletReady, boots: s.boots,
                 rebuilds: s.rebuilds, faults: s.faults, bootDefault: s.bootDefault, bootOnce: s.bootOnce,
-                failedBoots: s.failedBoots, nixosVersion: s.store[s.currentSystem]?.nixosVersion)
+                failedBoots: s.failedBoots, nixosVersion: s.store[s.currentSystem]?.nixosVersion,
+                flakeLockUpdates: s.flakeLockUpdates)
         }
     }
 
@@ -313,9 +317,9 @@ public final class SimulatedNode: NodeSystem, Sendable {
     }
 
     public func rebuild(
-        _ action: RebuildAction, upgrade: Bool, output: @escaping @Sendable (String) -> Void
+        _ action: RebuildAction, upgrade: Bool, flake: String?, output: @escaping @Sendable (String) -> Void
     ) async throws -> RebuildResult {
-        try await rebuild(action, upgrade: upgrade, output: output, incarnation: nil)
+        try await rebuild(action, upgrade: upgrade, flake: flake, output: output, incarnation: nil)
     }
 
     public func channelState() async throws -> ChannelState { try channelState(incarnation: nil) }

@@ -20,6 +20,9 @@ public func nk3FuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutable
         return 2
     }
     selectedTarget = t
+    __lsan_disable()
+    NK3Fuzz.prepare(t)
+    __lsan_enable()
     var argc = argc
     var argv = argv
     return LLVMFuzzerRunDriver(&argc, &argv) { fuzzOneInput($0, $1) }

@@ -4,3 +4,8 @@
 #include <stdint.h>
 
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+
+// LeakSanitizer's interface (compiler-rt include/sanitizer/lsan_interface.h), defined by the AddressSanitizer
+// runtime the fuzz binary links: allocations made between __lsan_disable() and __lsan_enable() are never reported.
+void __lsan_disable(void);
+void __lsan_enable(void);

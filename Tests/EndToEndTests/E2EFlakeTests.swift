@@ -70,6 +70,18 @@ struct E2EFlakeTests {
             // Only the leader updated the lock.
             let updates = try c.names.filter { try c.sim.member($0).node.snapshot.flakeLockUpdates > 0 }
             #expect(updates == [leader], "\(updates)")
+
+            // The inventory's flake.lock is now the upgrade's lock, so the next apply changes nothing (it used to
+            // ship the old lock back and take every node back to the old nixpkgs).
+            let inventoryLock = try String(
+                contentsOfFile: c.directory.appendingPathComponent("flake.lock").path, encoding: .utf8)
+            #expect(inventoryLock == leaderLock.content, "the inventory's flake.lock is the leader's")
+            #expect(sink.messages.contains { $0.contains("wrote this upgrade's flake.lock (nixpkgs \(Self.rev(Self.second).prefix(12)))") },
+                    "\(sink.transcript)")
+            let next = E2ESink()
+            let again = try await c.rollout(.apply(.boot), sink: next)
+            #expect(again.updated.isEmpty, "\(next.transcript)")
+            for (n, s) in try await c.statuses() { #expect(s.kernel == "6.6.46", "\(n)") }
         }
     }
 

@@ -298,6 +298,25 @@ public struct ClusterSession: Sendable {
         return "https://nixos.org/channels/\(channel)"
     }
 
+    /// Flake mode: an upgrade's lock replaces the `flake.lock` beside the inventory as soon as it is known, so the
+    /// next `nk3 apply` ships the upgraded lock instead of taking every node back to the old nixpkgs, and a rerun of
+    /// an interrupted upgrade renders the same lock.
+    static func writeBack(lock: String, to path: String) -> RolloutNotice? {
+        if let current = try? String(contentsOfFile: path, encoding: .utf8), current == lock { return nil }
+        let rev = FlakeLock.locked(lock)?.revision.map { " (nixpkgs \($0.prefix(12)))" } ?? ""
+        do {
+            try SecureFiles.writeAtomically(Data(lock.utf8), to: path, permissions: 0o644)
+            return RolloutNotice(
+                node: nil, phase: .rebuild, status: .info,
+                message: "wrote this upgrade's flake.lock\(rev) to \(path): the next nk3 apply ships it")
+        } catch {
+            return RolloutNotice(
+                node: nil, phase: .rebuild, status: .warning,
+                message: "could not write this upgrade's flake.lock to \(path) (\(error)): copy a node's lock there "
+                    + "before the next nk3 apply, or it takes the nodes back to the old nixpkgs")
+        }
+    }
+
     /// Runs a rollout end to end: preflight, plan/diff output, then the rollout executor against the agents
     /// and the Kubernetes API. Throws `RolloutFailure` (exit code in `.exitCode`).
     public func rollout<C: Clock<Duration>>(
@@ -321,13 +340,15 @@ public struct ClusterSession: Sendable {
         let plan = rolloutPlan(kind: kind, rendered: rendered, options: options)
         return try await KubeClient.withClient(config: try kubeConfig(), options: kubeOptions, logger: logger) { kube in
             let cluster = rolloutCluster(kube: kube, clock: clock, pollInterval: pollInterval)
+            var configuration = RolloutExecutor<C>.Configuration(
+                holder: holder, pollInterval: pollInterval,
+                timeouts: RolloutTimeouts(inventory.timeouts, agentCall: agentTimeout),
+                startPolicy: startPolicy(noWait: noWait))
+            if case .upgrade = kind, let flake = inventory.flake, FileManager.default.fileExists(atPath: flake.lockPath) {
+                configuration.flakeLockPinned = { lock in Self.writeBack(lock: lock, to: flake.lockPath) }
+            }
             let executor = RolloutExecutor(
-                agents: agents, cluster: cluster,
-                configuration: .init(
-                    holder: holder, pollInterval: pollInterval,
-                    timeouts: RolloutTimeouts(inventory.timeouts, agentCall: agentTimeout),
-                    startPolicy: startPolicy(noWait: noWait)),
-                clock: clock, sink: sink, logger: logger)
+                agents: agents, cluster: cluster, configuration: configuration, clock: clock, sink: sink, logger: logger)
             // The agents were probed just now (preflight): the executor takes those answers, not a second round.
             return try await executor.run(plan, probed: statuses)
         }

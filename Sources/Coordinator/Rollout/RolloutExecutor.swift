@@ -23,6 +23,9 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         public var cordonReason: String
         /// What must hold before a node starts (maintenance window, alert gate); nil holds nothing.
         public var startPolicy: NodeStartPolicy?
+        /// Flake mode: called with the lock an upgrade ships to every node once it is known (the first node's
+        /// update, or the lock a rerun resumes from); the notice it returns is emitted. nil: nothing is called.
+        public var flakeLockPinned: (@Sendable (_ lock: String) -> RolloutNotice?)?
 
         /// Makes a configuration.
         public init(
@@ -238,7 +241,10 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
         // lock) the nodes it finished fetched.
         var pin = plan.isUpgrade ? resumedPin(plan, progress: progress, statuses: statuses) : nil
         var pinSettled = !plan.isUpgrade || pin != nil
-        if let pin { emit(pin.notice) }
+        if let pin {
+            emit(pin.notice)
+            if case .flake(let p) = pin, let notice = configuration.flakeLockPinned?(p.lock) { emit(notice) }
+        }
         // Until the pin is settled, one node (the leader) fetches the channel; with a budget above 1 the other
         // nodes the machine starts meanwhile wait here for their bundle, so that they too get the leader's release.
         var pinLeader: String?
@@ -331,6 +337,7 @@ public struct RolloutExecutor<C: Clock>: Sendable where C.Duration == Duration {
                                 case .success(let p):
                                     pin = .flake(p)
                                     emit(p.notice)
+                                    if let notice = configuration.flakeLockPinned?(p.lock) { emit(notice) }
                                 case .failure(let why):
                                     emit(FlakeLockPin.warning(why))
                                 }

@@ -131,7 +131,13 @@ extension KubeClient {
             session.fail(KubeError(.timeout, "\(path): the command did not finish within \(timeout)"))
         }
         defer { timer.cancel() }
-        let channel = try await bootstrap.connect(host: host, port: port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            session.fail(error)  // completes the promise: never left pending
+            throw error
+        }
         session.attach(channel)
         channel.closeFuture.whenComplete { _ in session.finish() }
         return try await withTaskCancellationHandler {

@@ -165,3 +165,46 @@ struct KubeExecTests {
         }
     }
 }
+
+extension KubeExecTests {
+    @Test("exec takes the client's other endpoints when one is down, and honours tls-server-name")
+    func endpointsAndServerName() async throws {
+        let server = try await FakeKubeServer.start(logger: Self.logger)
+        do {
+            addToolbox(server.state)
+            server.state.setCephHealthAsCephSees(health: "HEALTH_OK")
+            let second = try await server.addEndpoint(host: "127.0.0.2")
+            var config = try server.clientConfig()
+            config.extraServers = [second.absoluteString]
+            try await KubeClient.withClient(config: config, logger: Self.logger) { client in
+                try await server.setEndpoint(server.url, down: true)
+                let r = try await client.exec(
+                    namespace: "rook-ceph", pod: "rook-ceph-tools-5b6c7d-abcde", container: nil, command: ["ceph", "status", "-f", "json"])
+                #expect(r.exitCode == 0)
+                #expect(client.currentServer == second)
+                try await server.setEndpoint(server.url, down: false)
+            }
+
+            // A certificate naming only kubernetes.default.svc: refused by address, accepted with tls-server-name.
+            let named = try await server.addEndpoint(host: "127.0.0.3", certificateNames: ["kubernetes.default.svc"])
+            var direct = try server.clientConfig()
+            direct.server = named
+            try await KubeClient.withClient(config: direct, logger: Self.logger) { client in
+                let refused = await #expect(throws: KubeError.self) {
+                    try await client.exec(namespace: "rook-ceph", pod: "rook-ceph-tools-5b6c7d-abcde", container: nil, command: ["ceph", "status", "-f", "json"])
+                }
+                #expect(refused?.message.contains("TLS") == true, "\(String(describing: refused))")
+            }
+            direct.tlsServerName = "kubernetes.default.svc"
+            try await KubeClient.withClient(config: direct, logger: Self.logger) { client in
+                let r = try await client.exec(
+                    namespace: "rook-ceph", pod: "rook-ceph-tools-5b6c7d-abcde", container: nil, command: ["ceph", "status", "-f", "json"])
+                #expect(r.exitCode == 0)
+            }
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+}

@@ -50,31 +50,35 @@ public enum HealthGates {
             var warning: GateReport? = nil
             var toolboxPod: Pod? = nil
             if !execBroken.withLock({ $0 }) {
-                toolboxPod = try await CephToolbox.pod(kube, namespace: namespace)
-                if let pod = toolboxPod {
-                    do {
+                do {
+                    toolboxPod = try await CephToolbox.pod(kube, namespace: namespace)
+                    if let pod = toolboxPod {
                         let report = try await CephToolbox.status(kube, pod: pod)
                         return GateLogic.ceph(status: report, tolerated: tolerated, source: "ceph status in \(pod.qualifiedName)")
-                    } catch let e as CancellationError {
-                        throw e
-                    } catch {
-                        // Once, not a retry loop: RBAC or the toolbox will not change while the gate waits.
-                        execBroken.withLock { $0 = true }
-                        let why = (error as? KubeError)?.message ?? "\(error)"
-                        warning = GateReport(
-                            status: .warning,
-                            message: "cannot run ceph status in \(pod.qualifiedName) (\(why)); judging by CephCluster \(namespace)/\(name) instead")
                     }
+                } catch let e as CancellationError {
+                    throw e
+                } catch {
+                    // Once, not a retry loop: RBAC (no `list` on pods, no `get`/`create` on pods/exec) or a broken
+                    // toolbox will not change while the gate waits.
+                    execBroken.withLock { $0 = true }
+                    let why = (error as? KubeError)?.message ?? "\(error)"
+                    let target = toolboxPod.map { "in \($0.qualifiedName)" } ?? "(cannot list the toolbox pods in \(namespace))"
+                    warning = GateReport(
+                        status: .warning,
+                        message: "cannot run ceph status \(target) (\(why)); judging by CephCluster \(namespace)/\(name) instead")
                 }
             }
             let cluster: CephCluster
             do {
                 cluster = try await kube.getCephCluster(namespace: namespace, name: name)
-            } catch let e as KubeError where e.code == .notFound && toolboxPod == nil {
+            } catch let e as KubeError where e.code == .notFound && (toolboxPod == nil || execBroken.withLock({ $0 })) {
                 // No such CephCluster (or no CephCluster resource at all: Rook's CRDs are not installed) and no
                 // toolbox to ask. Waiting does not create one, so the gate stops at once instead of retrying until
                 // its timeout.
-                return GateLogic.cephClusterMissing(namespace: namespace, name: name, error: e)
+                var missing = GateLogic.cephClusterMissing(namespace: namespace, name: name, error: e)
+                if let warning { missing.lines.insert(warning, at: 0) }
+                return missing
             }
             // Rook stamps lastChecked with the operator's clock, a cluster node's: compare on the API server's clock
             // (its answers' Date header), not the workstation's, whose skew would make an old check look fresh.

@@ -92,4 +92,29 @@ extension GateWaitTests {
             #expect(result.passed)
         }
     }
+
+    @Test("without a toolbox the gate does not list pods on every poll, and a toolbox pod that went away is looked up again")
+    func toolboxLookupPace() async throws {
+        try await withCluster { server, client in
+            server.state.setCephHealth(health: "HEALTH_OK", lastChecked: Date())
+            let lists = { server.state.stats.byRoute["GET pods (list, one namespace)"] ?? 0 }
+            let gate = HealthGates.ceph(client, checkedAfter: nil)
+            for _ in 0..<3 { _ = try await gate.check() }
+            #expect(lists() == 1)
+
+            // A toolbox found, then replaced (a drain evicted it): the gate follows to the new pod, no warning.
+            let withToolbox = HealthGates.ceph(client, checkedAfter: nil)
+            addToolbox(server.state)
+            server.state.setCephHealthAsCephSees(health: "HEALTH_OK")
+            #expect(try await withToolbox.check().lines.first?.message.contains(Self.toolboxPod) == true)
+            server.state.delete(.pods, namespace: "rook-ceph", name: Self.toolboxPod)
+            server.state.addPod(
+                namespace: "rook-ceph", name: "rook-ceph-tools-5b6c7d-fghij", node: "n1", labels: ["app": "rook-ceph-tools"],
+                owner: ("ReplicaSet", "rook-ceph-tools-5b6c7d"))
+            let gone = try await withToolbox.check()
+            #expect(gone.lines.map(\.status) == [.ok], "\(gone.lines)")  // judged by the CephCluster meanwhile
+            let next = try await withToolbox.check()
+            #expect(next.lines.map(\.message) == ["ceph state is HEALTH_OK via ceph status in rook-ceph/rook-ceph-tools-5b6c7d-fghij"])
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NK3Kube
+import Synchronization
 
 /// Rook's toolbox: the `rook-ceph-tools` Deployment, whose pods (labelled `app=rook-ceph-tools`) run in the
 /// CephCluster's namespace with the ceph CLI and the cluster's admin keyring (rook deploy/examples/toolbox.yaml).
@@ -34,4 +35,49 @@ public enum CephToolbox {
             throw KubeError(.decode, "`\(command.joined(separator: " "))` in \(pod.qualifiedName) printed no ceph status JSON: \(error)")
         }
     }
+}
+
+/// One Ceph gate's toolbox lookups: the pod found (kept until an exec says it is gone), a lookup that found none
+/// repeated at most every `relook`, and whether the exec path failed for good.
+final class CephToolboxLookup: Sendable {
+    private struct State {
+        var broken: Bool
+        var pod: Pod? = nil
+        var lookedAt: ContinuousClock.Instant? = nil
+    }
+    private let state: Mutex<State>
+    private let relook: Duration
+
+    init(enabled: Bool, relook: Duration = .seconds(10)) {
+        state = Mutex(State(broken: !enabled))
+        self.relook = relook
+    }
+
+    /// Whether the toolbox may still be asked.
+    var usable: Bool { state.withLock { !$0.broken } }
+
+    /// The known pod, else the result of `find` if no lookup ran within `relook`, else nil.
+    func pod(_ find: () async throws -> Pod?) async throws -> Pod? {
+        let now = ContinuousClock.now
+        let (known, due) = state.withLock { s in (s.pod, s.lookedAt.map { $0.duration(to: now) >= relook } ?? true) }
+        if let known { return known }
+        guard due else { return nil }
+        let found = try await find()
+        state.withLock {
+            $0.pod = found
+            $0.lookedAt = now
+        }
+        return found
+    }
+
+    /// The pod is gone: look again on the next check.
+    func forget() {
+        state.withLock {
+            $0.pod = nil
+            $0.lookedAt = nil
+        }
+    }
+
+    /// The exec path failed for good.
+    func markBroken() { state.withLock { $0.broken = true } }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import NK3Kube
-import Synchronization
 
 /// Gate factories: each is a thin fetch through `KubeAPI` followed by the pure rule in `GateLogic`.
 public enum HealthGates {
@@ -39,29 +38,36 @@ public enum HealthGates {
     ///    clock: `KubeAPI.clusterTime`). Rook refreshes it about once a minute, so polling it faster than every
     ///    200 ms gains nothing.
     /// An exec that fails (no `create` on `pods/exec`, a non-zero exit, no JSON) is reported once as a warning and
-    /// the gate keeps to the CephCluster status from then on. No CephCluster and no toolbox stops the gates at once.
+    /// the gate keeps to the CephCluster status from then on. Without a toolbox the gate looks for one again at most
+    /// every 10 s, not on every poll. No CephCluster and no toolbox stops the gates at once.
     /// Each line names the source that judged.
     public static func ceph(
         _ kube: any KubeAPI, namespace: String = "rook-ceph", name: String = "rook-ceph", checkedAfter: Date?,
         tolerated: Set<String> = GateLogic.toleratedCephChecks, toolbox: Bool = true, period: Duration = .milliseconds(200)
     ) -> HealthGate {
-        let execBroken = Mutex(!toolbox)
+        let lookup = CephToolboxLookup(enabled: toolbox)
         return HealthGate(name: "ceph health (CephCluster \(namespace)/\(name))", period: period) {
             var warning: GateReport? = nil
             var toolboxPod: Pod? = nil
-            if !execBroken.withLock({ $0 }) {
+            if lookup.usable {
                 do {
-                    toolboxPod = try await CephToolbox.pod(kube, namespace: namespace)
+                    toolboxPod = try await lookup.pod { try await CephToolbox.pod(kube, namespace: namespace) }
                     if let pod = toolboxPod {
-                        let report = try await CephToolbox.status(kube, pod: pod)
-                        return GateLogic.ceph(status: report, tolerated: tolerated, source: "ceph status in \(pod.qualifiedName)")
+                        do {
+                            let report = try await CephToolbox.status(kube, pod: pod)
+                            return GateLogic.ceph(status: report, tolerated: tolerated, source: "ceph status in \(pod.qualifiedName)")
+                        } catch let e as KubeError where e.code == .notFound {
+                            // The pod is gone (evicted by a drain, replaced): look for its successor next round.
+                            lookup.forget()
+                            toolboxPod = nil
+                        }
                     }
                 } catch let e as CancellationError {
                     throw e
                 } catch {
                     // Once, not a retry loop: RBAC (no `list` on pods, no `get`/`create` on pods/exec) or a broken
                     // toolbox will not change while the gate waits.
-                    execBroken.withLock { $0 = true }
+                    lookup.markBroken()
                     let why = (error as? KubeError)?.message ?? "\(error)"
                     let target = toolboxPod.map { "in \($0.qualifiedName)" } ?? "(cannot list the toolbox pods in \(namespace))"
                     warning = GateReport(
@@ -72,7 +78,7 @@ public enum HealthGates {
             let cluster: CephCluster
             do {
                 cluster = try await kube.getCephCluster(namespace: namespace, name: name)
-            } catch let e as KubeError where e.code == .notFound && (toolboxPod == nil || execBroken.withLock({ $0 })) {
+            } catch let e as KubeError where e.code == .notFound && (toolboxPod == nil || !lookup.usable) {
                 // No such CephCluster (or no CephCluster resource at all: Rook's CRDs are not installed) and no
                 // toolbox to ask. Waiting does not create one, so the gate stops at once instead of retrying until
                 // its timeout.

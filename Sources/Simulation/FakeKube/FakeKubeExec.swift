@@ -83,7 +83,6 @@ extension FakeKubeRouter {
         guard let node = pod.spec?.nodeName, !node.isEmpty else {
             return .refuse(Self.status(400, reason: "BadRequest", message: "pod \(name) does not have a host assigned"))
         }
-        _ = node
         guard Self.isWebSocketRequest(request.headers) else {
             return .refuse(Self.status(400, reason: "BadRequest", message: "Upgrade request required"))
         }

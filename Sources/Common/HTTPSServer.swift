@@ -121,6 +121,7 @@ public final class HTTPSServer: Sendable {
         host: String, port: Int, tls: NIOSSLContext?, limits: HTTPServerLimits = HTTPServerLimits(),
         logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         upload: (@Sendable (HTTPServerRequest) async -> HTTPUploadDecision)? = nil,
+        upgrade: HTTPUpgradeHook? = nil,
         handler: @escaping @Sendable (HTTPServerRequest) async -> HTTPServerResponse
     ) async throws -> HTTPSServer {
         let (idle, stalled) = (TimeAmount(limits.idleTimeout), TimeAmount(limits.writeTimeout))
@@ -153,12 +154,28 @@ public final class HTTPSServer: Sendable {
                         try sync.addHandler(NIOSSLServerHandler(context: tls))
                         try sync.addHandler(HandshakeGate(admission: admission, timeout: handshakeTimeout))
                     }
-                    try sync.addHandler(
-                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: headerLimits)))
-                    try sync.addHandler(HTTPResponseEncoder())
-                    try sync.addHandler(HTTPServerProtocolErrorHandler())
-                    try sync.addHandler(IdleStateHandler(readTimeout: idle, writeTimeout: stalled))
-                    try sync.addHandler(IdleCloseHandler())
+                    let decoder = ByteToMessageHandler(
+                        HTTPRequestDecoder(leftOverBytesStrategy: upgrade == nil ? .dropBytes : .forwardBytes, limitConfiguration: headerLimits))
+                    let encoder = HTTPResponseEncoder()
+                    let protocolErrors = HTTPServerProtocolErrorHandler()
+                    let idleState = IdleStateHandler(readTimeout: idle, writeTimeout: stalled)
+                    let idleClose = IdleCloseHandler()
+                    try sync.addHandler(decoder)
+                    try sync.addHandler(encoder)
+                    try sync.addHandler(protocolErrors)
+                    if let upgrade {
+                        // Only servers given a hook (the simulated Kubernetes API's exec): swift-nio's upgrade handler,
+                        // which passes every request it does not upgrade on unchanged. On an upgrade it removes the
+                        // HTTP handlers; the upgraded protocol's handlers go right after `idleState`, ahead of the
+                        // async channel's handler, which then sees nothing more until the connection closes.
+                        try sync.addHandler(
+                            HTTPServerUpgradeHandler(
+                                upgraders: upgrade.upgraders(channel, idleState), httpEncoder: encoder,
+                                extraHTTPHandlers: [decoder, protocolErrors, idleClose], upgradeCompletionHandler: { _ in }))
+                        try sync.addHandler(RefusedUpgradeFilter(isRefusal: upgrade.isRefusal))
+                    }
+                    try sync.addHandler(idleState)
+                    try sync.addHandler(idleClose)
                     let connection = try Connection(wrappingChannelSynchronously: channel)
                     pending.hold(connection)
                     return connection
@@ -428,6 +445,37 @@ public final class HTTPSServer: Sendable {
                 writer.cancel()
             }
         }
+    }
+}
+
+/// Protocol upgrades an `HTTPSServer` offers (swift-nio `HTTPServerProtocolUpgrader`s, e.g. NIOWebSocket's server
+/// upgrader): without one, a server's pipeline has no upgrade handler at all.
+public struct HTTPUpgradeHook: Sendable {
+    /// The upgraders for one new connection. An upgraded protocol adds its handlers to `channel` right after
+    /// `insertAfter` (not at the end: the HTTP server's async channel handler stays last and must see no frames).
+    public var upgraders: @Sendable (_ channel: any Channel, _ insertAfter: any ChannelHandler) -> [any HTTPServerProtocolUpgrader]
+    /// Whether an error is an upgrader declining a request (swift-nio fires it down the pipeline before it passes
+    /// the request on as plain HTTP); such errors are dropped so the request is answered normally.
+    public var isRefusal: @Sendable (any Error) -> Bool
+
+    /// Makes a hook.
+    public init(
+        upgraders: @escaping @Sendable (_ channel: any Channel, _ insertAfter: any ChannelHandler) -> [any HTTPServerProtocolUpgrader],
+        isRefusal: @escaping @Sendable (any Error) -> Bool
+    ) {
+        self.upgraders = upgraders
+        self.isRefusal = isRefusal
+    }
+}
+
+/// Drops the errors of declined upgrades (`HTTPUpgradeHook.isRefusal`), passing everything else on.
+private final class RefusedUpgradeFilter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let isRefusal: @Sendable (any Error) -> Bool
+    init(isRefusal: @escaping @Sendable (any Error) -> Bool) { self.isRefusal = isRefusal }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.fireChannelRead(data) }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !isRefusal(error) { context.fireErrorCaught(error) }
     }
 }
 

@@ -19,6 +19,15 @@ public protocol KubeAPI: Sendable {
     /// `GET /api/v1/pods`: every pod in every namespace (in pages), one list where a look at many nodes would
     /// otherwise take a list per node.
     func listAllPods() async throws -> [Pod]
+    /// `GET /api/v1/namespaces/{ns}/pods?labelSelector=…`: the pods in `namespace` matching `labelSelector`.
+    func listPods(namespace: String, labelSelector: String) async throws -> [Pod]
+    /// `GET /api/v1/namespaces/{ns}/pods/{name}/exec?command=…` upgraded to a WebSocket (`v5.channel.k8s.io`,
+    /// `KubeExecProtocol`): runs a read-only `command` in `container` (nil: the pod's only one) and returns its
+    /// output and exit code, within `timeout` and `maxOutputBytes`. A refused upgrade throws the API's error (403:
+    /// no `create` on `pods/exec`; 404: no such pod); a command that could not be started throws `.server`.
+    func exec(
+        namespace: String, pod: String, container: String?, command: [String], timeout: Duration, maxOutputBytes: Int
+    ) async throws -> KubeExecResult
     /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
     func getPod(namespace: String, name: String) async throws -> Pod
     /// `POST …/pods/{name}/eviction` with a `policy/v1` Eviction (docs/UPSTREAM.md#eviction). A PDB refusal throws

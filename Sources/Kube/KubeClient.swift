@@ -51,8 +51,10 @@ public final class KubeClient: KubeAPI {
     /// Every request (watches included) takes a token first.
     public let rateLimiter: KubeRateLimiter
     /// The API server's clock, from its answers' `Date` headers.
-    private let serverClock = ServerClock()
-    private let logger: Logger
+    let serverClock = ServerClock()
+    let logger: Logger
+    /// The TLS settings every connection uses (exec sessions open their own connections with them).
+    let tlsConfiguration: TLSConfiguration
 
     /// Makes a client (call `shutdown()` when done, or use `withClient`).
     public init(config: KubeConfig, options: Options = Options(), logger: Logger) throws {
@@ -74,6 +76,7 @@ public final class KubeClient: KubeAPI {
         } catch {
             throw KubeError(.config, "the kubeconfig's certificates cannot be used: \(error)")
         }
+        self.tlsConfiguration = tls
         self.rateLimiter = KubeRateLimiter(qps: options.qps, burst: options.burst)
         var list: [KubeEndpoints.Endpoint] = []
         for server in KubeEndpoints.urls(server: config.server, extra: config.extraServers) {
@@ -195,6 +198,10 @@ public final class KubeClient: KubeAPI {
 
     public func listAllPods() async throws -> [Pod] {
         try await list("/api/v1/pods")
+    }
+
+    public func listPods(namespace: String, labelSelector: String) async throws -> [Pod] {
+        try await list("/api/v1/namespaces/\(seg(namespace))/pods", query: [("labelSelector", labelSelector)])
     }
 
     public func getPod(namespace: String, name: String) async throws -> Pod {

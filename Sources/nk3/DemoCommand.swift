@@ -40,6 +40,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(help: "Then roll a change whose new kernel never boots on the second node: trial boot brings it back.")
     var trial = false
 
+    @Flag(help: "Run Rook's toolbox (rook-ceph-tools) in the simulated cluster: the Ceph gate then asks simulated Ceph with `ceph status` instead of waiting for the CephCluster status.")
+    var cephToolbox = false
+
     @Flag(help: "Leave the simulated cluster running afterwards (Ctrl-C stops it) to try nk3 commands by hand.")
     var keepRunning = false
 
@@ -67,6 +70,7 @@ struct DemoCommand: AsyncParsableCommand {
         options.directory = dir.map { URL(fileURLWithPath: $0) }
         options.upgrade = !noUpgrade
         options.trial = trial
+        options.cephToolbox = cephToolbox
         options.output = output == .json ? .json : .human
         options.useColor = DiffColor.shouldColorStandardOutput()
         options.live = output == .human && FileDescriptorWriter(fd: 1).isTerminal

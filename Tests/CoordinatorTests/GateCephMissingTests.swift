@@ -52,7 +52,7 @@ extension GateWaitTests {
                 if line.message.contains("stale") { server.state.setCephHealth(health: "HEALTH_OK", lastChecked: cameBack.addingTimeInterval(123)) }
             }
             #expect(lines.messages.first?.contains("(stale: checked") == true, "\(lines.messages)")
-            #expect(lines.messages.last == "ceph state is HEALTH_OK")
+            #expect(lines.messages.last == "ceph state is HEALTH_OK via CephCluster rook-ceph/rook-ceph")
             let header = try #require(HTTPDate.parse(HTTPDate.format(server.state.clusterNow())))
             #expect(abs(header.timeIntervalSince(Date()) - 120) < 2)
         }
@@ -70,7 +70,7 @@ extension GateWaitTests {
             _ = try await waitUntilHealthy(
                 [HealthGates.ceph(client, checkedAfter: cameBack, period: .milliseconds(20))],
                 deadline: clock.now.advanced(by: .seconds(60)), clock: clock, report: { lines.append($0) })
-            #expect(lines.messages == ["ceph state is HEALTH_OK"])
+            #expect(lines.messages == ["ceph state is HEALTH_OK via CephCluster rook-ceph/rook-ceph"])
         }
     }
 

@@ -105,14 +105,14 @@ struct GateWaitTests {
                     server.state.setCephHealth(
                         health: "HEALTH_WARN", details: ["PG_DEGRADED": .init(severity: "HEALTH_WARN", message: "Degraded data redundancy")],
                         lastChecked: cameBack.addingTimeInterval(60))
-                } else if line.message == "ceph state is HEALTH_WARN" {
+                } else if line.message == "ceph state is HEALTH_WARN via CephCluster rook-ceph/rook-ceph" {
                     server.state.setCephHealth(health: "HEALTH_OK", lastChecked: cameBack.addingTimeInterval(120))
                 }
             }
             let m = lines.messages
             #expect(m.first?.hasPrefix("ceph state is HEALTH_OK (stale: checked 2024-05-01T11:59:30Z") == true)
-            #expect(m.dropFirst().first == "ceph state is HEALTH_WARN")
-            #expect(m.last == "ceph state is HEALTH_OK")
+            #expect(m.dropFirst().first == "ceph state is HEALTH_WARN via CephCluster rook-ceph/rook-ceph")
+            #expect(m.last == "ceph state is HEALTH_OK via CephCluster rook-ceph/rook-ceph")
             let ceph = try #require(server.state.get(.cephclusters, namespace: "rook-ceph", name: "rook-ceph", as: CephCluster.self))
             #expect(ceph.status?.ceph?.previousHealth == "HEALTH_WARN")
         }

@@ -14,10 +14,12 @@ struct KubectlCompatTests {
 
     /// Runs kubectl with its own cache dir; returns (exit code, stdout, stderr). The blocking waits run on
     /// a dedicated thread, never on the cooperative pool that serves the fake API's handlers.
-    func run(_ args: [String], dir: String) async throws -> (Int32, String, String) {
+    func run(_ args: [String], dir: String, command: [String] = []) async throws -> (Int32, String, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.kubectl!)
-        process.arguments = args + ["--kubeconfig", dir + "/kubeconfig", "--cache-dir", dir + "/cache", "--request-timeout", "20s"]
+        process.arguments =
+            args + ["--kubeconfig", dir + "/kubeconfig", "--cache-dir", dir + "/cache", "--request-timeout", "20s"]
+            + (command.isEmpty ? [] : ["--"] + command)
         process.environment = ["HOME": dir, "PATH": "/usr/bin:/bin"]
         let out = Pipe()
         let err = Pipe()
@@ -102,6 +104,31 @@ struct KubectlCompatTests {
             #expect(try await client.getNode("n1").isUnschedulable, "still cordoned")
             #expect(try await client.cordon(node: "n1", by: "nk3/bob@ci", reason: "rollout") == .alreadyCordonedByOther)
         }
+        await server.shutdown()
+    }
+}
+
+extension KubectlCompatTests {
+    @Test("kubectl exec into the simulated toolbox speaks the fake's pods/exec WebSocket: output and exit codes come through",
+          .enabled(if: kubectl != nil), .timeLimit(.minutes(2)))
+    func kubectlExec() async throws {
+        let server = try await FakeKubeServer.start(logger: quietLogger)
+        let dir = try temporaryDirectory()
+        try server.writeKubeconfig(to: dir + "/kubeconfig")
+        server.state.addNode("n1")
+        server.state.addPod(
+            namespace: "rook-ceph", name: "rook-ceph-tools-abc", node: "n1", labels: ["app": "rook-ceph-tools"],
+            owner: ("ReplicaSet", "rook-ceph-tools-5b6c7d"))
+        server.state.setCephHealthAsCephSees(health: "HEALTH_OK")
+
+        let (code, stdout, stderr) = try await run(
+            ["exec", "-n", "rook-ceph", "rook-ceph-tools-abc"], dir: dir, command: ["ceph", "status", "-f", "json"])
+        #expect(code == 0, "kubectl exec failed: \(stderr)")
+        let report = try JSONDecoder().decode(CephStatusReport.self, from: Data(stdout.utf8))
+        #expect(report.health.status == "HEALTH_OK")
+
+        let (other, _, otherErr) = try await run(["exec", "-n", "rook-ceph", "rook-ceph-tools-abc"], dir: dir, command: ["ls"])
+        #expect(other == 127, "\(otherErr)")
         await server.shutdown()
     }
 }

@@ -119,12 +119,12 @@ public enum GateLogic {
             failure: "deployments in \(namespace) not available: \(problems.joined(separator: "; "))", unrecoverable: final)
     }
 
-    /// The Ceph gate's answer when the API has no CephCluster `namespace/name` (404): unrecoverable, naming the
-    /// inventory keys that point there.
+    /// The Ceph gate's answer when the API has no CephCluster `namespace/name` (404) and no running toolbox:
+    /// unrecoverable, naming the inventory keys that point there.
     public static func cephClusterMissing(namespace: String, name: String, error: KubeError) -> GateResult {
         GateResult(
-            passed: false, lines: [GateReport(status: .failed, message: "ceph state is unknown: no CephCluster \(namespace)/\(name)")],
-            failure: "the API has no CephCluster \(namespace)/\(name) (\(error.message)): set the inventory's ceph.namespace "
+            passed: false, lines: [GateReport(status: .failed, message: "ceph state is unknown: no CephCluster \(namespace)/\(name) and no Rook toolbox")],
+            failure: "the API has no CephCluster \(namespace)/\(name) (\(error.message)) and no running Rook toolbox (pods labelled \(CephToolbox.labelSelector)) in \(namespace): set the inventory's ceph.namespace "
                 + "and ceph.name to Rook's CephCluster, or ceph.enabled: false on a cluster without Rook",
             unrecoverable: true)
     }
@@ -134,41 +134,58 @@ public enum GateLogic {
     /// is not before `checkedAfter` (the moment the node came back): Rook refreshes about every 60 s, so an
     /// older HEALTH_OK says nothing about the node that just returned. Rook stamps `lastChecked` in whole
     /// seconds (RFC 3339 without a fraction), so a check stamped in the same second as the return may have
-    /// run after it and counts as fresh; refusing it would cost a whole refresh interval.
+    /// run after it and counts as fresh; refusing it would cost a whole refresh interval. `source` (e.g.
+    /// "CephCluster rook-ceph/rook-ceph") is named at the end of the line.
     public static func ceph(
-        _ cluster: CephCluster, checkedAfter: Date?, tolerated: Set<String> = toleratedCephChecks
+        _ cluster: CephCluster, checkedAfter: Date?, tolerated: Set<String> = toleratedCephChecks, source: String? = nil
     ) -> GateResult {
         let name = "\(cluster.metadata.namespace ?? "")/\(cluster.metadata.name ?? "")"
+        let via = source.map { " via \($0)" } ?? ""
         guard let ceph = cluster.status?.ceph, let health = ceph.health else {
             return GateResult(
-                passed: false, lines: [GateReport(status: .waiting, message: "ceph state is unknown")],
+                passed: false, lines: [GateReport(status: .waiting, message: "ceph state is unknown\(via)")],
                 failure: "CephCluster \(name) reports no status.ceph.health yet")
         }
         let line = "ceph state is \(health)"
         if let after = checkedAfter {
             guard let text = ceph.lastChecked, let checked = KubeTime.parse(text) else {
                 return GateResult(
-                    passed: false, lines: [GateReport(status: .waiting, message: "\(line) (not yet re-checked)")],
+                    passed: false, lines: [GateReport(status: .waiting, message: "\(line) (not yet re-checked)\(via)")],
                     failure: "CephCluster \(name) has no parsable status.ceph.lastChecked")
             }
             if !isFresh(checked: checked, stamped: text, after: after) {
                 return GateResult(
-                    passed: false, lines: [GateReport(status: .waiting, message: "\(line) (stale: checked \(text), before \(KubeTime.format(after)))")],
+                    passed: false, lines: [GateReport(status: .waiting, message: "\(line) (stale: checked \(text), before \(KubeTime.format(after)))\(via)")],
                     failure: "ceph state \(health) was last checked at \(text), not after \(KubeTime.format(after)); waiting for Rook's next check (about every 60 s)")
             }
         }
-        let checks = (ceph.details ?? [:]).keys.sorted()
+        let checks = (ceph.details ?? [:]).mapValues(\.message)
+        return cephHealth(health, checks: checks, tolerated: tolerated, via: via)
+    }
+
+    /// Ceph is healthy per `ceph status -f json` run in Rook's toolbox: the same rule as `ceph(_:checkedAfter:)`
+    /// (HEALTH_OK, or HEALTH_WARN with one tolerated check), with no freshness wait — Ceph answered just now, after
+    /// the node came back. `source` (e.g. "ceph status in rook-ceph/rook-ceph-tools-…") ends the line.
+    public static func ceph(status report: CephStatusReport, tolerated: Set<String> = toleratedCephChecks, source: String) -> GateResult {
+        let checks = (report.health.checks ?? [:]).mapValues(\.summary.message)
+        return cephHealth(report.health.status, checks: checks, tolerated: tolerated, via: " via \(source)")
+    }
+
+    /// The shared health rule: HEALTH_OK passes; HEALTH_WARN whose single check is tolerated passes as a warning.
+    static func cephHealth(_ health: String, checks: [String: String], tolerated: Set<String>, via: String) -> GateResult {
+        let line = "ceph state is \(health)"
+        let codes = checks.keys.sorted()
         switch health {
         case "HEALTH_OK":
-            return GateResult(passed: true, lines: [GateReport(status: .ok, message: line)])
+            return GateResult(passed: true, lines: [GateReport(status: .ok, message: line + via)])
         // A lone MON_CLOCK_SKEW or RECENT_CRASH warning is tolerated (README.md, "How it stays safe"): one check,
         // and a tolerated one.
-        case "HEALTH_WARN" where checks.count == 1 && tolerated.contains(checks[0]):
-            return GateResult(passed: true, lines: [GateReport(status: .warning, message: "\(line) (tolerated: \(checks.joined(separator: ", ")))")])
+        case "HEALTH_WARN" where codes.count == 1 && tolerated.contains(codes[0]):
+            return GateResult(passed: true, lines: [GateReport(status: .warning, message: "\(line) (tolerated: \(codes.joined(separator: ", ")))\(via)")])
         default:
-            let detail = checks.map { key in "\(key): \(ceph.details?[key]?.message ?? "")" }.joined(separator: "; ")
+            let detail = codes.map { "\($0): \(checks[$0] ?? "")" }.joined(separator: "; ")
             return GateResult(
-                passed: false, lines: [GateReport(status: .waiting, message: line)],
+                passed: false, lines: [GateReport(status: .waiting, message: line + via)],
                 failure: "ceph state is \(health)\(detail.isEmpty ? "" : " (\(detail))")")
         }
     }

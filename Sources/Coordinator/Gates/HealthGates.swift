@@ -31,25 +31,68 @@ public enum HealthGates {
         }
     }
 
-    /// Ceph healthy per Rook's CephCluster, checked after `checkedAfter` (a local time, compared on the cluster's
-    /// clock: `KubeAPI.clusterTime`). Rook refreshes about once a minute, so polling it faster than every 200 ms gains
-    /// nothing. A CephCluster the API does not have stops the gates at once.
+    /// Ceph healthy. Sources, in order (docs/DEPLOYING.md, "The Ceph gate"):
+    /// 1. with `toolbox`, `ceph status -f json` in a Running, Ready pod of Rook's toolbox in `namespace`
+    ///    (`CephToolbox`): Ceph's own answer, fresh by construction, so no wait for Rook's refresh;
+    /// 2. otherwise Rook's CephCluster status, checked after `checkedAfter` (a local time, compared on the cluster's
+    ///    clock: `KubeAPI.clusterTime`). Rook refreshes it about once a minute, so polling it faster than every
+    ///    200 ms gains nothing.
+    /// An exec that fails (no `create` on `pods/exec`, a non-zero exit, no JSON) is reported once as a warning and
+    /// the gate keeps to the CephCluster status from then on. Without a toolbox the gate looks for one again at most
+    /// every 10 s, not on every poll. No CephCluster and no toolbox stops the gates at once.
+    /// Each line names the source that judged.
     public static func ceph(
         _ kube: any KubeAPI, namespace: String = "rook-ceph", name: String = "rook-ceph", checkedAfter: Date?,
-        tolerated: Set<String> = GateLogic.toleratedCephChecks, period: Duration = .milliseconds(200)
+        tolerated: Set<String> = GateLogic.toleratedCephChecks, toolbox: Bool = true, period: Duration = .milliseconds(200)
     ) -> HealthGate {
-        HealthGate(name: "ceph health (CephCluster \(namespace)/\(name))", period: period) {
+        let lookup = CephToolboxLookup(enabled: toolbox)
+        return HealthGate(name: "ceph health (CephCluster \(namespace)/\(name))", period: period) {
+            var warning: GateReport? = nil
+            var toolboxPod: Pod? = nil
+            if lookup.usable {
+                do {
+                    toolboxPod = try await lookup.pod { try await CephToolbox.pod(kube, namespace: namespace) }
+                    if let pod = toolboxPod {
+                        do {
+                            let report = try await CephToolbox.status(kube, pod: pod)
+                            return GateLogic.ceph(status: report, tolerated: tolerated, source: "ceph status in \(pod.qualifiedName)")
+                        } catch let e as KubeError where e.code == .notFound {
+                            // The pod is gone (evicted by a drain, replaced): look for its successor next round.
+                            lookup.forget()
+                            toolboxPod = nil
+                        }
+                    }
+                } catch let e as CancellationError {
+                    throw e
+                } catch {
+                    // Once, not a retry loop: RBAC (no `list` on pods, no `get`/`create` on pods/exec) or a broken
+                    // toolbox will not change while the gate waits.
+                    lookup.markBroken()
+                    let why = (error as? KubeError)?.message ?? "\(error)"
+                    let target = toolboxPod.map { "in \($0.qualifiedName)" } ?? "(cannot list the toolbox pods in \(namespace))"
+                    warning = GateReport(
+                        status: .warning,
+                        message: "cannot run ceph status \(target) (\(why)); judging by CephCluster \(namespace)/\(name) instead")
+                }
+            }
             let cluster: CephCluster
             do {
                 cluster = try await kube.getCephCluster(namespace: namespace, name: name)
-            } catch let e as KubeError where e.code == .notFound {
-                // No such CephCluster (or no CephCluster resource at all: Rook's CRDs are not installed). Waiting does
-                // not create one, so the gate stops at once instead of retrying until its timeout.
-                return GateLogic.cephClusterMissing(namespace: namespace, name: name, error: e)
+            } catch let e as KubeError where e.code == .notFound && (toolboxPod == nil || !lookup.usable) {
+                // No such CephCluster (or no CephCluster resource at all: Rook's CRDs are not installed) and no
+                // toolbox to ask. Waiting does not create one, so the gate stops at once instead of retrying until
+                // its timeout.
+                var missing = GateLogic.cephClusterMissing(namespace: namespace, name: name, error: e)
+                if let warning { missing.lines.insert(warning, at: 0) }
+                return missing
             }
             // Rook stamps lastChecked with the operator's clock, a cluster node's: compare on the API server's clock
             // (its answers' Date header), not the workstation's, whose skew would make an old check look fresh.
-            return GateLogic.ceph(cluster, checkedAfter: checkedAfter.map { kube.clusterTime(at: $0) }, tolerated: tolerated)
+            var result = GateLogic.ceph(
+                cluster, checkedAfter: checkedAfter.map { kube.clusterTime(at: $0) }, tolerated: tolerated,
+                source: "CephCluster \(namespace)/\(name)")
+            if let warning { result.lines.insert(warning, at: 0) }
+            return result
         }
     }
 

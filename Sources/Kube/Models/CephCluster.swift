@@ -79,3 +79,92 @@ public struct CephHealthMessage: Codable, Sendable, Hashable {
         self.message = message
     }
 }
+
+/// What `ceph status -f json` prints (only the parts nk3 reads or the simulation writes): Ceph's own view, fresh at
+/// the moment it answers — unlike a CephCluster's `status.ceph`, which Rook copies from the same command once per
+/// check interval (rook pkg/operator/ceph/cluster/cephstatus.go; the field names are Ceph's, src/mon/Monitor.cc
+/// `get_cluster_status` and src/mon/health_check.h `health_check_map_t::dump`).
+public struct CephStatusReport: Codable, Sendable, Hashable {
+    /// Cluster fsid.
+    public var fsid: String?
+    /// `health`: overall status and one entry per active check.
+    public var health: Health
+    /// `pgmap`: placement-group summary.
+    public var pgmap: PGMap?
+
+    /// `health`.
+    public struct Health: Codable, Sendable, Hashable {
+        /// HEALTH_OK, HEALTH_WARN or HEALTH_ERR.
+        public var status: String
+        /// Active checks by code (`OSD_DOWN`, `PG_DEGRADED`, …).
+        public var checks: [String: Check]?
+        /// Makes health.
+        public init(status: String, checks: [String: Check]? = nil) {
+            self.status = status
+            self.checks = checks
+        }
+    }
+
+    /// One health check.
+    public struct Check: Codable, Sendable, Hashable {
+        /// HEALTH_WARN or HEALTH_ERR.
+        public var severity: String
+        /// `{message, count}`.
+        public var summary: Summary
+        /// Whether an operator muted it.
+        public var muted: Bool?
+        /// Makes a check.
+        public init(severity: String, message: String, count: Int, muted: Bool = false) {
+            self.severity = severity
+            self.summary = Summary(message: message, count: count)
+            self.muted = muted
+        }
+    }
+
+    /// A check's summary.
+    public struct Summary: Codable, Sendable, Hashable {
+        /// Human message ("1 osds down").
+        public var message: String
+        /// How many things it counts.
+        public var count: Int?
+    }
+
+    /// `pgmap`.
+    public struct PGMap: Codable, Sendable, Hashable {
+        /// `[{state_name, count}]`.
+        public var pgs_by_state: [PGState]?
+        /// Placement groups.
+        public var num_pgs: Int?
+        /// Pools.
+        public var num_pools: Int?
+        /// Objects.
+        public var num_objects: Int?
+        /// Makes a pgmap.
+        public init(pgs_by_state: [PGState]? = nil, num_pgs: Int? = nil, num_pools: Int? = nil, num_objects: Int? = nil) {
+            self.pgs_by_state = pgs_by_state
+            self.num_pgs = num_pgs
+            self.num_pools = num_pools
+            self.num_objects = num_objects
+        }
+    }
+
+    /// PGs in one state.
+    public struct PGState: Codable, Sendable, Hashable {
+        /// e.g. `active+clean`, `active+undersized+degraded`.
+        public var state_name: String
+        /// How many.
+        public var count: Int
+        /// Makes one.
+        public init(state_name: String, count: Int) {
+            self.state_name = state_name
+            self.count = count
+        }
+    }
+
+    /// Makes a report.
+    public init(fsid: String? = nil, health: Health, pgmap: PGMap? = nil) {
+        self.fsid = fsid
+        self.health = health
+        self.pgmap = pgmap
+    }
+}

@@ -20,6 +20,8 @@ public struct DemoRunner: Sendable {
         public var upgrade = true
         /// Then roll a change whose kernel never boots on the second node (trial boot; DemoRunner+Trial.swift).
         public var trial = false
+        /// Run Rook's toolbox in the simulated cluster, so the Ceph gate asks (simulated) Ceph directly.
+        public var cephToolbox = false
         public var output: RolloutOutputFormat = .human
         public var useColor = false
         /// Show the live progress view (`LiveProgressSink`): only when the output is a terminal.
@@ -57,7 +59,7 @@ public struct DemoRunner: Sendable {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         note("nk3 demo — a SIMULATION: \(options.nodes) NixOS nodes and a Kubernetes API simulated on 127.0.0.1.")
         note("Real: the nk3 coordinator, the nk3-agent servers, mutual TLS 1.3, Ed25519-signed envelopes, HTTP, the")
-        note("apply/rollback state machines. Simulated: the machines (nixos-rebuild, generations, reboots), k3s, Rook.")
+        note("apply/rollback state machines. Simulated: the machines (nixos-rebuild, generations, reboots), k3s, Rook\(options.cephToolbox ? " and its toolbox (ceph status)" : "").")
         note("Files (inventory, kubeconfig, PKI): \(dir.path)")
         note("")
 
@@ -68,6 +70,7 @@ public struct DemoRunner: Sendable {
         simOptions.announce = false
         simOptions.disruptionBudget = options.disruptionBudget
         simOptions.bootLoader = .grub  // the module's default: trial boots with GRUB's one-shot (grub-reboot)
+        simOptions.cephToolbox = options.cephToolbox
         let cluster = try await SimulatedCluster.start(
             nodes: options.nodes, servers: options.servers, speed: options.speed, in: dir, options: simOptions,
             logger: simLogger)

@@ -62,6 +62,36 @@ extension FakeKubeState {
         rook.withLock { $0.health = (health, details) }
     }
 
+    /// Where the toolbox's `ceph status` gets Ceph's view from at the moment it runs (the simulated cluster derives it
+    /// from its nodes); without one, the view set by `setCephHealthAsCephSees`, else the CephCluster's last status.
+    public func setCephStatusSource(_ source: (@Sendable () -> CephStatusReport)?) {
+        rook.withLock { $0.source = source }
+    }
+
+    /// Refuses `pods/exec` with 403, as RBAC does for a user without `create` on `pods/exec`.
+    public func setExecForbidden(_ forbidden: Bool = true) {
+        store.withLock { $0.execForbidden = forbidden }
+    }
+
+    /// What `ceph status -f json` in the toolbox of `namespace` prints now, or nil when no Ceph state is known.
+    func cephStatusNow(namespace: String, name: String = "rook-ceph") -> CephStatusReport? {
+        let (source, seen) = rook.withLock { ($0.source, $0.health) }
+        if let source { return source() }
+        let health: String
+        let details: [String: CephHealthMessage]
+        if let seen {
+            (health, details) = seen
+        } else if let ceph = (get(.cephclusters, namespace: namespace, name: name) as CephCluster?)?.status?.ceph, let h = ceph.health {
+            (health, details) = (h, ceph.details ?? [:])
+        } else {
+            return nil
+        }
+        return CephStatusReport(
+            health: .init(
+                status: health,
+                checks: details.mapValues { CephStatusReport.Check(severity: $0.severity, message: $0.message, count: 1) }))
+    }
+
     /// One tick of the Rook operator's status loop at `now`: if no check ran yet or `interval` has passed since the
     /// last one, copies Ceph's health into the CephCluster's `status.ceph` with `lastChecked = now` in whole seconds
     /// (`time.Now().UTC().Format(time.RFC3339)` in rook/rook cephstatus.go). Returns whether a check ran.
@@ -89,4 +119,5 @@ struct FakeRookOperator {
     var interval: Duration = .seconds(60)
     var health: (String, [String: CephHealthMessage])? = nil
     var lastCheck: Date? = nil
+    var source: (@Sendable () -> CephStatusReport)? = nil
 }

@@ -68,6 +68,12 @@ public struct FakeKubeRouter: Sendable {
         case (.PATCH, let name?, "status") where route.resource.hasStatus: return patch(route, name, request, status: true)
         case (.DELETE, let name?, nil): return delete(route, name, request)
         case (.POST, let name?, "eviction") where route.resource == .pods: return evict(route, name, request)
+        case (.GET, let name?, "exec") where route.resource == .pods, (.POST, let name?, "exec") where route.resource == .pods:
+            // Reached only when the WebSocket upgrade was declined (FakeKubeExec.swift): the refusal.
+            switch execOutcome(request, namespace: route.namespace ?? "default", pod: name) {
+            case .refuse(let response): return response
+            case .accept: return Self.status(400, reason: "BadRequest", message: "Upgrade request required")
+            }
         default:
             return Self.status(405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
         }

@@ -68,7 +68,8 @@ public final class FakeKubeServer: Sendable {
     static func listen(state: FakeKubeState, host: String, port: Int, tls: NIOSSLContext, logger: Logger) async throws -> HTTPSServer {
         let router = FakeKubeRouter(state: state)
         return try await HTTPSServer.start(
-            host: host, port: port, tls: tls, limits: HTTPServerLimits(idleTimeout: .seconds(600)), logger: logger
+            host: host, port: port, tls: tls, limits: HTTPServerLimits(idleTimeout: .seconds(600)), logger: logger,
+            upgrade: FakeKubeRouter.upgradeHook(router)
         ) { request in
             await router.handle(request)
         }

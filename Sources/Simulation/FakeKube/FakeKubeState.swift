@@ -45,6 +45,8 @@ public final class FakeKubeState: Sendable {
         var podTerminationDelay: Duration = .zero
         var evictionHook: (@Sendable (Pod) -> Void)? = nil
         var tokens: Set<String> = []
+        /// Whether `pods/exec` is refused as RBAC would (403), `setExecForbidden`.
+        var execForbidden = false
         /// Namespaces being deleted (evictions in them are refused with 403 NamespaceTerminating).
         var terminatingNamespaces: Set<String> = []
         /// The simulated cluster's clock minus the local one (`setClockSkew`).

@@ -60,6 +60,10 @@ public final class SimulatedCluster: Sendable {
         /// Simulated seconds between Rook CephCluster status checks (Rook's default, 60: rook
         /// pkg/operator/ceph/cluster/cephstatus.go).
         public var cephCheckInterval: TimeInterval = 60
+        /// Whether Rook's toolbox runs (the `rook-ceph-tools` Deployment, rook deploy/examples/toolbox.yaml): one pod
+        /// labelled `app=rook-ceph-tools` in `rook-ceph` whose `ceph status -f json` answers with the simulated Ceph
+        /// state of that moment. Off by default, as Rook installs it only on request.
+        public var cephToolbox = false
         /// Simulated seconds the node controller waits without a kubelet heartbeat before it marks a node's
         /// Ready condition Unknown (kube-controller-manager `--node-monitor-grace-period`, 40 s; 50 s from
         /// Kubernetes 1.32). Until then a node that went down still shows Ready=True with its old boot id.
@@ -271,7 +275,7 @@ public final class SimulatedCluster: Sendable {
         let workloads = SimulatedWorkloads(
             kube: kube.state, nodes: simNodes, speed: speed, timings: options.timings,
             cephCheckInterval: options.cephCheckInterval, nodeMonitorGracePeriod: options.nodeMonitorGracePeriod,
-            clock: clock, logger: log)
+            cephToolbox: options.cephToolbox, clock: clock, logger: log)
         workloads.install(servers: serverNames)
 
         let cluster = SimulatedCluster(

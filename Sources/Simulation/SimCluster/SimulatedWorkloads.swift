@@ -57,6 +57,8 @@ final class SimulatedWorkloads: Sendable {
     let cephNamespace = "rook-ceph"
     let cephName = "rook-ceph"
     let cephCheckInterval: TimeInterval
+    /// Whether Rook's toolbox Deployment runs (`SimulatedCluster.Options.cephToolbox`).
+    let cephToolbox: Bool
     /// Simulated seconds without a kubelet heartbeat before the node controller marks a node Unknown.
     let nodeMonitorGracePeriod: TimeInterval
     let state = Mutex(State())
@@ -64,9 +66,10 @@ final class SimulatedWorkloads: Sendable {
 
     init(
         kube: FakeKubeState, nodes: [SimulatedNode], speed: SimulationSpeed, timings: SimulatedTimings,
-        cephCheckInterval: TimeInterval, nodeMonitorGracePeriod: TimeInterval = 40, clock: any AgentClock,
-        logger: Logger
+        cephCheckInterval: TimeInterval, nodeMonitorGracePeriod: TimeInterval = 40, cephToolbox: Bool = false,
+        clock: any AgentClock, logger: Logger
     ) {
+        self.cephToolbox = cephToolbox
         self.kube = kube
         self.nodes = Dictionary(uniqueKeysWithValues: nodes.map { ($0.hostname, $0) })
         self.nodeOrder = nodes.map(\.hostname)
@@ -90,7 +93,7 @@ final class SimulatedWorkloads: Sendable {
                 bootID: snap.bootID, osImage: Self.osImage(snap.nixosVersion),
                 labels: ["nk3.dev/simulation": "true"])
         }
-        let workloads = [
+        var workloads = [
             Workload(namespace: "default", name: "web", kind: .deployment(replicas: 3)),
             Workload(namespace: "default", name: "api", kind: .deployment(replicas: 2)),
             Workload(namespace: "default", name: "node-exporter", kind: .daemonSet),
@@ -98,6 +101,8 @@ final class SimulatedWorkloads: Sendable {
             Workload(namespace: "kube-system", name: "metrics-server", kind: .deployment(replicas: 1)),
             Workload(namespace: "kube-system", name: "svclb-traefik", kind: .daemonSet),
         ]
+        // Rook's toolbox (rook deploy/examples/toolbox.yaml): a one-replica Deployment labelled app=rook-ceph-tools.
+        if cephToolbox { workloads.append(Workload(namespace: cephNamespace, name: "rook-ceph-tools", kind: .deployment(replicas: 1))) }
         state.withLock { $0.workloads = workloads }
         var slot = 0
         for w in workloads {
@@ -118,6 +123,8 @@ final class SimulatedWorkloads: Sendable {
         for name in nodeOrder {
             nodes[name]!.onEvent { [weak self] event in self?.nodeEvent(name, event) }
         }
+        // The toolbox's `ceph status` sees Ceph as it is at that moment (not Rook's last copy).
+        kube.setCephStatusSource { [weak self] in self?.cephStatusReport() ?? CephStatusReport(health: .init(status: "HEALTH_OK")) }
         syncStatus()
         checkCeph()
         spawn { w in
@@ -331,8 +338,8 @@ final class SimulatedWorkloads: Sendable {
 
     // MARK: ceph (docs/UPSTREAM.md#rook-cephcluster)
 
-    /// One Rook status check: HEALTH_WARN with OSD_DOWN/PG_DEGRADED while any node is down or NotReady.
-    func checkCeph() {
+    /// Ceph's own view now: HEALTH_WARN with OSD_DOWN/PG_DEGRADED while any node is down or NotReady.
+    func cephView() -> (health: String, details: [String: CephHealthMessage], down: Int) {
         let down = nodeOrder.filter { n in
             let s = nodes[n]!.snapshot
             return s.power == .down || !s.kubeletReady
@@ -345,9 +352,29 @@ final class SimulatedWorkloads: Sendable {
                 severity: "HEALTH_WARN",
                 message: "Degraded data redundancy: \(down.count * 41)/\(nodeOrder.count * 123) objects degraded")
         }
+        return (down.isEmpty ? "HEALTH_OK" : "HEALTH_WARN", details, down.count)
+    }
+
+    /// What `ceph status -f json` prints now (the toolbox's answer): `cephView` with a pgmap to match — 128 PGs,
+    /// those on the down OSDs' share `active+undersized+degraded`.
+    func cephStatusReport() -> CephStatusReport {
+        let view = cephView()
+        let total = 128
+        let degraded = nodeOrder.isEmpty ? 0 : min(total, total * view.down / nodeOrder.count)
+        var states = [CephStatusReport.PGState(state_name: "active+clean", count: total - degraded)]
+        if degraded > 0 { states.append(CephStatusReport.PGState(state_name: "active+undersized+degraded", count: degraded)) }
+        return CephStatusReport(
+            health: .init(
+                status: view.health,
+                checks: view.details.mapValues { CephStatusReport.Check(severity: $0.severity, message: $0.message, count: view.down) }),
+            pgmap: .init(pgs_by_state: states, num_pgs: total, num_pools: 3, num_objects: nodeOrder.count * 123))
+    }
+
+    /// One Rook status check: copies `cephView` into the CephCluster's status.
+    func checkCeph() {
+        let view = cephView()
         kube.setCephHealth(
-            namespace: cephNamespace, name: cephName, health: down.isEmpty ? "HEALTH_OK" : "HEALTH_WARN",
-            details: details, lastChecked: clock.now())
+            namespace: cephNamespace, name: cephName, health: view.health, details: view.details, lastChecked: clock.now())
         state.withLock { $0.cephChecks += 1 }
     }
 

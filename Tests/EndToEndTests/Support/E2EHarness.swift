@@ -31,12 +31,12 @@ final class E2ECluster: Sendable {
     /// `E2EJumpClock` and jump it.
     static let defaultTimeouts = ["drain": 20, "reboot": 20, "ready": 20, "gates": 20, "confirm": 120, "rebuild": 20]
 
-    private init(sim: SimulatedCluster, directory: URL, agentClock: any AgentClock) {
+    private init(sim: SimulatedCluster, directory: URL, agentClock: any AgentClock, rookTicker: Bool) {
         self.sim = sim
         self.directory = directory
         self.agentClock = agentClock
         ticker = Task { [sim] in
-            while !Task.isCancelled {
+            while rookTicker, !Task.isCancelled {
                 sim.checkCephNow()
                 try? await Task.sleep(for: .milliseconds(25))
             }
@@ -45,9 +45,10 @@ final class E2ECluster: Sendable {
 
     /// Starts a cluster, runs `body`, shuts everything down (also when `body` throws). `speed` and `configure`
     /// change the simulation (the node controller's grace period is on, as in `SimulatedCluster.Options`).
+    /// Without `rookTicker` only the simulation's own Rook model refreshes the CephCluster status.
     static func with(
         nodes: Int = 3, servers: Int? = nil, timeouts: [String: Int] = [:], disruptionBudget: Int = 1,
-        agentClock: any AgentClock = SystemAgentClock(), speed: SimulationSpeed = .instant,
+        agentClock: any AgentClock = SystemAgentClock(), speed: SimulationSpeed = .instant, rookTicker: Bool = true,
         configure: (inout SimulatedCluster.Options) -> Void = { _ in }, _ body: (E2ECluster) async throws -> Void
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nk3-e2e-\(UUID().uuidString.prefix(12))")
@@ -58,7 +59,7 @@ final class E2ECluster: Sendable {
         configure(&options)
         let sim = try await SimulatedCluster.start(
             nodes: nodes, servers: servers, speed: speed, in: dir, options: options, clock: agentClock, logger: quiet)
-        let cluster = E2ECluster(sim: sim, directory: dir, agentClock: agentClock)
+        let cluster = E2ECluster(sim: sim, directory: dir, agentClock: agentClock, rookTicker: rookTicker)
         do {
             try await body(cluster)
         } catch {

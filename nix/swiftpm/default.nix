@@ -28,5 +28,6 @@
     "swift-service-context" = "sha256-nVACsfabct+MPbZD4UNa2MgcM3dsebio7Vjjv78x/Ik=";
     "swift-service-lifecycle" = "sha256-7nwFDeUFAGhasnJ0GKELTsu/i9spWBwuG8nVzG7znT4=";
     "swift-system" = "sha256-mnQcCHYW0oCadmIE9ayjs3aZiCVQRuliQ0qWpQ22OFQ=";
+    "websocket-kit" = "sha256-rZhK8ggUqtUcwzvbZnWiNUBHFEWumpPD09kAwp6hims=";
   };
 }

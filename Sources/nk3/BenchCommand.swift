@@ -27,6 +27,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Fleet sizes for status, plan and rollout, comma-separated (default 10,100,1000).")
     var sizes: String?
 
+    @Option(help: "Repetitions of each rollout row (default 3; 1 with --quick). A 1,000-node row takes minutes per run.")
+    var rolloutRuns: Int?
+
     @Option(help: "How many times faster than real time the critical-path scenario runs its simulated durations (default 200).")
     var criticalSpeed: Double?
 
@@ -37,6 +40,9 @@ struct BenchCommand: AsyncParsableCommand {
     var kubectl: String = "kubectl"
 
     func validate() throws {
+        if let rolloutRuns, !(1...50).contains(rolloutRuns) {
+            throw ValidationError("--rollout-runs takes a number between 1 and 50")
+        }
         if let sizes, sizes.split(separator: ",").contains(where: { Int($0).map { !(1...5000).contains($0) } ?? true }) {
             throw ValidationError("--sizes takes comma-separated node counts between 1 and 5000, e.g. 10,100,1000")
         }
@@ -56,6 +62,7 @@ struct BenchCommand: AsyncParsableCommand {
         if !scenarios.isEmpty { options.scenarios = scenarios.compactMap(BenchScenario.init(rawValue:)) }
         options.kubectl = kubectl
         options.criticalSpeed = criticalSpeed
+        options.rolloutRunsOverride = rolloutRuns
         options.fleetSizesOverride = sizes.map { $0.split(separator: ",").compactMap { Int($0) } }
         options.agentBinary = agentBinary ?? Self.siblingAgent()
         options.nk3Binary = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")

@@ -25,6 +25,8 @@ public struct BenchRunner: Sendable {
         public var workDirectory = URL(fileURLWithPath: NSTemporaryDirectory())
         /// Fleet sizes for `status`, `plan` and `rollout` instead of 10, 100, 1,000 (the budget runs use the largest).
         public var fleetSizesOverride: [Int]?
+        /// Repetitions of each rollout row instead of 3 (1,000-node rows take minutes per run).
+        public var rolloutRunsOverride: Int?
         /// Progress lines (stderr in the CLI).
         public var progress: @Sendable (String) -> Void = { _ in }
 
@@ -37,7 +39,7 @@ public struct BenchRunner: Sendable {
         var fleetSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 100, 1000]) }
         var statusRuns: Int { quick ? 2 : 7 }
         var rolloutSizes: [Int] { fleetSizesOverride ?? (quick ? [3] : [10, 100, 1000]) }
-        var rolloutRuns: Int { quick ? 1 : 3 }
+        var rolloutRuns: Int { rolloutRunsOverride ?? (quick ? 1 : 3) }
         var budgets: [Int] { quick ? [1, 2] : [1, 10] }
         /// Simulated time runs this many times faster than real time in the `critical` scenario.
         /// (nil: 200, or 2,000 with `quick`).

@@ -80,6 +80,7 @@ public struct KubeConfig: Sendable, Hashable {
             }
             let raw: RawKubeConfig
             do {
+                try YAMLNesting.check(text)
                 raw = try YAMLDecoder().decode(RawKubeConfig.self, from: text.isEmpty ? "{}" : text)
             } catch {
                 throw KubeError(.config, "kubeconfig \(file) is not a valid kubeconfig: \(error)")
@@ -93,7 +94,10 @@ public struct KubeConfig: Sendable, Hashable {
     /// Parses one kubeconfig document (relative paths resolve against `directory`).
     public static func parse(yaml: String, directory: String, context: String? = nil) throws -> KubeConfig {
         let raw: RawKubeConfig
-        do { raw = try YAMLDecoder().decode(RawKubeConfig.self, from: yaml) } catch {
+        do {
+            try YAMLNesting.check(yaml)
+            raw = try YAMLDecoder().decode(RawKubeConfig.self, from: yaml)
+        } catch {
             throw KubeError(.config, "not a valid kubeconfig: \(error)")
         }
         var merged = MergedConfig()

@@ -1,5 +1,6 @@
 import Foundation
 import NK3Protocol
+import enum NK3Kube.YAMLNesting
 import Yams
 
 /// Turns the composed YAML tree (with line/column marks) into an `Inventory`, or the first error found.
@@ -182,6 +183,9 @@ struct InventoryParser {
     // MARK: parse
 
     mutating func parse(_ yaml: String) throws(InventoryError) -> Inventory {
+        do throws(YAMLNesting.TooDeep) { try YAMLNesting.check(yaml) } catch {
+            throw InventoryError(code: .syntax, message: error.description, file: file, line: error.line, column: 1, key: "")
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)

@@ -62,6 +62,12 @@ final class SimulatedWorkloads: Sendable {
     /// Simulated seconds without a kubelet heartbeat before the node controller marks a node Unknown.
     let nodeMonitorGracePeriod: TimeInterval
     let state = Mutex(State())
+    /// Held for the whole of `syncStatus`: it reads the pods, then writes the counts, and two calls from different
+    /// tasks could otherwise interleave so that the one that read first writes last — a stale count ("299/300
+    /// available") that nothing corrects, because no later pod change comes to trigger another sync. The real
+    /// DaemonSet and Deployment controllers sync one object at a time from a work queue (client-go
+    /// `util/workqueue`: an item is never processed by two workers at once), so their status never goes back.
+    private let statusSync = Mutex(())
     let reconcileLock = Mutex(())
 
     init(
@@ -236,6 +242,10 @@ final class SimulatedWorkloads: Sendable {
 
     /// Derives DaemonSet and Deployment status from the pods (docs/UPSTREAM.md#rollout-status).
     func syncStatus() {
+        statusSync.withLock { _ in syncStatusLocked() }
+    }
+
+    private func syncStatusLocked() {
         let workloads = state.withLock { $0.workloads }
         let nodeCount = nodeOrder.count
         for w in workloads {

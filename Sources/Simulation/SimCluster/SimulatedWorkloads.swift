@@ -129,6 +129,15 @@ final class SimulatedWorkloads: Sendable {
         for name in nodeOrder {
             nodes[name]!.onEvent { [weak self] event in self?.nodeEvent(name, event) }
         }
+        // A node whose kubelet came up after its pods were added above but before its handler existed posted
+        // into the void, and its DaemonSet pods would stay not ready for good (seen at 1,000 nodes: "999/1000
+        // available" before any node was touched). Such a node posts once more now, as a kubelet does every
+        // nodeStatusUpdateFrequency (10 s by default: kubelet config reference).
+        for name in nodeOrder {
+            let snap = nodes[name]!.snapshot
+            guard snap.power == .up, snap.kubeletReady, kube.pods(onNode: name).contains(where: { !$0.isReady }) else { continue }
+            postKubeletStatus(name, ready: true)
+        }
         // The toolbox's `ceph status` sees Ceph as it is at that moment (not Rook's last copy).
         kube.setCephStatusSource { [weak self] in self?.cephStatusReport() ?? CephStatusReport(health: .init(status: "HEALTH_OK")) }
         syncStatus()

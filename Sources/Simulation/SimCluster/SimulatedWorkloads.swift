@@ -68,6 +68,13 @@ final class SimulatedWorkloads: Sendable {
     /// DaemonSet and Deployment controllers sync one object at a time from a work queue (client-go
     /// `util/workqueue`: an item is never processed by two workers at once), so their status never goes back.
     private let statusSync = Mutex(())
+    /// Held while a kubelet post or the node controller's "Unknown" changes a node and its pods, and while a post's
+    /// delayed "pods ready" lands: otherwise the node controller could pass its "no post since" check, a new boot's
+    /// post and its pods' start could land, and the controller would then mark the freshly posted node Unknown and
+    /// its pods not ready — for good, since nothing posts again. In the real control plane the node lifecycle
+    /// controller and the kubelet do not race this way: the kubelet posts every nodeStatusUpdateFrequency (10 s), so
+    /// a wrong Unknown lasts one period.
+    private let kubeletSync = Mutex(())
     let reconcileLock = Mutex(())
 
     init(
@@ -312,10 +319,12 @@ final class SimulatedWorkloads: Sendable {
     /// The node controller: no kubelet post since `posts` → Ready Unknown, and the node's pods not ready
     /// (`MarkPodsNotReady`).
     func markUnknown(_ name: String, ifNoPostSince posts: Int) {
-        guard state.withLock({ !$0.stopped && $0.kubeletPosts[name, default: 0] == posts }) else { return }
-        logger.info("[simulation] node controller: no heartbeat from \(name) within the grace period; Ready is Unknown")
-        kube.setNodeUnknown(name)
-        setPods(onNode: name, ready: false)
+        kubeletSync.withLock { _ in
+            guard state.withLock({ !$0.stopped && $0.kubeletPosts[name, default: 0] == posts }) else { return }
+            logger.info("[simulation] node controller: no heartbeat from \(name) within the grace period; Ready is Unknown")
+            kube.setNodeUnknown(name)
+            setPods(onNode: name, ready: false)
+        }
     }
 
     /// The kubelet posts its node status: this boot's id, kernel and OS image, and Ready. After a new boot its
@@ -323,7 +332,33 @@ final class SimulatedWorkloads: Sendable {
     func postKubeletStatus(_ name: String, ready: Bool) {
         guard let node = nodes[name] else { return }
         let snap = node.snapshot
-        state.withLock { $0.kubeletPosts[name, default: 0] += 1 }
+        let post: Int? = kubeletSync.withLock { _ in
+            let post = state.withLock { s in
+                s.kubeletPosts[name, default: 0] += 1
+                return s.kubeletPosts[name, default: 0]
+            }
+            return applyPost(name, snap: snap, ready: ready) ? post : nil
+        }
+        guard let post else { return }
+        spawn { me in
+            try await me.speed.sleep(me.timings.podStartup, on: me.clock)
+            // Only if no later post came meanwhile (that one decides the pods) and the machine is still up (a
+            // machine that went down since has its pods marked not ready by the node controller).
+            me.kubeletSync.withLock { _ in
+                guard me.state.withLock({ $0.kubeletPosts[name, default: 0] == post }),
+                    me.nodes[name]?.snapshot.power == .up
+                else { return }
+                me.setPods(onNode: name, ready: true)
+            }
+            me.reconcile()
+            // With instant operations a Ceph check follows the return at once, so gates need not wait
+            // for the once-a-second check; otherwise the periodic check (docs/UPSTREAM.md#rook-cephcluster) sees it.
+            if me.speed == .instant { me.checkCeph() }
+        }
+    }
+
+    /// One kubelet post, under `kubeletSync`; true when the node is Ready (its pods start after `podStartup`).
+    private func applyPost(_ name: String, snap: SimulatedNode.Snapshot, ready: Bool) -> Bool {
         var newBoot = false
         kube.update(.nodes, name: name, as: Node.self) { n in
             if n.status == nil { n.status = NodeStatus() }
@@ -336,15 +371,7 @@ final class SimulatedWorkloads: Sendable {
         }
         kube.setNodeReady(name, ready)
         if newBoot || !ready { setPods(onNode: name, ready: false) }
-        guard ready else { return }
-        spawn { me in
-            try await me.speed.sleep(me.timings.podStartup, on: me.clock)
-            me.setPods(onNode: name, ready: true)
-            me.reconcile()
-            // With instant operations a Ceph check follows the return at once, so gates need not wait
-            // for the once-a-second check; otherwise the periodic check (docs/UPSTREAM.md#rook-cephcluster) sees it.
-            if me.speed == .instant { me.checkCeph() }
-        }
+        return ready
     }
 
     func setPods(onNode name: String, ready: Bool) {

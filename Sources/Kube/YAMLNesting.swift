@@ -15,6 +15,11 @@
 /// Quoted scalars follow YAML 1.2 §7.3: a `'` or `"` opens one only where a scalar can start (line start, after a
 /// space or one of `[{,:`), `''` is an escaped quote inside single quotes and `\` escapes inside double quotes; a
 /// `#` starts a comment only at line start or after whitespace.
+///
+/// This is a lexer's approximation, not YAML's grammar: it stops the inputs the fuzzer found and ordinary
+/// mistakes, but a file crafted to be misread (an apostrophe inside a plain scalar, brackets inside a block
+/// scalar) can still get past it. Inventories and kubeconfigs are the operator's own files, so this guards the
+/// operator's process against accidents, not against someone who can already write them.
 public enum YAMLNesting {
     /// Where a document nests too deeply.
     public struct TooDeep: Error, Sendable, Hashable, CustomStringConvertible {

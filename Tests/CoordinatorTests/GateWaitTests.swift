@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import NK3Coordinator
+@testable import NK3Coordinator
 import NK3Kube
 import NK3Simulation
 import Synchronization
@@ -176,6 +176,34 @@ struct GateWaitTests {
             #expect(await Self.within { s.stats.watches == 3 && s.openWatches == 1 })
             gate = nil
             #expect(await Self.within { s.openWatches == 0 }, "the gate's watch ends with it")
+        }
+    }
+
+    @Test("a rollout's gate waits share one node watch: one list for the whole rollout, not one per gate wait; a Ready change still comes through")
+    func rolloutGatesShareOneNodeWatch() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            for n in ["n1", "n2", "n3"] { s.addNode(n) }
+            let lists = { s.stats.byRoute["GET nodes (list)"] ?? 0 }
+            let cluster = KubeRolloutCluster(
+                kube: client, clusterName: "c", watchNamespaces: [], ceph: nil, pollInterval: .milliseconds(20),
+                clock: ContinuousClock(), logger: Self.logger)
+            for _ in 0..<5 {
+                try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
+            }
+            #expect(lists() == 1, "one list, then the watch: \(s.stats.byRoute)")
+            #expect(await Self.within { s.stats.watches == 1 && s.openWatches == 1 }, "the watch outlives a passing gate")
+
+            // A node that goes NotReady holds the next gate wait until its Ready comes back through the watch.
+            #expect(await Self.within { cluster.nodeWatch.isWatching })
+            s.setNodeReady("n2", false)
+            let gateWait = Task { try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in }) }
+            #expect(await Self.within {
+                (try? await cluster.nodeWatch.nodes())?.first { $0.name == "n2" }?.readyCondition?.status == "False"
+            })
+            s.setNodeReady("n2", true)
+            try await gateWait.value
+            #expect(lists() == 1, "still the one list")
         }
     }
 

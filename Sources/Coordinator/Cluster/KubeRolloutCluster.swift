@@ -30,6 +30,8 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
 
     /// The Lease as this adapter last wrote it (shared by copies of the adapter).
     private let written = LastWrittenLease()
+    /// One node watch for every gate wait of the rollout (shared by copies of the adapter; `NodeWatch`).
+    let nodeWatch: NodeWatch
 
     /// Makes the adapter.
     public init(
@@ -47,6 +49,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         self.drainOptions = drainOptions
         self.clock = clock
         self.logger = logger
+        self.nodeWatch = NodeWatch(kube, keepWatching: true)
     }
 
     public func nodeReadiness(_ node: String, boot: NodeBoot?) async throws -> NodeReadiness {
@@ -139,7 +142,8 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         since: Date?, timeout: Duration, report: @escaping @Sendable (GateReport) -> Void
     ) async throws {
         let gates = HealthGates.standard(
-            kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: healthRule, period: pollInterval)
+            kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: healthRule, period: pollInterval,
+            nodes: nodeWatch)
         _ = try await waitUntilHealthy(gates, deadline: clock.now.advanced(by: timeout), clock: clock, report: report)
     }
 

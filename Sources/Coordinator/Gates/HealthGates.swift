@@ -5,7 +5,11 @@ import NK3Kube
 public enum HealthGates {
     /// Every node's kubelet Ready. A list on the first check; while the gate waits, a watch (see `NodeWatch`).
     public static func kubeletReady(_ kube: any KubeAPI, period: Duration = .milliseconds(100)) -> HealthGate {
-        let nodes = NodeWatch(kube)
+        kubeletReady(kube, period: period, nodes: NodeWatch(kube))
+    }
+
+    /// The kubelet gate over `nodes` (a rollout passes one watch for all its gate waits).
+    static func kubeletReady(_ kube: any KubeAPI, period: Duration, nodes: NodeWatch) -> HealthGate {
         return HealthGate(name: "kubelet ready on every node", period: period) {
             let result = GateLogic.kubeletReady(nodes: try await nodes.nodes())
             if result.passed { nodes.passed() }
@@ -102,7 +106,15 @@ public enum HealthGates {
         _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)? = nil,
         since: Date? = nil, rule: WorkloadHealthRule = .available, period: Duration = .milliseconds(100)
     ) -> [HealthGate] {
-        var gates = [kubeletReady(kube, period: period)]
+        standard(kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: rule, period: period, nodes: nil)
+    }
+
+    /// The standard set; `nodes`: the node watch the kubelet gate reads (nil: its own, for this wait only).
+    static func standard(
+        _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)?,
+        since: Date?, rule: WorkloadHealthRule, period: Duration, nodes: NodeWatch?
+    ) -> [HealthGate] {
+        var gates = [kubeletReady(kube, period: period, nodes: nodes ?? NodeWatch(kube))]
         gates += watchNamespaces.map { daemonSets(kube, namespace: $0, rule: rule, period: period) }
         gates += watchNamespaces.map { deployments(kube, namespace: $0, rule: rule, period: period) }
         if let ceph { gates.append(Self.ceph(kube, namespace: ceph.namespace, name: ceph.name, checkedAfter: since)) }

@@ -13,6 +13,13 @@ import Synchronization
 /// answered from before its write (the gate bench caught exactly that). The watch also ends when the gate is
 /// dropped. If the server ends it (timeoutSeconds), fails it, or answers 410 Expired, the next check lists again
 /// and watches anew, as a client-go reflector re-lists. A list without a resourceVersion means a list on every check.
+///
+/// A rollout keeps one watch for all its gate waits instead (`keepWatching`, as a client-go informer keeps its
+/// cache): listing every node about twice per node rolled made the coordinator's work per node grow with the
+/// fleet (at 300 nodes three quarters of its CPU decoded node lists; BENCHMARKS.md). That is safe there because
+/// nk3's own writes during a rollout (cordon, uncordon, annotations) never change a Ready condition, the one thing
+/// this gate reads, and a node's return is proven by a GET of that node (`nodeReadiness`) before the gates run: a
+/// view that lags shows a node not ready a moment longer, or as ready as the GET found it.
 final class NodeWatch: Sendable {
     private struct State {
         var checks = 0
@@ -25,8 +32,14 @@ final class NodeWatch: Sendable {
 
     private let kube: any KubeAPI
     private let state = Mutex(State())
+    /// Watch from the first check and keep watching after a pass (a rollout's gates); false: list first, and
+    /// watch only while a gate waits.
+    let keepWatching: Bool
 
-    init(_ kube: any KubeAPI) { self.kube = kube }
+    init(_ kube: any KubeAPI, keepWatching: Bool = false) {
+        self.kube = kube
+        self.keepWatching = keepWatching
+    }
 
     // Cancelled outside the lock: cancellation runs the watch's termination handlers synchronously.
     deinit { state.withLock { $0.task }?.cancel() }
@@ -36,6 +49,7 @@ final class NodeWatch: Sendable {
 
     /// The gate passed: end the watch and start over (the next check lists).
     func passed() {
+        guard !keepWatching else { return }
         let task = state.withLock { s -> Task<Void, Never>? in
             defer { s = State(generation: s.generation + 1) }
             return s.task
@@ -50,7 +64,7 @@ final class NodeWatch: Sendable {
             return (s.nodes.map { Array($0.values) }, s.checks == 1)
         }
         if let watched { return watched }
-        if first { return try await kube.listNodes() }
+        if first, !keepWatching { return try await kube.listNodes() }
         let (list, resourceVersion) = try await kube.listNodesForWatch()
         if let resourceVersion { startWatch(from: resourceVersion, over: list) }
         return list

@@ -177,9 +177,22 @@ final class SimulatedWorkloads: Sendable {
 
     // MARK: pods
 
+    /// The characters of a generated name's suffix (k8s.io/apimachinery `pkg/util/rand`, `alphanums`: no vowels,
+    /// no look-alike digits), five of them (k8s.io/apiserver `pkg/storage/names/generate.go`).
+    static let nameAlphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+
     @discardableResult
     func addPod(_ w: Workload, on node: String, ready: Bool) -> Pod {
-        let suffix = String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(5))
+        // A controller's pod name is `generateName` plus five random characters. With 1,000 nodes two pods of one
+        // DaemonSet draw the same name (27^5 names: about a 3 % chance per DaemonSet; it was 38 % with the
+        // 16^5 hex names used before, and the second pod silently replaced the first: "999/1000 available").
+        // The API server refuses a name that exists (409 AlreadyExists) and the controller tries again; so here.
+        let prefix = w.kind == .daemonSet ? w.name : w.replicaSet
+        var name: String
+        repeat {
+            name = "\(prefix)-" + String((0..<5).map { _ in Self.nameAlphabet.randomElement()! })
+        } while (kube.get(.pods, namespace: w.namespace, name: name) as Pod?) != nil
+        let suffix = String(name.dropFirst(prefix.count + 1))
         switch w.kind {
         case .daemonSet:
             return kube.addPod(

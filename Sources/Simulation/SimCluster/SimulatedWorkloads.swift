@@ -136,10 +136,10 @@ final class SimulatedWorkloads: Sendable {
         for name in nodeOrder {
             nodes[name]!.onEvent { [weak self] event in self?.nodeEvent(name, event) }
         }
-        // A node whose kubelet came up after its pods were added above but before its handler existed posted
-        // into the void, and its DaemonSet pods would stay not ready for good (seen at 1,000 nodes: "999/1000
-        // available" before any node was touched). Such a node posts once more now, as a kubelet does every
-        // nodeStatusUpdateFrequency (10 s by default: kubelet config reference).
+        // A node whose kubelet came up after its pods were added above but before its handler existed would have
+        // posted into the void, its DaemonSet pods not ready for good. Such a node posts once more now, as a
+        // kubelet does every nodeStatusUpdateFrequency (10 s by default: kubelet config reference). (The
+        // "999/1000 available" seen at 1,000 nodes turned out to be pod names colliding: see `addPod`.)
         for name in nodeOrder {
             let snap = nodes[name]!.snapshot
             guard snap.power == .up, snap.kubeletReady, kube.pods(onNode: name).contains(where: { !$0.isReady }) else { continue }

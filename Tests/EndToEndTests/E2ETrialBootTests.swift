@@ -84,3 +84,36 @@ struct E2ETrialBootTests {
     }
 }
 }
+
+extension E2E {
+/// The confirm's receipt comes before the commit (with a trial boot: switch-to-configuration boot of the new
+/// generation, `timings.activation` on the simulated node). A rollout reports a node confirmed only once its agent
+/// has no apply open any more, so an upgrade started right after an apply never takes the apply's open operation
+/// for its own (it did: `nk3 demo` ended "3 updated" with one node still on the old nixpkgs).
+@Suite("E2E: confirm waits for the commit (simulation)", .timeLimit(.minutes(3)))
+struct E2EConfirmCommitTests {
+    @Test("apply, then upgrade at once: after each rollout no agent has an apply open, and the upgrade reaches every node")
+    func upgradeRightAfterApply() async throws {
+        try await E2ECluster.with(speed: .factor(50), configure: { o in
+            o.bootLoader = .grub
+            o.timings.activation = 5  // simulated seconds: 0.1 s real for the commit after the confirm
+        }) { c in
+            try c.editTemplate()
+            let applied = E2ESink()
+            let first = try await c.rollout(.apply(.boot), sink: applied)
+            #expect(first.updated == c.names, "\(applied.transcript)")
+            for (n, s) in try await c.statuses() {
+                #expect(s.operation == nil, "\(n) still has \(String(describing: s.operation)) open after the apply")
+                #expect(s.lastResult?.outcome == .committed, "\(n)")
+            }
+            let upgraded = E2ESink()
+            let second = try await c.rollout(.upgrade(.boot), sink: upgraded)
+            #expect(second.updated == c.names, "\(upgraded.transcript)")
+            for (n, s) in try await c.statuses() {
+                #expect(s.kernel == "6.6.46", "\(n) was upgraded\n\(upgraded.transcript)")
+                #expect(s.operation == nil, "\(n)")
+            }
+        }
+    }
+}
+}

@@ -164,7 +164,7 @@ extension RolloutExecutor {
                 _ = try await withTimeout(t.agentCall) {
                     try await agents.submit(node: node, command: .confirm(ConfirmCommand(applySerial: serial)))
                 }
-                return .confirmed(node: node)
+                return try await awaitCommitted(node: node, serial: serial, since: since)
             } catch {
                 try rethrowCancellation(error)
                 if let status = try? await withTimeout(t.agentCall, { try await agents.status(node: node) }),
@@ -181,6 +181,37 @@ extension RolloutExecutor {
 
         case .notify, .saveProgress, .abort, .done:
             preconditionFailure("handled by the driver loop")
+        }
+    }
+
+    /// After the agent accepted the confirm of apply `serial`, waits until it no longer has that apply open: the
+    /// receipt comes first, then the agent commits (with a trial boot, it makes the new generation the boot
+    /// default). Only then is "Confirmed … keeps the new generation" true, and only then can the next rollout not
+    /// find this apply still open — an upgrade right after an apply took it for its own and skipped that node
+    /// (`nk3 demo` showed it: "3 updated", one node left on the old nixpkgs). A failed status read counts as
+    /// committed, as the receipt did before this wait existed.
+    private func awaitCommitted(node: String, serial: UInt64, since: C.Instant) async throws -> RolloutMachine.Input {
+        let t = configuration.timeouts
+        let end = clock.now.advanced(by: t.agentCall)
+        while true {
+            guard let status = try? await withTimeout(t.agentCall, { try await agents.status(node: node) }) else {
+                return .confirmed(node: node)
+            }
+            if status.operation?.serial != serial {
+                if let last = status.lastResult, last.serial == serial, last.outcome == .rolledBack || last.outcome == .failed {
+                    return .failed(
+                        node: node, step: .confirm, kind: last.outcome == .rolledBack ? .rolledBack : .other,
+                        cause: "the agent accepted the confirm but then \(last.outcome == .rolledBack ? "rolled back" : "failed") apply \(serial): \(last.message)")
+                }
+                return .confirmed(node: node)
+            }
+            if clock.now >= end {
+                return .failed(
+                    node: node, step: .confirm, kind: .timeout,
+                    cause: "the agent accepted the confirm of apply \(serial) but had not finished committing it after "
+                        + RolloutDurations.describe(t.agentCall))
+            }
+            try await clock.sleep(until: clock.now.advanced(by: pace(since: since)), tolerance: nil)
         }
     }
 

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -7,6 +6,7 @@ import Foundation
 #endif
 import Logging
 import NK3Agent
+import NK3Common
 import NK3Protocol
 import ServiceLifecycle
 
@@ -14,21 +14,10 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// The process entry point: the command runs on Swift's global executor while the main thread waits for it, as in
-/// `nk3` (Sources/nk3/NK3Command.swift). An `async` main leaves the main thread through `dispatch_main()` on Linux,
-/// and valgrind 3.19 crashes in such a process, so `scripts/rss-by-module.py --callgrind` (which makes the linker's
-/// symbol order file, `link-order.txt`) could not run the agent. Signals reach ServiceLifecycle through dispatch
-/// sources, which do not need the main queue; nothing in the agent runs on the main actor or the main queue.
+/// The process entry point (`ProcessMain`: the main thread waits instead of leaving through `dispatch_main()`).
 @main
 enum NK3AgentMain {
-    static func main() {
-        let finished = DispatchSemaphore(value: 0)
-        Task.detached {
-            await NK3AgentCommand.main()
-            finished.signal()
-        }
-        finished.wait()
-    }
+    static func main() { ProcessMain.run { await NK3AgentCommand.main() } }
 }
 
 /// `nk3-agent`: the node agent. Parses, wires, runs (as swift-argument-parser's examples do); all behaviour lives in

@@ -1,24 +1,14 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NK3Common
 import NK3Coordinator
 import NK3Protocol
 
-/// The process entry point. The command runs on Swift's global executor while the main thread waits for it,
-/// instead of the main thread leaving through `dispatch_main()` (what an `async` main does on Linux): valgrind
-/// 3.19, Debian 12's, crashes in a process whose main thread does that (a four-line `dispatchMain()` program
-/// reproduces it), and `scripts/bench-instructions.sh` counts instructions under valgrind. Nothing in nk3 runs on
-/// the main actor or the main dispatch queue.
+/// The process entry point (`ProcessMain`: the main thread waits instead of leaving through `dispatch_main()`).
 @main
 enum NK3Main {
-    static func main() {
-        let finished = DispatchSemaphore(value: 0)
-        Task.detached {
-            await NK3Command.main()
-            finished.signal()
-        }
-        finished.wait()
-    }
+    static func main() { ProcessMain.run { await NK3Command.main() } }
 }
 
 struct NK3Command: AsyncParsableCommand {

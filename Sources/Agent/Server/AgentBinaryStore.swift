@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NIOCore
 import NIOHTTP1
 import NK3Common
@@ -39,7 +43,7 @@ public struct AgentBinaryStore: Sendable {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         } catch {
-            throw WireError(.internalError, "cannot create \(directory): \(error.localizedDescription)")
+            throw WireError(.internalError, "cannot create \(directory): \(error)")
         }
         let temp = "\(directory)/.upload-\(command.sha256.prefix(16))-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)

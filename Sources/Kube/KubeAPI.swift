@@ -44,6 +44,17 @@ public protocol KubeAPI: Sendable {
     func listDaemonSets(namespace: String) async throws -> [DaemonSet]
     /// `GET /apis/apps/v1/namespaces/{ns}/deployments`.
     func listDeployments(namespace: String) async throws -> [Deployment]
+    /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets` with the list's `metadata.resourceVersion`, to start a watch from
+    /// (docs/UPSTREAM.md#watch); nil when the answer carries none.
+    func listDaemonSetsForWatch(namespace: String) async throws -> (daemonSets: [DaemonSet], resourceVersion: String?)
+    /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets?watch=true&resourceVersion=…`: the changes after
+    /// `resourceVersion` (needs only namespaced `watch` on daemonsets), until the server ends the stream or the caller cancels.
+    func watchDaemonSets(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<DaemonSet>, any Error>
+    /// `GET /apis/apps/v1/namespaces/{ns}/deployments` with the list's `metadata.resourceVersion` (as
+    /// `listDaemonSetsForWatch`).
+    func listDeploymentsForWatch(namespace: String) async throws -> (deployments: [Deployment], resourceVersion: String?)
+    /// `GET /apis/apps/v1/namespaces/{ns}/deployments?watch=true&resourceVersion=…` (as `watchDaemonSets`).
+    func watchDeployments(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Deployment>, any Error>
     /// `GET /apis/policy/v1/namespaces/{ns}/poddisruptionbudgets`.
     func listPodDisruptionBudgets(namespace: String) async throws -> [PodDisruptionBudget]
     /// `GET /apis/ceph.rook.io/v1/namespaces/{ns}/cephclusters/{name}`.

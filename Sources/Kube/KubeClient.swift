@@ -235,6 +235,24 @@ public final class KubeClient: KubeAPI {
         try await list("/apis/apps/v1/namespaces/\(seg(namespace))/deployments")
     }
 
+    public func listDaemonSetsForWatch(namespace: String) async throws -> (daemonSets: [DaemonSet], resourceVersion: String?) {
+        let (items, meta): ([DaemonSet], ListMeta?) = try await listWithMeta("/apis/apps/v1/namespaces/\(seg(namespace))/daemonsets")
+        return (items, meta?.resourceVersion)
+    }
+
+    public func watchDaemonSets(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<DaemonSet>, any Error> {
+        watch("/apis/apps/v1/namespaces/\(seg(namespace))/daemonsets", as: DaemonSet.self, resourceVersion: resourceVersion)
+    }
+
+    public func listDeploymentsForWatch(namespace: String) async throws -> (deployments: [Deployment], resourceVersion: String?) {
+        let (items, meta): ([Deployment], ListMeta?) = try await listWithMeta("/apis/apps/v1/namespaces/\(seg(namespace))/deployments")
+        return (items, meta?.resourceVersion)
+    }
+
+    public func watchDeployments(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Deployment>, any Error> {
+        watch("/apis/apps/v1/namespaces/\(seg(namespace))/deployments", as: Deployment.self, resourceVersion: resourceVersion)
+    }
+
     public func listPodDisruptionBudgets(namespace: String) async throws -> [PodDisruptionBudget] {
         try await list("/apis/policy/v1/namespaces/\(seg(namespace))/poddisruptionbudgets")
     }

@@ -32,6 +32,9 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     private let written = LastWrittenLease()
     /// One node watch for every gate wait of the rollout (shared by copies of the adapter; `NodeWatch`).
     let nodeWatch: NodeWatch
+    /// One DaemonSet and one Deployment watch per watched namespace for every gate wait of the rollout
+    /// (`WorkloadWatches`).
+    let workloadWatches: WorkloadWatches
 
     /// Makes the adapter.
     public init(
@@ -50,6 +53,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         self.clock = clock
         self.logger = logger
         self.nodeWatch = NodeWatch(kube, keepWatching: true)
+        self.workloadWatches = WorkloadWatches(kube, namespaces: watchNamespaces)
     }
 
     public func nodeReadiness(_ node: String, boot: NodeBoot?) async throws -> NodeReadiness {
@@ -143,7 +147,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     ) async throws {
         let gates = HealthGates.standard(
             kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: healthRule, period: pollInterval,
-            nodes: nodeWatch)
+            nodes: nodeWatch, workloads: workloadWatches)
         _ = try await waitUntilHealthy(gates, deadline: clock.now.advanced(by: timeout), clock: clock, report: report)
     }
 

@@ -1,0 +1,94 @@
+import Foundation
+@testable import NK3Coordinator
+import NK3Kube
+import NK3Simulation
+import Synchronization
+import Testing
+
+/// A rollout's DaemonSet and Deployment gates over watches (`WatchedList`, `WorkloadWatches`).
+extension GateWaitTests {
+    @Test("a rollout's DaemonSet and Deployment gates: one list and one watch per namespace for the whole rollout, not a list per gate round; a change still comes through the watch; a watch the server ends is listed anew (docs/UPSTREAM.md#watch)")
+    func rolloutWorkloadGatesWatch() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            s.addNode("n1")
+            s.setDaemonSet(namespace: "default", name: "svclb", desired: 1, available: 1)
+            s.setDeployment(namespace: "default", name: "web", replicas: 2, available: 2)
+            s.setDaemonSet(namespace: "kube-system", name: "flannel", desired: 1, available: 1)
+            let dsLists = { s.stats.byRoute["GET daemonsets (list, one namespace)"] ?? 0 }
+            let deployLists = { s.stats.byRoute["GET deployments (list, one namespace)"] ?? 0 }
+            let cluster = KubeRolloutCluster(
+                kube: client, clusterName: "c", watchNamespaces: ["default", "kube-system"], ceph: nil,
+                pollInterval: .milliseconds(20), clock: ContinuousClock(), logger: Self.logger)
+            for _ in 0..<5 {
+                try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
+            }
+            #expect(dsLists() == 2 && deployLists() == 2, "one list per namespace and kind: \(s.stats.byRoute)")
+            #expect(
+                await Self.within {
+                    s.stats.byRoute["GET daemonsets (watch, one namespace)"] == 2
+                        && s.stats.byRoute["GET deployments (watch, one namespace)"] == 2 && s.openWatches == 5
+                }, "node watch + 2 × 2 workload watches, kept after the gates pass: \(s.stats.byRoute)")
+
+            // A Deployment that loses a replica holds the next gate wait until it recovers through the watch.
+            let web = try #require(cluster.workloadWatches.deployments["default"])
+            #expect(await Self.within { web.isWatching })
+            s.setDeployment(namespace: "default", name: "web", replicas: 2, available: 1)
+            #expect(await Self.within { web.cached("web")?.availableCondition?.isTrue == false })
+            let gateWait = Task { try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in }) }
+            s.setDeployment(namespace: "default", name: "web", replicas: 2, available: 2)
+            try await gateWait.value
+            #expect(dsLists() == 2 && deployLists() == 2, "still one list each")
+
+            // The server ends the watches (timeoutSeconds): the next gate wait lists again and watches anew.
+            s.endWatches()
+            #expect(await Self.within { !web.isWatching })
+            try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
+            #expect(deployLists() == 4, "a list to watch from again: \(s.stats.byRoute)")
+            #expect(await Self.within { s.openWatches == 5 })
+        }
+    }
+
+    @Test("a lone DaemonSet gate (not a rollout's) still lists on every check")
+    func loneWorkloadGateLists() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            s.setDaemonSet(namespace: "default", name: "svclb", desired: 1, available: 1)
+            let gate = HealthGates.daemonSets(client, namespace: "default")
+            for _ in 0..<3 { _ = try await gate.check() }
+            #expect(s.stats.byRoute["GET daemonsets (list, one namespace)"] == 3 && s.stats.watches == 0)
+        }
+    }
+
+    @Test("a watch answered with ERROR 410 Expired ends; the next read lists again and watches from the new list (client-go reflector relists)")
+    func watchRelistsAfterExpired() async throws {
+        let lists = Mutex(0)
+        let watchedFrom = Mutex<[String]>([])
+        let watched = WatchedList<Node>(
+            .init(
+                list: { [] },
+                listForWatch: {
+                    let n = lists.withLock { $0 += 1; return $0 }
+                    return ([Self.node("n\(n)")], "\(n * 100)")
+                },
+                watch: { rv in
+                    watchedFrom.withLock { $0.append(rv) }
+                    // The API server's answer to a resourceVersion it no longer holds: HTTP 200, one ERROR event
+                    // whose Status is 410 Expired, and the end of the stream (docs/UPSTREAM.md#watch).
+                    return AsyncThrowingStream { c in
+                        c.yield(.error(KubeStatus(message: "too old resource version: \(rv) (101)", reason: "Expired", code: 410)))
+                        c.finish()
+                    }
+                }, key: { $0.name }),
+            keepWatching: true)
+        #expect(try await watched.items().map(\.name) == ["n1"])
+        #expect(await Self.within { !watched.isWatching }, "the ERROR event ended the watch and emptied the view")
+        #expect(try await watched.items().map(\.name) == ["n2"], "listed again, not answered from the expired view")
+        #expect(lists.withLock { $0 } == 2)
+        #expect(await Self.within { watchedFrom.withLock { $0 } == ["100", "200"] }, "each watch starts from its own list")
+    }
+
+    static func node(_ name: String) -> Node {
+        Node(metadata: ObjectMeta(name: name, resourceVersion: "1"))
+    }
+}

@@ -143,9 +143,23 @@ extension KubeAPI {
     /// Cordons `node` and records who and why in `nk3.io/cordoned-by` / `nk3.io/cordon-reason`. A node
     /// already cordoned by someone else is left untouched (and so will never be uncordoned by nk3).
     /// The patch carries the resourceVersion read, so a concurrent change is retried, not overwritten.
-    public func cordon(node: String, by owner: String, reason: String) async throws -> CordonOutcome {
+    ///
+    /// `known`: a copy of the node the caller already holds (a watch's view), used instead of the first GET only when
+    /// it leads to the cordon patch: that patch carries the copy's resourceVersion, so a stale copy is refused with 409
+    /// (docs/UPSTREAM.md#nodes; https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions) and the
+    /// node is read again. kubectl cordon reads the node and then patches it (kubectl pkg/drain/cordon.go); with a
+    /// copy that proves current by the precondition the read is already done. A copy that would leave the node
+    /// alone (already cordoned) decides nothing: the node is read, as without one.
+    public func cordon(node: String, by owner: String, reason: String, known: Node? = nil) async throws -> CordonOutcome {
+        var known = known.flatMap { $0.metadata.resourceVersion != nil && !$0.isUnschedulable ? $0 : nil }
         for _ in 0..<5 {
-            let current = try await getNode(node)
+            let current: Node
+            if let copy = known {
+                current = copy
+                known = nil
+            } else {
+                current = try await getNode(node)
+            }
             if current.isUnschedulable {
                 if current.isCordonedByNK3 {
                     return .alreadyCordonedByNK3(by: current.annotation(NK3Annotations.cordonedBy) ?? KubeClient.fieldManager)
@@ -166,9 +180,24 @@ extension KubeAPI {
 
     /// Uncordons `node` only if nk3 holds its cordon (`Node.isCordonedByNK3`: managedFields, else nk3's
     /// annotation), removing the annotations. A node cordoned by someone else throws `.refused` and stays cordoned.
-    public func uncordonIfCordonedByNK3(node: String) async throws -> UncordonOutcome {
+    ///
+    /// `known`: a copy of the node the caller already holds, used instead of the first GET only when it leads to the
+    /// uncordon patch, which carries its resourceVersion (a stale copy: 409, read again), as in `cordon`. A copy
+    /// that would refuse or leave the node alone decides nothing: the node is read, as without one.
+    public func uncordonIfCordonedByNK3(node: String, known: Node? = nil) async throws -> UncordonOutcome {
+        var known = known.flatMap { n -> Node? in
+            guard n.metadata.resourceVersion != nil else { return nil }
+            let writes = n.isUnschedulable ? n.isCordonedByNK3 : n.annotation(NK3Annotations.cordonedBy) != nil
+            return writes ? n : nil
+        }
         for _ in 0..<5 {
-            let current = try await getNode(node)
+            let current: Node
+            if let copy = known {
+                current = copy
+                known = nil
+            } else {
+                current = try await getNode(node)
+            }
             let annotated = current.annotation(NK3Annotations.cordonedBy) != nil
             if current.isUnschedulable && !current.isCordonedByNK3 {
                 let why =

@@ -5,7 +5,7 @@ import NK3Simulation
 import Synchronization
 import Testing
 
-/// A rollout's DaemonSet and Deployment gates over watches (`WatchedList`, `WorkloadWatches`).
+/// A rollout's DaemonSet and Deployment gates and its node reads over watches (`WatchedList`, `WorkloadWatches`).
 extension GateWaitTests {
     @Test("a rollout's DaemonSet and Deployment gates: one list and one watch per namespace for the whole rollout, not a list per gate round; a change still comes through the watch; a watch the server ends is listed anew (docs/UPSTREAM.md#watch)")
     func rolloutWorkloadGatesWatch() async throws {
@@ -86,6 +86,38 @@ extension GateWaitTests {
         #expect(try await watched.items().map(\.name) == ["n2"], "listed again, not answered from the expired view")
         #expect(lists.withLock { $0 } == 2)
         #expect(await Self.within { watchedFrom.withLock { $0 } == ["100", "200"] }, "each watch starts from its own list")
+    }
+
+    @Test("a rollout reads a node's readiness from the node watch when it shows Ready from the awaited boot, and cordons and uncordons from the watch's copy: no GET of the node; without a boot to go by, a GET")
+    func rolloutNodeReadsFromWatch() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            s.addNode("n1", bootID: "boot-2")
+            s.addNode("n2")
+            let gets = { s.stats.byRoute["GET nodes/{name}"] ?? 0 }
+            let cluster = KubeRolloutCluster(
+                kube: client, clusterName: "c", watchNamespaces: [], ceph: nil, pollInterval: .milliseconds(20),
+                clock: ContinuousClock(), logger: Self.logger)
+            try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
+            #expect(await Self.within { cluster.nodeWatch.isWatching })
+
+            try await cluster.cordon("n1", reason: "test")
+            #expect(s.node("n1")?.isUnschedulable == true)
+            #expect(gets() == 0, "the cordon patch carried the watch copy's resourceVersion instead of a GET")
+            #expect(await Self.within { cluster.nodeWatch.cached("n1")?.isUnschedulable == true })
+
+            let readiness = try await cluster.nodeReadiness("n1", boot: NodeBoot(bootID: "boot-2", since: nil))
+            #expect(readiness == .ready)
+            #expect(gets() == 0, "the view showed Ready from the awaited boot")
+            #expect(try await cluster.nodeReadiness("n1", boot: NodeBoot(bootID: "boot-3", since: nil)) == .previousBoot(apiBootID: "boot-2"))
+            #expect(gets() == 1, "a view that does not show the awaited boot's Ready is checked by a GET")
+            #expect(try await cluster.nodeReadiness("n1", boot: nil) == .ready)
+            #expect(gets() == 2, "without a boot to go by, a GET")
+
+            #expect(try await cluster.uncordonIfOurs("n1"))
+            #expect(s.node("n1")?.isUnschedulable == false)
+            #expect(gets() == 2, "the uncordon patch carried the watch copy's resourceVersion")
+        }
     }
 
     static func node(_ name: String) -> Node {

@@ -136,9 +136,9 @@ final class WatchedList<Item: Codable & Sendable>: Sendable {
 /// A rollout keeps one node watch for all its gate waits: listing every node about twice per node rolled made the
 /// coordinator's work per node grow with the fleet (at 300 nodes three quarters of its CPU decoded node lists;
 /// BENCHMARKS.md). That is safe there because nk3's own writes during a rollout (cordon, uncordon, annotations) never
-/// change a Ready condition, the one thing this gate reads, and a node's return is proven by a GET of that node
-/// (`nodeReadiness`) before the gates run: a view that lags shows a node not ready a moment longer, or as ready as
-/// the GET found it.
+/// change a Ready condition, the one thing this gate reads, and a node's return is proven before the gates run
+/// (`KubeRolloutCluster.nodeReadiness`: the node's Ready from its new boot, in this view or by a GET): a view that
+/// lags shows a node not ready a moment longer, or as ready as that proof found it.
 typealias NodeWatch = WatchedList<Node>
 
 extension WatchedList where Item == Node {

@@ -154,6 +154,7 @@ extension KubeAPI {
         var known = known.flatMap { $0.metadata.resourceVersion != nil && !$0.isUnschedulable ? $0 : nil }
         for _ in 0..<5 {
             let current: Node
+            let fromCopy = known != nil
             if let copy = known {
                 current = copy
                 known = nil
@@ -173,6 +174,8 @@ extension KubeAPI {
                 return .cordoned
             } catch let error as KubeError where error.code == .conflict {
                 continue
+            } catch let error as KubeError where fromCopy && error.isTransient {
+                continue  // read the node, as without a copy: see `KubeError.isTransient`
             }
         }
         throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to cordon it; retry")
@@ -192,6 +195,7 @@ extension KubeAPI {
         }
         for _ in 0..<5 {
             let current: Node
+            let fromCopy = known != nil
             if let copy = known {
                 current = copy
                 known = nil
@@ -215,8 +219,21 @@ extension KubeAPI {
                 return current.isUnschedulable ? .uncordoned : .notCordoned
             } catch let error as KubeError where error.code == .conflict {
                 continue
+            } catch let error as KubeError where fromCopy && error.isTransient {
+                continue  // read the node, as without a copy: see `KubeError.isTransient`
             }
         }
         throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to uncordon it; retry")
+    }
+}
+
+extension KubeError {
+    /// A failure that may pass by itself: 429, 500, 502, 503, 504, or no answer (what the client retries for a read).
+    /// A cordon or uncordon patch sent from a known copy instead of a fresh GET meets these where the GET used to
+    /// (an API server restarting; its retries absorbed them), and writes are not retried: such a patch falls back
+    /// to reading the node (retried) and patching again. Safe to repeat: the patch carries a resourceVersion, so
+    /// one that did reach the server before failing shows in the read (nk3's cordon already on, or already off).
+    var isTransient: Bool {
+        code == .transport || code == .tooManyRequests || [500, 502, 503, 504].contains(httpStatus ?? 0)
     }
 }

@@ -55,3 +55,22 @@ extension Node {
         return n
     }
 }
+
+extension CordonTests {
+    @Test("a transient failure of the patch sent from a known copy (500, 429: writes are not retried) falls back to a GET, which the client retries, and the patch; as the GET used to absorb them")
+    func knownCopyPatchMeetsTransientFaults() async throws {
+        try await withFakeKube { server, client in
+            let s = server.state
+            s.addNode("n1")
+            let copy = try #require(s.node("n1"))
+            s.injectFaults(.internalError, count: 2, pathPrefix: "/api/v1/nodes/n1")
+            s.injectFaults(.tooManyRequests, count: 1, pathPrefix: "/api/v1/nodes/n1")
+            #expect(try await client.cordon(node: "n1", by: "nk3/a", reason: "r", known: copy) == .cordoned)
+            #expect(s.node("n1")?.isUnschedulable == true)
+            let cordoned = try #require(s.node("n1"))
+            s.injectFaults(.internalError, count: 2, pathPrefix: "/api/v1/nodes/n1")
+            #expect(try await client.uncordonIfCordonedByNK3(node: "n1", known: cordoned) == .uncordoned)
+            #expect(s.node("n1")?.isUnschedulable == false)
+        }
+    }
+}

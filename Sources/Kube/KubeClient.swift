@@ -83,6 +83,13 @@ public final class KubeClient: KubeAPI {
             var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
             configuration.redirectConfiguration = .disallow
             configuration.httpVersion = .http1Only
+            // Over HTTP/1.1 every open watch holds a connection for its whole life, and a rollout keeps one per watched
+            // collection (the nodes, and the DaemonSets and Deployments of each watched namespace) besides the drain's
+            // pod watches. The client's default of 8 connections per host would queue every other request behind them
+            // once eight are open, until a watch ends (minutes). client-go sets no limit on connections per host
+            // (Go's net/http Transport.MaxConnsPerHost 0 = unlimited; only idle ones are capped, k8s.io/apimachinery
+            // pkg/util/net/http.go SetTransportDefaults), so this one is set high enough not to bind.
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
             // Fail a request as soon as its connection cannot be made (our own retry loop decides what is worth
             // retrying, on this endpoint or another); the default keeps retrying until the request's deadline, even
             // on a bad certificate. A server that is down but not refusing is given up on after the connect timeout.

@@ -124,3 +124,24 @@ extension GateWaitTests {
         Node(metadata: ObjectMeta(name: name, resourceVersion: "1"))
     }
 }
+
+extension GateWaitTests {
+    @Test("a rollout watching many namespaces (more open watches than the HTTP client's default of 8 connections per host) still gets its other requests through")
+    func manyWatchesDoNotStarveRequests() async throws {
+        try await withCluster { server, client in
+            let s = server.state
+            s.addNode("n1")
+            let namespaces = (1...6).map { "ns\($0)" }
+            for ns in namespaces { s.setDaemonSet(namespace: ns, name: "d", desired: 1, available: 1) }
+            let cluster = KubeRolloutCluster(
+                kube: client, clusterName: "c", watchNamespaces: namespaces, ceph: nil, pollInterval: .milliseconds(20),
+                clock: ContinuousClock(), logger: Self.logger)
+            try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
+            #expect(await Self.within { s.openWatches == 13 }, "1 node watch + 6 × 2 workload watches")
+            // Each of these waits for a free connection if the watches hold them all.
+            try await cluster.cordon("n1", reason: "test")
+            #expect(try await client.getNode("n1").isUnschedulable)
+            try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
+        }
+    }
+}

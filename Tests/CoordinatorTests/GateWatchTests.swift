@@ -42,7 +42,11 @@ extension GateWaitTests {
 
             // The server ends the watches (timeoutSeconds): the next gate wait lists again and watches anew.
             s.endWatches()
-            #expect(await Self.within { !web.isWatching })
+            #expect(
+                await Self.within {
+                    !cluster.nodeWatch.isWatching && cluster.workloadWatches.daemonSets.values.allSatisfy { !$0.isWatching }
+                        && cluster.workloadWatches.deployments.values.allSatisfy { !$0.isWatching }
+                }, "every watch of the rollout saw its stream end")
             try await cluster.runGates(since: nil, timeout: .seconds(30), report: { _ in })
             #expect(deployLists() == 4, "a list to watch from again: \(s.stats.byRoute)")
             #expect(await Self.within { s.openWatches == 5 })

@@ -44,6 +44,17 @@ public protocol KubeAPI: Sendable {
     func listDaemonSets(namespace: String) async throws -> [DaemonSet]
     /// `GET /apis/apps/v1/namespaces/{ns}/deployments`.
     func listDeployments(namespace: String) async throws -> [Deployment]
+    /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets` with the list's `metadata.resourceVersion`, to start a watch from
+    /// (docs/UPSTREAM.md#watch); nil when the answer carries none.
+    func listDaemonSetsForWatch(namespace: String) async throws -> (daemonSets: [DaemonSet], resourceVersion: String?)
+    /// `GET /apis/apps/v1/namespaces/{ns}/daemonsets?watch=true&resourceVersion=…`: the changes after
+    /// `resourceVersion` (needs only namespaced `watch` on daemonsets), until the server ends the stream or the caller cancels.
+    func watchDaemonSets(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<DaemonSet>, any Error>
+    /// `GET /apis/apps/v1/namespaces/{ns}/deployments` with the list's `metadata.resourceVersion` (as
+    /// `listDaemonSetsForWatch`).
+    func listDeploymentsForWatch(namespace: String) async throws -> (deployments: [Deployment], resourceVersion: String?)
+    /// `GET /apis/apps/v1/namespaces/{ns}/deployments?watch=true&resourceVersion=…` (as `watchDaemonSets`).
+    func watchDeployments(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Deployment>, any Error>
     /// `GET /apis/policy/v1/namespaces/{ns}/poddisruptionbudgets`.
     func listPodDisruptionBudgets(namespace: String) async throws -> [PodDisruptionBudget]
     /// `GET /apis/ceph.rook.io/v1/namespaces/{ns}/cephclusters/{name}`.
@@ -132,9 +143,24 @@ extension KubeAPI {
     /// Cordons `node` and records who and why in `nk3.io/cordoned-by` / `nk3.io/cordon-reason`. A node
     /// already cordoned by someone else is left untouched (and so will never be uncordoned by nk3).
     /// The patch carries the resourceVersion read, so a concurrent change is retried, not overwritten.
-    public func cordon(node: String, by owner: String, reason: String) async throws -> CordonOutcome {
+    ///
+    /// `known`: a copy of the node the caller already holds (a watch's view), used instead of the first GET only when
+    /// it leads to the cordon patch: that patch carries the copy's resourceVersion, so a stale copy is refused with 409
+    /// (docs/UPSTREAM.md#nodes; https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions) and the
+    /// node is read again. kubectl cordon reads the node and then patches it (kubectl pkg/drain/cordon.go); with a
+    /// copy that proves current by the precondition the read is already done. A copy that would leave the node
+    /// alone (already cordoned) decides nothing: the node is read, as without one.
+    public func cordon(node: String, by owner: String, reason: String, known: Node? = nil) async throws -> CordonOutcome {
+        var known = known.flatMap { $0.metadata.resourceVersion != nil && !$0.isUnschedulable ? $0 : nil }
         for _ in 0..<5 {
-            let current = try await getNode(node)
+            let current: Node
+            let fromCopy = known != nil
+            if let copy = known {
+                current = copy
+                known = nil
+            } else {
+                current = try await getNode(node)
+            }
             if current.isUnschedulable {
                 if current.isCordonedByNK3 {
                     return .alreadyCordonedByNK3(by: current.annotation(NK3Annotations.cordonedBy) ?? KubeClient.fieldManager)
@@ -148,6 +174,8 @@ extension KubeAPI {
                 return .cordoned
             } catch let error as KubeError where error.code == .conflict {
                 continue
+            } catch let error as KubeError where fromCopy && error.isTransient {
+                continue  // read the node, as without a copy: see `KubeError.isTransient`
             }
         }
         throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to cordon it; retry")
@@ -155,9 +183,25 @@ extension KubeAPI {
 
     /// Uncordons `node` only if nk3 holds its cordon (`Node.isCordonedByNK3`: managedFields, else nk3's
     /// annotation), removing the annotations. A node cordoned by someone else throws `.refused` and stays cordoned.
-    public func uncordonIfCordonedByNK3(node: String) async throws -> UncordonOutcome {
+    ///
+    /// `known`: a copy of the node the caller already holds, used instead of the first GET only when it leads to the
+    /// uncordon patch, which carries its resourceVersion (a stale copy: 409, read again), as in `cordon`. A copy
+    /// that would refuse or leave the node alone decides nothing: the node is read, as without one.
+    public func uncordonIfCordonedByNK3(node: String, known: Node? = nil) async throws -> UncordonOutcome {
+        var known = known.flatMap { n -> Node? in
+            guard n.metadata.resourceVersion != nil else { return nil }
+            let writes = n.isUnschedulable ? n.isCordonedByNK3 : n.annotation(NK3Annotations.cordonedBy) != nil
+            return writes ? n : nil
+        }
         for _ in 0..<5 {
-            let current = try await getNode(node)
+            let current: Node
+            let fromCopy = known != nil
+            if let copy = known {
+                current = copy
+                known = nil
+            } else {
+                current = try await getNode(node)
+            }
             let annotated = current.annotation(NK3Annotations.cordonedBy) != nil
             if current.isUnschedulable && !current.isCordonedByNK3 {
                 let why =
@@ -175,8 +219,21 @@ extension KubeAPI {
                 return current.isUnschedulable ? .uncordoned : .notCordoned
             } catch let error as KubeError where error.code == .conflict {
                 continue
+            } catch let error as KubeError where fromCopy && error.isTransient {
+                continue  // read the node, as without a copy: see `KubeError.isTransient`
             }
         }
         throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to uncordon it; retry")
+    }
+}
+
+extension KubeError {
+    /// A failure that may pass by itself: 429, 500, 502, 503, 504, or no answer (what the client retries for a read).
+    /// A cordon or uncordon patch sent from a known copy instead of a fresh GET meets these where the GET used to
+    /// (an API server restarting; its retries absorbed them), and writes are not retried: such a patch falls back
+    /// to reading the node (retried) and patching again. Safe to repeat: the patch carries a resourceVersion, so
+    /// one that did reach the server before failing shows in the read (nk3's cordon already on, or already off).
+    var isTransient: Bool {
+        code == .transport || code == .tooManyRequests || [500, 502, 503, 504].contains(httpStatus ?? 0)
     }
 }

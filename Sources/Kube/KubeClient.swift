@@ -83,6 +83,13 @@ public final class KubeClient: KubeAPI {
             var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
             configuration.redirectConfiguration = .disallow
             configuration.httpVersion = .http1Only
+            // Over HTTP/1.1 every open watch holds a connection for its whole life, and a rollout keeps one per watched
+            // collection (the nodes, and the DaemonSets and Deployments of each watched namespace) besides the drain's
+            // pod watches. The client's default of 8 connections per host would queue every other request behind them
+            // once eight are open, until a watch ends (minutes). client-go sets no limit on connections per host
+            // (Go's net/http Transport.MaxConnsPerHost 0 = unlimited; only idle ones are capped, k8s.io/apimachinery
+            // pkg/util/net/http.go SetTransportDefaults), so this one is set high enough not to bind.
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
             // Fail a request as soon as its connection cannot be made (our own retry loop decides what is worth
             // retrying, on this endpoint or another); the default keeps retrying until the request's deadline, even
             // on a bad certificate. A server that is down but not refusing is given up on after the connect timeout.
@@ -233,6 +240,24 @@ public final class KubeClient: KubeAPI {
 
     public func listDeployments(namespace: String) async throws -> [Deployment] {
         try await list("/apis/apps/v1/namespaces/\(seg(namespace))/deployments")
+    }
+
+    public func listDaemonSetsForWatch(namespace: String) async throws -> (daemonSets: [DaemonSet], resourceVersion: String?) {
+        let (items, meta): ([DaemonSet], ListMeta?) = try await listWithMeta("/apis/apps/v1/namespaces/\(seg(namespace))/daemonsets")
+        return (items, meta?.resourceVersion)
+    }
+
+    public func watchDaemonSets(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<DaemonSet>, any Error> {
+        watch("/apis/apps/v1/namespaces/\(seg(namespace))/daemonsets", as: DaemonSet.self, resourceVersion: resourceVersion)
+    }
+
+    public func listDeploymentsForWatch(namespace: String) async throws -> (deployments: [Deployment], resourceVersion: String?) {
+        let (items, meta): ([Deployment], ListMeta?) = try await listWithMeta("/apis/apps/v1/namespaces/\(seg(namespace))/deployments")
+        return (items, meta?.resourceVersion)
+    }
+
+    public func watchDeployments(namespace: String, from resourceVersion: String) -> AsyncThrowingStream<WatchEvent<Deployment>, any Error> {
+        watch("/apis/apps/v1/namespaces/\(seg(namespace))/deployments", as: Deployment.self, resourceVersion: resourceVersion)
     }
 
     public func listPodDisruptionBudgets(namespace: String) async throws -> [PodDisruptionBudget] {

@@ -32,9 +32,9 @@ import Testing
         a = m.handle(.rebuildFinished(node: "n1", outcome: .awaitingConfirm(bootIDAtRebuild: "n1-boot-1"), at: t))
         #expect(a.work == [.drain(node: "n1")])
         #expect(a.messages == ["Draining n1"])
-        // Progress naming the drain is saved before the drain is handed out.
-        #expect(a.first == .saveProgress(a.saved[0]))
-        #expect(a.saved[0].inFlight["n1"]?.step == .drain)
+        // No write before an apply's drain: its record would carry nothing the rebuild record lacks, and a rerun
+        // resumes it by the agent's open apply and nk3's cordon (resumeView; RolloutResumeTests).
+        #expect(a.saved.isEmpty)
 
         a = m.handle(.drained(node: "n1", status: RT.status("n1", boot: 1, kernel: "6.6.45")))
         #expect(a.work == [.reboot(node: "n1")])
@@ -369,6 +369,38 @@ import Testing
         // Already disrupted: it carries on without waiting for gates, n2 waits.
         #expect(a.work == [.drain(node: "n1")])
         #expect(m.nodesInFlight == ["n1"])
+    }
+
+    @Test("an apply's drain is not written (its record reads rebuild): a rerun resumes the node at drain from the rebuild record, by nk3's cordon and the agent's open apply; a reboot rollout still writes its drain")
+    func drainOfAnApplyResumesFromTheRebuildRecord() {
+        let record = RolloutProgress.InFlight(step: .drain, applySerial: 5, operationID: "op-n1")
+        #expect(progress(["n1": record]).resumeView.inFlight["n1"]?.step == .rebuild)
+        #expect(progress(["n1": .init(step: .drain)]).resumeView.inFlight["n1"]?.step == .drain, "a reboot rollout's record has no serial")
+        // What is stored now when nk3 was killed mid-drain: the rebuild record, and nk3's cordon on the node.
+        var m = RolloutMachine(plan: plan)
+        let a = m.start(
+            RT.start(["n1", "n2"], cordoned: ["n1": "nk3 rollout"], progress: progress(["n1": .init(step: .rebuild, applySerial: 5, operationID: "op-n1")])) {
+                $0 == "n1" ? RT.status($0, files: newFiles, operation: op(.awaitingConfirm)) : RT.status($0)
+            })
+        #expect(a.messages.contains("Resuming n1 at drain"), "\(a.messages)")
+        #expect(a.work == [.drain(node: "n1")])
+        #expect(m.nodesInFlight == ["n1"])
+        // Killed after the rebuild, before the cordon: no cordon, so no disruption yet; it waits for the gates.
+        var fresh = RolloutMachine(plan: plan)
+        let b = fresh.start(
+            RT.start(["n1", "n2"], progress: progress(["n1": .init(step: .rebuild, applySerial: 5, operationID: "op-n1")])) {
+                $0 == "n1" ? RT.status($0, files: newFiles, operation: op(.awaitingConfirm)) : RT.status($0)
+            })
+        #expect(b.messages.contains("Resuming n1 at drain"), "\(b.messages)")
+        #expect(b.work == [.runGates(since: nil)])
+
+        // A reboot rollout still saves its drain: for a record without a serial it is what tells a rerun the drain began.
+        let reboot = RolloutPlan(kind: .reboot, nodes: [.init(name: "n1", isServer: false, bundle: nil)])
+        var r = RolloutMachine(plan: reboot)
+        _ = r.start(RT.start(["n1"]))
+        let drain = r.handle(.gatesPassed(at: RT.t0))
+        #expect(drain.work == [.drain(node: "n1")])
+        #expect(drain.saved.map { $0.inFlight["n1"]?.step } == [.drain])
     }
 
     @Test("a node whose agent reports the killed run's reboot as pending is waited for, not drained again")

@@ -30,8 +30,13 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
 
     /// The Lease as this adapter last wrote it (shared by copies of the adapter).
     private let written = LastWrittenLease()
-    /// One node watch for every gate wait of the rollout (shared by copies of the adapter; `NodeWatch`).
+    /// One node watch for every gate wait of the rollout (shared by copies of the adapter; `NodeWatch`). Once it
+    /// runs, its view also saves the GET of a node before nk3's cordon and uncordon patches and a readiness check
+    /// that it already answers.
     let nodeWatch: NodeWatch
+    /// One DaemonSet and one Deployment watch per watched namespace for every gate wait of the rollout
+    /// (`WorkloadWatches`).
+    let workloadWatches: WorkloadWatches
 
     /// Makes the adapter.
     public init(
@@ -50,19 +55,30 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
         self.clock = clock
         self.logger = logger
         self.nodeWatch = NodeWatch(kube, keepWatching: true)
+        self.workloadWatches = WorkloadWatches(kube, namespaces: watchNamespaces)
     }
 
+    /// From the node watch's view when it shows the node Ready from the boot nk3 waits for: only the kubelet of
+    /// that boot can have posted it (`GateLogic.readiness`), so a view that lags cannot make it up, and the gates
+    /// that follow read the same view. Otherwise — no boot to tell the new Ready from an old one, no watch yet, or
+    /// the view not (yet) showing it — a GET of the node, as before.
     public func nodeReadiness(_ node: String, boot: NodeBoot?) async throws -> NodeReadiness {
-        GateLogic.readiness(of: try await kube.getNode(node), boot: boot)
+        if boot != nil, let seen = nodeWatch.cached(node), GateLogic.readiness(of: seen, boot: boot) == .ready {
+            return .ready
+        }
+        return GateLogic.readiness(of: try await kube.getNode(node), boot: boot)
     }
 
+    /// The node watch's copy (if it runs) stands in for the GET before the patch (`KubeAPI.cordon(known:)`).
     public func cordon(_ node: String, reason: String) async throws {
-        _ = try await kube.cordon(node: node, by: "nk3", reason: reason)
+        _ = try await kube.cordon(node: node, by: "nk3", reason: reason, known: nodeWatch.cached(node))
     }
 
+    /// The node watch's copy (if it runs) stands in for the GET before the patch
+    /// (`KubeAPI.uncordonIfCordonedByNK3(known:)`).
     public func uncordonIfOurs(_ node: String) async throws -> Bool {
         do {
-            return try await kube.uncordonIfCordonedByNK3(node: node) == .uncordoned
+            return try await kube.uncordonIfCordonedByNK3(node: node, known: nodeWatch.cached(node)) == .uncordoned
         } catch let e as KubeError where e.code == .refused {
             return false
         }
@@ -143,7 +159,7 @@ public struct KubeRolloutCluster<C: Clock<Duration>>: RolloutCluster {
     ) async throws {
         let gates = HealthGates.standard(
             kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: healthRule, period: pollInterval,
-            nodes: nodeWatch)
+            nodes: nodeWatch, workloads: workloadWatches)
         _ = try await waitUntilHealthy(gates, deadline: clock.now.advanced(by: timeout), clock: clock, report: report)
     }
 

@@ -26,6 +26,24 @@ public enum HealthGates {
         }
     }
 
+    /// The DaemonSet gate over a rollout's watch of `namespace`'s DaemonSets (`WorkloadWatches`).
+    static func daemonSets(
+        namespace: String, rule: WorkloadHealthRule, period: Duration, watched: WatchedList<DaemonSet>
+    ) -> HealthGate {
+        HealthGate(name: "daemonsets in namespace \(namespace)", period: period) {
+            GateLogic.daemonSets(try await watched.items(), namespace: namespace, rule: rule)
+        }
+    }
+
+    /// The Deployment gate over a rollout's watch of `namespace`'s Deployments (`WorkloadWatches`).
+    static func deployments(
+        namespace: String, rule: WorkloadHealthRule, period: Duration, watched: WatchedList<Deployment>
+    ) -> HealthGate {
+        HealthGate(name: "deployments in namespace \(namespace)", period: period) {
+            GateLogic.deployments(try await watched.items(), namespace: namespace, rule: rule)
+        }
+    }
+
     /// Every Deployment in `namespace` Available.
     public static func deployments(
         _ kube: any KubeAPI, namespace: String, rule: WorkloadHealthRule = .available, period: Duration = .milliseconds(100)
@@ -106,17 +124,26 @@ public enum HealthGates {
         _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)? = nil,
         since: Date? = nil, rule: WorkloadHealthRule = .available, period: Duration = .milliseconds(100)
     ) -> [HealthGate] {
-        standard(kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: rule, period: period, nodes: nil)
+        standard(
+            kube, watchNamespaces: watchNamespaces, ceph: ceph, since: since, rule: rule, period: period, nodes: nil,
+            workloads: nil)
     }
 
-    /// The standard set; `nodes`: the node watch the kubelet gate reads (nil: its own, for this wait only).
+    /// The standard set; `nodes`: the node watch the kubelet gate reads (nil: its own, for this wait only);
+    /// `workloads`: the DaemonSet and Deployment watches of the namespaces (nil, or a namespace it lacks: a list per check).
     static func standard(
         _ kube: any KubeAPI, watchNamespaces: [String], ceph: (namespace: String, name: String)?,
-        since: Date?, rule: WorkloadHealthRule, period: Duration, nodes: NodeWatch?
+        since: Date?, rule: WorkloadHealthRule, period: Duration, nodes: NodeWatch?, workloads: WorkloadWatches?
     ) -> [HealthGate] {
         var gates = [kubeletReady(kube, period: period, nodes: nodes ?? NodeWatch(kube))]
-        gates += watchNamespaces.map { daemonSets(kube, namespace: $0, rule: rule, period: period) }
-        gates += watchNamespaces.map { deployments(kube, namespace: $0, rule: rule, period: period) }
+        gates += watchNamespaces.map { ns in
+            workloads?.daemonSets[ns].map { daemonSets(namespace: ns, rule: rule, period: period, watched: $0) }
+                ?? daemonSets(kube, namespace: ns, rule: rule, period: period)
+        }
+        gates += watchNamespaces.map { ns in
+            workloads?.deployments[ns].map { deployments(namespace: ns, rule: rule, period: period, watched: $0) }
+                ?? deployments(kube, namespace: ns, rule: rule, period: period)
+        }
         if let ceph { gates.append(Self.ceph(kube, namespace: ceph.namespace, name: ceph.name, checkedAfter: since)) }
         return gates
     }

@@ -44,12 +44,20 @@ public struct RolloutProgress: Codable, Sendable, Hashable {
     /// `reboot`/`wait-reachable` → `reboot`, and `wait-ready`/`uncordon`/`gates`/`confirm` → `wait-ready` — and a
     /// record that carries nothing yet (just sent, no serial) dropped, as a rerun treats it like no record.
     /// Progress is written only when this view changes, so the stored step is the first of its class that the
-    /// node reached (a node at `gates` may read `wait-ready`); boot-apply nodes cost 5 writes instead of 10.
+    /// node reached (a node at `gates` may read `wait-ready`); boot-apply nodes cost 4 writes instead of 10.
+    ///
+    /// A `drain` record of an apply (one with the apply's serial) reads `rebuild`: it carries nothing the rebuild
+    /// record lacks (the boot id and kernel before the reboot are recorded with `reboot`), and a rerun of an apply
+    /// never asks for `drain`: it resumes such a node by what its agent reports (the apply still open, awaiting its
+    /// confirm) and whether nk3's cordon is on the node, which it reads from the API either way
+    /// (`RolloutMachine.classify`, steps 1 and 4). Only a reboot rollout's record, which has no serial, tells a
+    /// rerun that the drain began (`classify`, step 3), so it is still written.
     public var resumeView: RolloutProgress {
         var view = self
         view.inFlight = inFlight.compactMapValues { record in
             var r = record
             r.step = r.step.resumeClass
+            if r.step == .drain, r.applySerial != nil { r.step = .rebuild }
             return r == InFlight(step: .rebuild) ? nil : r
         }
         return view

@@ -6,9 +6,9 @@ import NK3Protocol
 import Synchronization
 import Testing
 
-/// The agent answers the envelope it accepted last, sent again byte for byte, with its first answer and runs nothing
-/// (`SerialStore`): what makes it safe for a coordinator to send a command again when its connection closed before
-/// the answer.
+/// Commands on a kept connection (`AgentClient(keepAlive: true)`, what a rollout uses), and what makes retrying one
+/// safe: the agent answers the envelope it accepted last, sent again byte for byte, with its first answer and runs
+/// nothing (`SerialStore`); the client sends a command again only when a reused connection closed before any answer.
 @Suite("Channel: re-submitted envelopes", .timeLimit(.minutes(2)))
 struct ChannelResubmissionTests {
     static func refusal(_ body: () async throws -> EnvelopeReceipt) async -> WireError.Code? {
@@ -78,5 +78,63 @@ struct ChannelResubmissionTests {
         clock.withLock { $0 = $0.addingTimeInterval(61) }
         #expect(await Self.refusal { try await client.submit(envelope) } == .expired)
         #expect(f.engine.handledSerials == [3])
+    }
+
+    @Test(
+        "a command on a kept connection that closes before any answer is sent once more on a fresh connection and runs once",
+        arguments: [ChannelCutProxy.Cut.request, .answer])
+    func commandRetriedOnceOnFreshConnection(cut: ChannelCutProxy.Cut) async throws {
+        let f = try ChannelFixture()
+        let server = try await f.startServer()
+        defer { Task { await server.shutdown() } }
+        let proxy = try ChannelCutProxy(targetPort: try #require(server.port))
+        defer { proxy.stop() }
+        let client = try f.client(
+            server, identity: f.operatorCert, port: proxy.port, keepAlive: true,
+            reuse: .init(maxAge: .seconds(600), maxIdle: .seconds(600)))
+        _ = try await client.status()
+        #expect(proxy.connections == 1)
+
+        // `.request`: the agent never sees the command (as when it closed the idle connection just then);
+        // `.answer`: it carried the command out and the answer is lost (as when it went down right after).
+        proxy.arm(cut)
+        let receipt = try await client.submit(try f.envelope(serial: 5))
+        #expect(receipt.serial == 5)
+        #expect(proxy.cutsMade == 1, "the command went on the kept connection")
+        #expect(proxy.connections == 2, "and once more on a fresh one")
+        #expect(f.engine.handledSerials == [5], "run once")
+        let metrics = try await client.metrics()
+        #expect(metrics.contains("nk3_agent_envelopes_total{result=\"accepted\"} 1\n"), "\(metrics)")
+        if case .answer = cut {
+            #expect(metrics.contains("nk3_agent_envelopes_total{result=\"resubmitted\"} 1\n"), "\(metrics)")
+        } else {
+            #expect(!metrics.contains("resubmitted"), "\(metrics)")
+        }
+        #expect(proxy.connections == 2, "the fresh connection is kept in turn")
+        #expect(server.acceptedConnectionCount == 2)
+    }
+
+    @Test("a command on a kept connection whose answer does not come in time is not sent again")
+    func commandNotRetriedAfterTimeout() async throws {
+        let f = try ChannelFixture()
+        let server = try await f.startServer()
+        defer { Task { await server.shutdown() } }
+        let proxy = try ChannelCutProxy(targetPort: try #require(server.port))
+        defer { proxy.stop() }
+        let client = try f.client(
+            server, identity: f.operatorCert, port: proxy.port, timeout: .seconds(2), keepAlive: true,
+            reuse: .init(maxAge: .seconds(600), maxIdle: .seconds(600)))
+        _ = try await client.status()
+        let envelope = try f.envelope(serial: 5)
+        proxy.arm(.answerSilently)
+        do throws(AgentClientError) {
+            let receipt = try await client.submit(envelope)
+            Issue.record("answered: \(receipt)")
+        } catch {
+            #expect(error.code == .timeout, "\(error)")
+        }
+        #expect(proxy.cutsMade == 1, "the command went on the kept connection")
+        #expect(proxy.connections == 1, "and was not sent again")
+        #expect(f.engine.handledSerials == [5])
     }
 }

@@ -61,7 +61,7 @@ struct HTTPSOneShot: Sendable {
     let timeout: TimeAmount
     let maxResponseBytes: Int
     let group: any EventLoopGroup
-    /// Where reads leave their connection for the next read; nil: every request connects afresh.
+    /// Where requests leave their connection for the next request; nil: every request connects afresh.
     var keptAlive: KeptConnection? = nil
 
     /// How a request may use the client's kept connection (`keptAlive`).

@@ -6,19 +6,19 @@ import NK3Protocol
 import NK3Simulation
 import Testing
 
-/// `AgentClient(keepReadsAlive: true)`, what a rollout uses: reads share one mTLS connection, commands never do,
-/// and a kept connection the agent closed (restart, reboot) is replaced without the caller noticing.
-@Suite("Channel: kept-alive reads", .timeLimit(.minutes(2)))
+/// `AgentClient(keepAlive: true)`, what a rollout uses: reads and commands share one mTLS connection, and a kept
+/// connection the agent closed (restart, reboot) is replaced without the caller noticing.
+@Suite("Channel: kept-alive connections", .timeLimit(.minutes(2)))
 struct ChannelKeepAliveTests {
-    @Test("reads on a keep-alive client share one TLS connection; every command opens its own; a plain client opens one per call")
-    func readsShareOneConnection() async throws {
+    @Test("reads and commands on a keep-alive client share one TLS connection; a command sent with Connection: close (a reboot) leaves none kept; a plain client opens one per call")
+    func requestsShareOneConnection() async throws {
         let fixture = try ChannelFixture()
         let server = try await fixture.startServer()
         defer { Task { await server.shutdown() } }
         // Reuse limits far beyond this test's length: on a loaded machine a command can take seconds, and the
         // standard 5 s idle limit would make the count below depend on the machine's speed.
         let keep = try fixture.client(
-            server, identity: fixture.operatorCert, keepReadsAlive: true, readReuse: .init(maxAge: .seconds(600), maxIdle: .seconds(600)))
+            server, identity: fixture.operatorCert, keepAlive: true, reuse: .init(maxAge: .seconds(600), maxIdle: .seconds(600)))
 
         for _ in 0..<5 { _ = try await keep.status() }
         _ = try await keep.operation(id: "op-1")
@@ -29,16 +29,21 @@ struct ChannelKeepAliveTests {
 
         _ = try await keep.submit(try fixture.envelope(serial: 1))
         _ = try await keep.submit(try fixture.envelope(serial: 2))
-        #expect(server.acceptedConnectionCount == 3, "each command on a fresh connection")
         _ = try await keep.status()
-        #expect(server.acceptedConnectionCount == 3, "reads go on with the kept connection")
-        #expect(fixture.engine.handledSerials == [1, 2])
+        #expect(server.acceptedConnectionCount == 1, "commands go on the kept connection too, and reads after them")
+        _ = try await keep.submit(try fixture.envelope(serial: 3), leaveConnectionOpen: false)
+        #expect(server.acceptedConnectionCount == 1)
+        _ = try await keep.status()
+        #expect(server.acceptedConnectionCount == 2, "the connection closed with that answer: a fresh one")
+        _ = try await keep.status()
+        #expect(server.acceptedConnectionCount == 2, "which is kept in turn")
+        #expect(fixture.engine.handledSerials == [1, 2, 3])
 
         let plain = try fixture.client(server, identity: fixture.operatorCert)
         for _ in 0..<3 { _ = try await plain.status() }
-        #expect(server.acceptedConnectionCount == 6)
+        #expect(server.acceptedConnectionCount == 5)
         let metrics = try await plain.metrics()
-        #expect(metrics.contains("nk3_agent_connections_total 7"), "\(metrics)")
+        #expect(metrics.contains("nk3_agent_connections_total 6"), "\(metrics)")
     }
 
     @Test("connections whose handshake fails (no client certificate, one from another CA) are not counted as established")
@@ -72,7 +77,7 @@ struct ChannelKeepAliveTests {
         }
         let port = try #require(firstServer.port)
         defer { withExtendedLifetime(reservation) {} }
-        let keep = try fixture.client(firstServer, identity: fixture.readerCert, keepReadsAlive: true)
+        let keep = try fixture.client(firstServer, identity: fixture.readerCert, keepAlive: true)
         _ = try await keep.status()
         _ = try await keep.status()
         #expect(firstServer.acceptedConnectionCount == 1)
@@ -103,7 +108,7 @@ struct ChannelKeepAliveTests {
         let server = try await fixture.startServer()
         defer { Task { await server.shutdown() } }
         let stranger = try ClusterCA.create(cluster: "other").issueClient(name: "eve", role: .operator)
-        let keep = try fixture.client(server, identity: stranger, keepReadsAlive: true)
+        let keep = try fixture.client(server, identity: stranger, keepAlive: true)
         for _ in 0..<2 {
             do {
                 _ = try await keep.status()

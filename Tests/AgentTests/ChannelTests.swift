@@ -260,7 +260,9 @@ struct ChannelTests {
     }
 
     @Test func replayedSerialIsRefused() async throws {
-        try await expectRefused(.replayedSerial, status: 403) { f in try Self.encode(try f.envelope(serial: 10)) }
+        // Another envelope with the accepted serial (another validity: other bytes). The accepted one itself, sent
+        // again byte for byte, is answered as before: ChannelResubmissionTests.
+        try await expectRefused(.replayedSerial, status: 403) { f in try Self.encode(try f.envelope(serial: 10, validity: 299)) }
     }
 
     @Test func olderSerialIsRefused() async throws {
@@ -314,11 +316,14 @@ struct ChannelTests {
         let server = try await f.startServer()
         let client = try f.client(server, identity: f.operatorCert)
         let envelope = try f.envelope(serial: 42)
-        let accepted = await withTaskGroup(of: Bool.self) { group in
-            for _ in 0..<8 { group.addTask { (try? await client.submit(envelope)) != nil } }
-            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        let receipts = await withTaskGroup(of: EnvelopeReceipt?.self) { group in
+            for _ in 0..<8 { group.addTask { try? await client.submit(envelope) } }
+            return await group.reduce(into: [EnvelopeReceipt]()) { if let r = $1 { $0.append(r) } }
         }
-        #expect(accepted == 1)
+        // One runs it; the others are refused (it is still being carried out) or, once it has been answered, get
+        // that same answer (a re-submission of the envelope accepted last: SerialStore).
+        #expect(receipts.count >= 1)
+        #expect(Set(receipts).count == 1, "\(receipts)")
         #expect(f.engine.handledSerials == [42])
         await server.shutdown()
     }

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Crypto
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -17,7 +18,9 @@ import Synchronization
 ///
 /// Routes: `GET /v1/status`, `GET /v1/operations/{id}`, `GET /metrics` (role `reader` or `operator`),
 /// `GET /v1/files` and `POST /v1/envelopes` (role `operator`). Every refusal is a `WireError` JSON body with
-/// `WireError.httpStatus`, and a refused envelope changes nothing on disk.
+/// `WireError.httpStatus`, and a refused envelope changes nothing on disk. The envelope accepted last, sent again
+/// byte for byte, is answered as it was the first time and not run again (`SerialStore`: a coordinator whose
+/// kept connection closed before the answer sends it once more).
 ///
 /// As a swift-service-lifecycle `Service`, `run()` serves until graceful shutdown.
 public final class AgentServer: Service, Sendable {
@@ -254,17 +257,29 @@ public final class AgentServer: Service, Sendable {
         }
         // Unknown, duplicate or missing fields are refused by the verifier's strict parser (malformed, 400).
         let data = Data(body.readableBytesView)
+        // The digest that recognises this very envelope when it is sent again (SerialStore: re-submission).
+        let digest = Hex.lowercase(SHA256.hash(data: data))
         let payload: CommandPayload
         let verifier = self.verifier
         let now = self.now()
         do {
-            payload = try serials.accept { (last: UInt64?) throws(EnvelopeError) -> (CommandPayload, serial: UInt64) in
+            let admission = try serials.admit(envelopeSHA256: digest) {
+                (last: UInt64?) throws(EnvelopeError) -> (CommandPayload, serial: UInt64) in
                 let p = try verifier.verify(envelopeJSON: data, lastAcceptedSerial: last, now: now)
                 if case .stageAgentBinary = p.command {
                     // Refused before its serial is taken: it authorizes one upload and travels with it.
                     throw .malformed("a stageAgentBinary envelope goes with PUT /v1/agent-binary/SHA256, not here")
                 }
                 return (p, p.serial)
+            }
+            switch admission {
+            case .accepted(let p):
+                payload = p
+            case .answeredBefore(let answer):
+                logger.info("envelope re-submitted: answered as before, not run again", metadata: ["agent.serial": "\(serials.current ?? 0)"])
+                bump("resubmitted")
+                if let receipt = answer.receipt { return ok(receipt) }
+                return refuse(answer.refusal ?? WireError(.internalError, "no answer on record"))
             }
         } catch {
             logger.info(
@@ -276,19 +291,40 @@ public final class AgentServer: Service, Sendable {
             "envelope accepted",
             metadata: ["agent.serial": "\(payload.serial)", "agent.command": "\(payload.command.kind)"])
         bump("accepted")
+        let answer: SerialStore.Answer
         do {
-            let receipt = try await engine.handle(payload)
-            var response = ok(receipt)
-            if case .reboot = payload.command {
-                // The reboot waits for this answer to be out (not for a fixed delay): see ApplyEngine.
-                let (engine, serial) = (self.engine, payload.serial)
-                response.afterSent = { Task { await engine.responseSent(serial: serial) } }
-            }
-            return response
+            answer = SerialStore.Answer(receipt: try await engine.handle(payload))
         } catch {
             logger.info("command refused by engine", metadata: ["agent.error": "\(error.code.rawValue)"])
-            return refuse(error)
+            answer = SerialStore.Answer(refusal: error)
         }
+        let accepted = payload.serial
+        serials.recordAnswer(answer, serial: accepted, envelopeSHA256: digest)
+        let (serials, logger) = (self.serials, self.logger)
+        let persist: @Sendable () -> Void = {
+            do {
+                try serials.persistAnswer(serial: accepted, envelopeSHA256: digest)
+            } catch {
+                // Only a re-submission of this envelope after a restart is affected: it is refused, not answered.
+                logger.warning("cannot record the answer to an envelope", metadata: ["agent.error": "\(error)"])
+            }
+        }
+        guard let receipt = answer.receipt else {
+            persist()
+            return refuse(answer.refusal ?? WireError(.internalError, "no answer"))
+        }
+        var response = ok(receipt)
+        if case .reboot = payload.command {
+            // The reboot waits for this answer to be out (not for a fixed delay): see ApplyEngine. Its answer stays in
+            // memory only: the engine reboots once it is out or after its reboot delay, whichever comes first, and a
+            // durable write before it could take longer than that; after the boot the coordinator goes by the new
+            // boot id, not by this receipt.
+            let engine = self.engine
+            response.afterSent = { Task { await engine.responseSent(serial: accepted) } }
+        } else {
+            persist()
+        }
+        return response
     }
 
     // MARK: - responses and counters

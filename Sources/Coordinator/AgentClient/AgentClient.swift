@@ -76,9 +76,12 @@ public struct AgentClientError: Error, Sendable, CustomStringConvertible {
 /// Talks to one node's agent over mutual TLS 1.3: the agent's certificate is verified against the cluster
 /// CA and the endpoint's expected name; ours (the client certificate) carries our role.
 ///
-/// Every command (POST) opens a fresh connection: one TLS 1.3 handshake, ~1 RTT. Reads (GET) do too, unless the
-/// client was made with `keepReadsAlive`: then a read reuses the connection the previous read left open, for at
-/// most 30 s after its handshake (a rollout polls each agent many times while it rebuilds and reboots).
+/// Every request opens a fresh connection (one TLS 1.3 handshake, ~1 RTT), unless the client was made with
+/// `keepAlive`: then reads (GET) and commands (POST of a signed envelope) reuse the connection the previous request
+/// left open, for at most 30 s after its handshake (a rollout sends each agent a bundle, polls it while it rebuilds,
+/// and sends the reboot: one connection). A command on a reused connection that closed before any answer is sent
+/// once more on a fresh one; the agent answers that re-submission without running it again (see `HTTPSOneShot`).
+/// Agent binary uploads (PUT) always get a fresh connection.
 public struct AgentClient: Sendable {
     /// The agent this client talks to.
     public let endpoint: AgentEndpoint
@@ -86,12 +89,12 @@ public struct AgentClient: Sendable {
     private let timeout: Duration
     private let group: any EventLoopGroup
     private let logger: Logger
-    /// The connection reads leave open for the next read (shared by copies of this client); nil: none.
+    /// The connection requests leave open for the next request (shared by copies of this client); nil: none.
     private let keptAlive: KeptConnection?
 
-    /// How long a kept-alive read connection may be reused: at most `maxAge` after its handshake (certificates are
-    /// re-verified at least that often) and `maxIdle` after its last read (well under the agent's idle timeout).
-    public struct ReadReuse: Sendable {
+    /// How long a kept-alive connection may be reused: at most `maxAge` after its handshake (certificates are
+    /// re-verified at least that often) and `maxIdle` after its last request (well under the agent's idle timeout).
+    public struct ConnectionReuse: Sendable {
         public var maxAge: Duration
         public var maxIdle: Duration
         public init(maxAge: Duration, maxIdle: Duration) {
@@ -99,23 +102,23 @@ public struct AgentClient: Sendable {
             self.maxIdle = maxIdle
         }
         /// What a rollout uses: 30 s after the handshake, 5 s idle.
-        public static let standard = ReadReuse(maxAge: .seconds(30), maxIdle: .seconds(5))
+        public static let standard = ConnectionReuse(maxAge: .seconds(30), maxIdle: .seconds(5))
     }
 
     /// Makes a client from prepared TLS settings (see `AgentClientTLS`), which can be shared by the clients of all
-    /// agents. With `keepReadsAlive`, reads reuse one kept-alive connection within `readReuse`'s limits.
+    /// agents. With `keepAlive`, requests reuse one kept-alive connection within `reuse`'s limits.
     public init(
         endpoint: AgentEndpoint, tls: AgentClientTLS, timeout: Duration = AgentClient.defaultTimeout,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "nk3.agent-client"), keepReadsAlive: Bool = false,
-        readReuse: ReadReuse = .standard
+        logger: Logger = Logger(label: "nk3.agent-client"), keepAlive: Bool = false,
+        reuse: ConnectionReuse = .standard
     ) {
         self.endpoint = endpoint
         self.tls = tls
         self.timeout = timeout
         self.group = eventLoopGroup
         self.logger = logger
-        self.keptAlive = keepReadsAlive ? KeptConnection(maxAge: readReuse.maxAge, maxIdle: readReuse.maxIdle) : nil
+        self.keptAlive = keepAlive ? KeptConnection(maxAge: reuse.maxAge, maxIdle: reuse.maxIdle) : nil
     }
 
     /// How long one request to an agent may take, unless a caller says otherwise (the one definition: the
@@ -158,19 +161,25 @@ public struct AgentClient: Sendable {
 
     /// `GET /metrics`: Prometheus text.
     public func metrics() async throws(AgentClientError) -> String {
-        let response = try await send(.GET, "/metrics", body: nil)
+        let response = try await send(.GET, "/metrics", body: nil, reuse: .read)
         return String(buffer: response.body)
     }
 
-    /// `POST /v1/envelopes`: submits a signed command.
-    public func submit(_ envelope: SignedEnvelope) async throws(AgentClientError) -> EnvelopeReceipt {
+    /// `POST /v1/envelopes`: submits a signed command. `leaveConnectionOpen: false` asks the agent to close the
+    /// connection after its answer (`Connection: close`), for a command after which it goes down (a reboot): the
+    /// next request then connects afresh instead of finding a connection to a machine that is gone.
+    public func submit(_ envelope: SignedEnvelope, leaveConnectionOpen: Bool = true) async throws(AgentClientError)
+        -> EnvelopeReceipt
+    {
         let data: Data
         do {
             data = try CanonicalJSON.encode(envelope)
         } catch {
             throw AgentClientError(.configuration, endpoint: endpoint, "cannot encode envelope: \(error)")
         }
-        return try await call(.POST, "/v1/envelopes", body: ByteBuffer(bytes: data), as: EnvelopeReceipt.self)
+        return try await call(
+            .POST, "/v1/envelopes", body: ByteBuffer(bytes: data), reuse: .command(leaveOpen: leaveConnectionOpen),
+            as: EnvelopeReceipt.self)
     }
 
     /// `GET /v1/agent-binary/SHA256`: whether the agent has that agent binary. An agent from before uploads
@@ -194,21 +203,21 @@ public struct AgentClient: Sendable {
         headers.add(name: NK3Wire.uploadEnvelopeHeader, value: ticket)
         let response = try await send(
             .PUT, "/v1/agent-binary/\(sha256)", body: ByteBuffer(bytes: binary), contentType: "application/octet-stream",
-            headers: headers, timeout: max(timeout, .seconds(60 + binary.count / (1 << 20))))
+            headers: headers, timeout: max(timeout, .seconds(60 + binary.count / (1 << 20))), reuse: .never)
         return try decode(response, method: .PUT, path: "/v1/agent-binary/\(sha256)", as: AgentBinaryPresence.self)
     }
 
     /// Posts raw bytes to `/v1/envelopes` (for tests of the agent's input handling).
     public func submit(rawBody: ByteBuffer) async throws(AgentClientError) -> EnvelopeReceipt {
-        try await call(.POST, "/v1/envelopes", body: rawBody, as: EnvelopeReceipt.self)
+        try await call(.POST, "/v1/envelopes", body: rawBody, reuse: .command(leaveOpen: true), as: EnvelopeReceipt.self)
     }
 
     // MARK: - plumbing
 
-    private func call<T: Decodable>(_ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, as type: T.Type)
-        async throws(AgentClientError) -> T
-    {
-        let response = try await send(method, path, body: body)
+    private func call<T: Decodable>(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer? = nil, reuse: HTTPSOneShot.Reuse = .read, as type: T.Type
+    ) async throws(AgentClientError) -> T {
+        let response = try await send(method, path, body: body, reuse: reuse)
         return try decode(response, method: method, path: path, as: type)
     }
 
@@ -227,7 +236,7 @@ public struct AgentClient: Sendable {
 
     private func send(
         _ method: HTTPMethod, _ path: String, body: ByteBuffer?, contentType: String = "application/json",
-        headers: HTTPHeaders = [:], timeout requestTimeout: Duration? = nil
+        headers: HTTPHeaders = [:], timeout requestTimeout: Duration? = nil, reuse: HTTPSOneShot.Reuse
     ) async throws(AgentClientError) -> HTTPSOneShot.Response {
         let serverHostname: String?
         if IPAddressBytes.parse(endpoint.expectedName) != nil {
@@ -250,7 +259,8 @@ public struct AgentClient: Sendable {
         let response: HTTPSOneShot.Response
         do {
             response = try await oneShot.request(
-                method: method, path: path, body: body, contentType: body == nil ? nil : contentType, headers: headers)
+                method: method, path: path, body: body, contentType: body == nil ? nil : contentType, headers: headers,
+                reuse: reuse)
         } catch {
             throw map(error, method: method, path: path)
         }
@@ -280,7 +290,7 @@ public struct AgentClient: Sendable {
             return tlsError(error)
         case .timeout:
             return AgentClientError(.timeout, endpoint: endpoint, "\(method) \(path): no answer within \(timeout)")
-        case .closedEarly:
+        case .closedEarly, .closedBeforeAnswer(cause: nil):
             return AgentClientError(
                 .tlsRefused, endpoint: endpoint,
                 "the agent closed the connection before answering \(method) \(path); it most likely refused our "
@@ -289,7 +299,7 @@ public struct AgentClient: Sendable {
             return AgentClientError(.badResponse, endpoint: endpoint, "response larger than \(limit) bytes")
         case .cancelled:
             return AgentClientError(.timeout, endpoint: endpoint, "\(method) \(path): abandoned (the caller gave up waiting)")
-        case .other(let error):
+        case .other(let error), .closedBeforeAnswer(cause: let error?):
             return AgentClientError(.unreachable, endpoint: endpoint, "\(method) \(path) failed: \(error)")
         }
     }

@@ -7,12 +7,25 @@ import NK3Protocol
 import Synchronization
 
 /// One HTTP request over (m)TLS: on a fresh connection (connect, handshake, send, read the whole answer, close),
-/// or — for reads, when the client keeps one (`KeptConnection`) — on the connection the previous read left open.
+/// or — when the client keeps one (`KeptConnection`) — on the connection the previous request left open.
 ///
-/// Fresh connections make a request re-verify both peers, and a failed one never leaves doubt whether a retry
-/// would repeat it: every command (POST) gets one. A read may reuse a connection at most `KeptConnection.maxAge`
-/// after its handshake; a reused connection that turns out closed (the agent restarted, its idle timeout) is
-/// retried once on a fresh connection, which is safe for a GET.
+/// A connection is reused at most `KeptConnection.maxAge` after its handshake, so both peers' certificates are
+/// re-verified at least that often (and the agent checks our certificate against its revocation list on every
+/// request). Reads and commands share it: a rollout's bundle, status polls and reboot go over one connection.
+///
+/// A reused connection can turn out closed when a request is written on it (the agent restarted, or closed it idle,
+/// just then: RFC 9112 §9.3.1 "Connections can be closed at any time"). The request is then sent once more on a
+/// fresh connection (never after a timeout or a cancellation: an agent that is slow is not asked twice):
+/// - a read (GET, idempotent by RFC 9110 §9.2.2) after any failure of the reused connection;
+/// - a command (POST of a signed envelope) only when the connection closed or failed before any byte of the
+///   answer arrived. POST is not idempotent in general (RFC 9110 §9.3.3), and RFC 9112 §9.3.1 forbids retrying a
+///   non-idempotent request automatically "unless it has some means to know that the request semantics are
+///   actually idempotent". The agent provides that: it answers a byte-identical re-submission of the envelope it
+///   accepted last with the answer it gave, and runs nothing (`SerialStore`), so the command runs at most once
+///   whether or not the first attempt reached it. (Go's net/http makes the same call: its transport retries a
+///   request on a reused connection that failed before the answer only if the request is replayable, which a POST
+///   carrying an `Idempotency-Key` header is: `Request.isReplayable`, `persistConn.shouldRetryRequest`.)
+/// A fresh connection that fails is never retried: that failure is the agent's answer (a refused certificate).
 struct HTTPSOneShot: Sendable {
     struct Response: Sendable {
         var status: HTTPResponseStatus
@@ -25,7 +38,11 @@ struct HTTPSOneShot: Sendable {
         case connect(any Error)
         case tls(any Error)
         case timeout
+        /// The connection closed after part of the answer.
         case closedEarly
+        /// The connection closed (`cause` nil) or failed below HTTP (`cause`: a reset) before any byte of the
+        /// answer arrived, or while it was idle: the agent may not have seen the request at all.
+        case closedBeforeAnswer(cause: (any Error)?)
         case responseTooLarge(Int)
         /// The calling task was cancelled (the connection is closed).
         case cancelled
@@ -44,35 +61,56 @@ struct HTTPSOneShot: Sendable {
     let timeout: TimeAmount
     let maxResponseBytes: Int
     let group: any EventLoopGroup
-    /// Where reads leave their connection for the next read; nil: every request connects afresh.
+    /// Where requests leave their connection for the next request; nil: every request connects afresh.
     var keptAlive: KeptConnection? = nil
+
+    /// How a request may use the client's kept connection (`keptAlive`).
+    enum Reuse: Sendable, Equatable {
+        /// A fresh connection, closed after the answer (an agent binary upload).
+        case never
+        /// A read: takes and leaves the kept connection; retried on a fresh one after any failure of a reused one.
+        case read
+        /// A command (a signed envelope the agent answers again when re-submitted): takes the kept connection,
+        /// leaves it for the next request if `leaveOpen` (false: `Connection: close`, for a command after which the
+        /// agent goes down); retried on a fresh one only if a reused one closed before any answer.
+        case command(leaveOpen: Bool)
+    }
 
     /// Sends the request and waits for the whole answer. Cancelling the calling task abandons the request
     /// at once (connecting or waiting) and closes the connection: a caller's own timeout must not be held
     /// up by a peer that never answers (a host that went down mid-request).
     func request(
-        method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String? = nil, headers extra: HTTPHeaders = [:]
+        method: HTTPMethod, path: String, body: ByteBuffer?, contentType: String? = nil, headers extra: HTTPHeaders = [:],
+        reuse: Reuse
     ) async throws(Failure) -> Response {
-        let keep = method == .GET && body == nil ? keptAlive : nil
+        let keep = reuse == .never ? nil : keptAlive
+        let leaveOpen: Bool
+        switch reuse {
+        case .never: leaveOpen = false
+        case .read: leaveOpen = true
+        case .command(let open): leaveOpen = open
+        }
         if let keep, let connection = keep.take() {
             do throws(Failure) {
                 let response = try await exchange(
                     on: connection, method: method, path: path, body: body, contentType: contentType, headers: extra,
-                    keepAlive: true)
-                keep.put(connection)
+                    keepAlive: leaveOpen)
+                if leaveOpen { keep.put(connection) }
                 return response
             } catch {
-                switch error {
-                case .timeout, .cancelled: throw error
-                default: break  // closed under us (the agent restarted or timed it out): a GET may be asked again
+                switch (error, reuse) {
+                case (.timeout, _), (.cancelled, _): throw error
+                case (_, .read): break  // closed under us (the agent restarted or timed it out): a GET may be asked again
+                case (.closedBeforeAnswer, .command): break  // the agent answers the identical envelope again, runs it at most once
+                default: throw error
                 }
             }
         }
         let connection = try await connect()
         let response = try await exchange(
             on: connection, method: method, path: path, body: body, contentType: contentType, headers: extra,
-            keepAlive: keep != nil)
-        keep?.put(connection)
+            keepAlive: keep != nil && leaveOpen)
+        if let keep, leaveOpen { keep.put(connection) }
         return response
     }
 
@@ -232,7 +270,7 @@ struct HTTPSOneShot: Sendable {
     }
 }
 
-/// Where a client's reads leave their connection for the next read: at most one idle connection, given out
+/// Where a client's requests leave their connection for the next request: at most one idle connection, given out
 /// while its handshake is younger than `maxAge` and it has been idle less than `maxIdle` (well under the agent's
 /// idle timeout, so the agent rarely closes it first). Certificates are thus re-verified at least every `maxAge`.
 final class KeptConnection: Sendable {
@@ -258,7 +296,7 @@ final class KeptConnection: Sendable {
         return entry.connection
     }
 
-    /// Leaves `connection` for the next read if it stays open (closing the one left before, if any).
+    /// Leaves `connection` for the next request if it stays open (closing the one left before, if any).
     func put(_ connection: HTTPSOneShot.Connection) {
         guard connection.reusable.value, connection.channel.isActive else {
             connection.channel.close(promise: nil)
@@ -341,20 +379,29 @@ final class ResponseRouter: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+        if case NIOSSLError.uncleanShutdown? = error as? NIOSSLError, unanswered {
+            // The peer's TCP connection ended without a TLS close_notify (a process killed, a connection cut):
+            // a close, not a TLS refusal.
+            fail(.closedBeforeAnswer(cause: nil), context: context)
+        } else if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             fail(.tls(error), context: context)
         } else {
-            fail(.other(error), context: context)
+            fail(unanswered ? .closedBeforeAnswer(cause: error) : .other(error), context: context)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         reusable.clear()
-        if dead == nil { dead = .closedEarly }
-        promise?.fail(HTTPSOneShot.Failure.closedEarly)
+        let failure: HTTPSOneShot.Failure = unanswered ? .closedBeforeAnswer(cause: nil) : .closedEarly
+        if dead == nil { dead = failure }
+        promise?.fail(failure)
         promise = nil
         context.fireChannelInactive()
     }
+
+    /// Whether no byte of an answer to the request in progress has arrived (true while idle: a request that finds
+    /// the connection dead got nothing).
+    private var unanswered: Bool { promise == nil || head == nil }
 
     private func fail(_ failure: HTTPSOneShot.Failure, context: ChannelHandlerContext) {
         reusable.clear()

@@ -58,7 +58,11 @@ public final class ClusterAgents: RolloutAgents {
             try await ensureAgentBinary(binary, on: node)
         }
         let envelope = try await sign(command, for: node)
-        return try await c.submit(envelope)
+        // The agent goes down after answering a reboot: its connection is closed with the answer rather than kept
+        // for the next request, which would find it dead (the next is the reachability poll after the boot).
+        var leaveOpen = true
+        if case .reboot = command { leaveOpen = false }
+        return try await c.submit(envelope, leaveConnectionOpen: leaveOpen)
     }
 
     /// The agent binary the rendered `nk3-agent.nix` names (inventory `agent_binary`), uploaded to a node before

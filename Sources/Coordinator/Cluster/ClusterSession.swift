@@ -85,7 +85,7 @@ public struct ClusterSession: Sendable {
             let host = node[hostvar: "agent_address"]?.stringValue ?? node.address
             clients[node.name] = AgentClient(
                 endpoint: AgentEndpoint(host: host, port: port, expectedName: node.address), tls: tls,
-                timeout: overrides.agentTimeout, logger: logger, keepReadsAlive: true)
+                timeout: overrides.agentTimeout, logger: logger, keepAlive: true)
         }
         let agentBinary = try inventory.agentBinaryPath.map { path throws(CoordinatorError) in
             try LocalAgentBinary(path: path)

@@ -14,6 +14,7 @@ extension FleetBench {
             var same: [Double] = []
             var changed: [Double] = []
             var renderDiff: [Double] = []
+            var handshakes: [Double] = []
             do {
                 let templatePath = URL(fileURLWithPath: cluster.inventoryPath).deletingLastPathComponent()
                     .appendingPathComponent("template.nix.j2").path
@@ -35,9 +36,12 @@ extension FleetBench {
                         of: anchor, with: anchor + "  # nk3 bench plan \(run + 1)\n")
                     try edited.write(toFile: templatePath, atomically: true, encoding: .utf8)
                     let t1 = clock.now
+                    let connections = cluster.members.reduce(0) { $0 + $1.agentConnections }
                     let part = try await planOnce(cluster, nodes: size, expectChanged: true)
                     changed.append(t1.duration(to: clock.now).milliseconds)
                     renderDiff.append(part)
+                    handshakes.append(
+                        Double(cluster.members.reduce(0) { $0 + $1.agentConnections } - connections) / Double(size))
                 }
             } catch {
                 await cluster.shutdown()
@@ -52,6 +56,10 @@ extension FleetBench {
                     target: big ? "≤ 2000 ms" : nil, met: big ? { $0 <= 2000 } : nil))
             result.figures.append(
                 BenchFigure("\(size) nodes, every node changed: plan() alone (render, fetch, diff)", unit: "ms", samples: renderDiff))
+            result.notes.append(
+                "\(size) nodes, every node changed: agent mTLS handshakes per node (status probe and file fetch share "
+                    + "the session's kept connection): "
+                    + handshakes.map { String(format: "%.2f", $0) }.joined(separator: ", "))
             growth.append(
                 (size, BenchFigure("", unit: "", samples: same).median / Double(size),
                     BenchFigure("", unit: "", samples: changed).median / Double(size)))

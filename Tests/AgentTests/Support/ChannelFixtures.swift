@@ -120,14 +120,15 @@ struct ChannelFixture {
 
     func client(
         _ server: AgentServer, identity: IssuedCertificate?, expectedName: String = "127.0.0.1",
-        trustRoots: [NIOSSLCertificate]? = nil, keepReadsAlive: Bool = false, readReuse: AgentClient.ReadReuse = .standard
+        trustRoots: [NIOSSLCertificate]? = nil, port: Int? = nil, timeout: Duration = .seconds(20), keepAlive: Bool = false,
+        reuse: AgentClient.ConnectionReuse = .standard
     ) throws -> AgentClient {
         let roots = try trustRoots ?? TLSConfigs.trustRoots(pem: try ca.certificatePEM)
         let id = try identity.map { try TLSIdentity(certificatePEM: $0.certificatePEM, privateKeyPEM: $0.privateKeyPEM) }
         let tls = try AgentClientTLS(trustRoots: roots, identity: id)
         return AgentClient(
-            endpoint: AgentEndpoint(host: "127.0.0.1", port: server.port!, expectedName: expectedName), tls: tls,
-            timeout: .seconds(20), logger: channelQuietLogger(), keepReadsAlive: keepReadsAlive, readReuse: readReuse)
+            endpoint: AgentEndpoint(host: "127.0.0.1", port: port ?? server.port!, expectedName: expectedName), tls: tls,
+            timeout: timeout, logger: channelQuietLogger(), keepAlive: keepAlive, reuse: reuse)
     }
 
     func envelope(serial: UInt64, node: String = ChannelFixture.node, now: Date = Date(), validity: TimeInterval = 300)

@@ -98,12 +98,17 @@ extension GateWaitTests {
         try await withCluster { server, client in
             server.state.setCephHealth(health: "HEALTH_OK", lastChecked: Date())
             let lists = { server.state.stats.byRoute["GET pods (list, one namespace)"] ?? 0 }
-            let gate = HealthGates.ceph(client, checkedAfter: nil)
+            // The lookup's pace is wall-clock time: an hour here, so that a loaded machine cannot make three checks
+            // span it; a gate whose pace has passed at every check looks every time.
+            let gate = HealthGates.ceph(client, checkedAfter: nil, toolboxRelook: .seconds(3600))
             for _ in 0..<3 { _ = try await gate.check() }
             #expect(lists() == 1)
+            let eager = HealthGates.ceph(client, checkedAfter: nil, toolboxRelook: .zero)
+            for _ in 0..<3 { _ = try await eager.check() }
+            #expect(lists() == 4)
 
             // A toolbox found, then replaced (a drain evicted it): the gate follows to the new pod, no warning.
-            let withToolbox = HealthGates.ceph(client, checkedAfter: nil)
+            let withToolbox = HealthGates.ceph(client, checkedAfter: nil, toolboxRelook: .seconds(3600))
             addToolbox(server.state)
             server.state.setCephHealthAsCephSees(health: "HEALTH_OK")
             #expect(try await withToolbox.check().lines.first?.message.contains(Self.toolboxPod) == true)

@@ -61,13 +61,14 @@ public enum HealthGates {
     ///    200 ms gains nothing.
     /// An exec that fails (no `create` on `pods/exec`, a non-zero exit, no JSON) is reported once as a warning and
     /// the gate keeps to the CephCluster status from then on. Without a toolbox the gate looks for one again at most
-    /// every 10 s, not on every poll. No CephCluster and no toolbox stops the gates at once.
+    /// every `toolboxRelook` (10 s), not on every poll. No CephCluster and no toolbox stops the gates at once.
     /// Each line names the source that judged.
     public static func ceph(
         _ kube: any KubeAPI, namespace: String = "rook-ceph", name: String = "rook-ceph", checkedAfter: Date?,
-        tolerated: Set<String> = GateLogic.toleratedCephChecks, toolbox: Bool = true, period: Duration = .milliseconds(200)
+        tolerated: Set<String> = GateLogic.toleratedCephChecks, toolbox: Bool = true, period: Duration = .milliseconds(200),
+        toolboxRelook: Duration = .seconds(10)
     ) -> HealthGate {
-        let lookup = CephToolboxLookup(enabled: toolbox)
+        let lookup = CephToolboxLookup(enabled: toolbox, relook: toolboxRelook)
         return HealthGate(name: "ceph health (CephCluster \(namespace)/\(name))", period: period) {
             var warning: GateReport? = nil
             var toolboxPod: Pod? = nil

@@ -51,7 +51,7 @@ struct AgentBench {
             }
         }
         result.figures.append(
-            BenchFigure("RSS at idle after start", unit: "MiB", samples: idleRSS, target: "≤ 20 MB", met: { $0 * 1.048576 <= 20 }))
+            BenchFigure("RSS at idle after start", unit: "MiB", samples: idleRSS, target: "≤ 16 MB", met: { $0 * 1.048576 <= 16 }))
         if !anonymous.isEmpty {
             result.figures.append(BenchFigure("  idle RSS part: anonymous (heap, stacks)", unit: "MiB", samples: anonymous))
             result.figures.append(BenchFigure("  idle RSS part: file-backed (code, libraries)", unit: "MiB", samples: fileBacked))

@@ -151,34 +151,19 @@ extension KubeAPI {
     /// copy that proves current by the precondition the read is already done. A copy that would leave the node
     /// alone (already cordoned) decides nothing: the node is read, as without one.
     public func cordon(node: String, by owner: String, reason: String, known: Node? = nil) async throws -> CordonOutcome {
-        var known = known.flatMap { $0.metadata.resourceVersion != nil && !$0.isUnschedulable ? $0 : nil }
-        for _ in 0..<5 {
-            let current: Node
-            let fromCopy = known != nil
-            if let copy = known {
-                current = copy
-                known = nil
-            } else {
-                current = try await getNode(node)
-            }
+        let known = known.flatMap { $0.metadata.resourceVersion != nil && !$0.isUnschedulable ? $0 : nil }
+        return try await patchNode(node, known: known, toDo: "cordon") { current in
             if current.isUnschedulable {
                 if current.isCordonedByNK3 {
                     return .alreadyCordonedByNK3(by: current.annotation(NK3Annotations.cordonedBy) ?? KubeClient.fieldManager)
                 }
                 return .alreadyCordonedByOther
             }
-            do {
-                try await setUnschedulable(
-                    node, true, annotations: [NK3Annotations.cordonedBy: owner, NK3Annotations.cordonReason: reason],
-                    resourceVersion: current.metadata.resourceVersion)
-                return .cordoned
-            } catch let error as KubeError where error.code == .conflict {
-                continue
-            } catch let error as KubeError where fromCopy && error.isTransient {
-                continue  // read the node, as without a copy: see `KubeError.isTransient`
-            }
+            try await setUnschedulable(
+                node, true, annotations: [NK3Annotations.cordonedBy: owner, NK3Annotations.cordonReason: reason],
+                resourceVersion: current.metadata.resourceVersion)
+            return .cordoned
         }
-        throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to cordon it; retry")
     }
 
     /// Uncordons `node` only if nk3 holds its cordon (`Node.isCordonedByNK3`: managedFields, else nk3's
@@ -188,20 +173,12 @@ extension KubeAPI {
     /// uncordon patch, which carries its resourceVersion (a stale copy: 409, read again), as in `cordon`. A copy
     /// that would refuse or leave the node alone decides nothing: the node is read, as without one.
     public func uncordonIfCordonedByNK3(node: String, known: Node? = nil) async throws -> UncordonOutcome {
-        var known = known.flatMap { n -> Node? in
+        let known = known.flatMap { n -> Node? in
             guard n.metadata.resourceVersion != nil else { return nil }
             let writes = n.isUnschedulable ? n.isCordonedByNK3 : n.annotation(NK3Annotations.cordonedBy) != nil
             return writes ? n : nil
         }
-        for _ in 0..<5 {
-            let current: Node
-            let fromCopy = known != nil
-            if let copy = known {
-                current = copy
-                known = nil
-            } else {
-                current = try await getNode(node)
-            }
+        return try await patchNode(node, known: known, toDo: "uncordon") { current in
             let annotated = current.annotation(NK3Annotations.cordonedBy) != nil
             if current.isUnschedulable && !current.isCordonedByNK3 {
                 let why =
@@ -212,18 +189,39 @@ extension KubeAPI {
                     "node \(node) is cordoned, but held by someone else (\(why)): nk3 leaves it cordoned; run `kubectl uncordon \(node)` if that is intended")
             }
             if !current.isUnschedulable && !annotated { return .notCordoned }
+            try await setUnschedulable(
+                node, false, annotations: [NK3Annotations.cordonedBy: nil, NK3Annotations.cordonReason: nil],
+                resourceVersion: current.metadata.resourceVersion)
+            return current.isUnschedulable ? .uncordoned : .notCordoned
+        }
+    }
+
+    /// The read-then-patch loop of `cordon` and `uncordonIfCordonedByNK3`: up to five rounds of reading the node
+    /// (`known`, the caller's copy, in the first round only; else a GET) and running `step` on it, which patches
+    /// with the node's resourceVersion. A conflict (409: the node changed since it was read) reads it again; so does
+    /// a transient failure of a patch sent from the copy (`KubeError.isTransient`). Anything else is thrown.
+    private func patchNode<T>(
+        _ node: String, known: Node?, toDo verb: String, _ step: (Node) async throws -> T
+    ) async throws -> T {
+        var known = known
+        for _ in 0..<5 {
+            let fromCopy = known != nil
+            let current: Node
+            if let copy = known {
+                current = copy
+                known = nil
+            } else {
+                current = try await getNode(node)
+            }
             do {
-                try await setUnschedulable(
-                    node, false, annotations: [NK3Annotations.cordonedBy: nil, NK3Annotations.cordonReason: nil],
-                    resourceVersion: current.metadata.resourceVersion)
-                return current.isUnschedulable ? .uncordoned : .notCordoned
+                return try await step(current)
             } catch let error as KubeError where error.code == .conflict {
                 continue
             } catch let error as KubeError where fromCopy && error.isTransient {
                 continue  // read the node, as without a copy: see `KubeError.isTransient`
             }
         }
-        throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to uncordon it; retry")
+        throw KubeError(.conflict, "node \(node) kept changing while nk3 tried to \(verb) it; retry")
     }
 }
 
